@@ -1,0 +1,159 @@
+"""Shared fixtures: the fake Twelve Labs API and the real daemon as a subprocess."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.media import make_video
+
+TEST_KEY = "tlk_test_key_do_not_log_0123456789"
+
+
+@pytest.fixture(autouse=True)
+def _no_thread_leaks():
+    """A test that leaves threads behind would slowly poison the rest of the run."""
+    before = {t.ident for t in threading.enumerate()}
+    yield
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        leaked = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()]
+        if not leaked:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"threads leaked: {[t.name for t in leaked]}")
+
+
+@pytest.fixture
+def fake_api(tmp_path) -> Iterator[Any]:
+    from tests.fakeapi import FakeTwelveLabs
+
+    with FakeTwelveLabs(api_key=TEST_KEY) as api:
+        yield api
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("clips")
+
+
+@pytest.fixture(scope="session")
+def valid_clip(clip_dir) -> Path:
+    """A tiny valid video: 640x360, 5 s, with audio."""
+    return make_video(clip_dir / "valid.mp4")
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 15.0,
+             what: str | Callable[[], str] = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    described = what() if callable(what) else what
+    raise AssertionError(f"timed out after {timeout}s waiting for {described or predicate}")
+
+
+class DaemonRunner:
+    """Runs ``python -m watcherd run`` on temp folders against the fake API."""
+
+    def __init__(self, root: Path, api: Any) -> None:
+        self.root = root
+        self.api = api
+        self.inbox = root / "inbox"
+        self.inbox.mkdir(exist_ok=True)
+        self.log_path = root / "daemon.log"
+        self.proc: subprocess.Popen | None = None
+        self.settings: dict[str, Any] = {
+            "api": {"base_url": api.base_url, "connect_timeout_seconds": 2,
+                    "io_timeout_seconds": 10},
+            "state_db": str(root / "state" / "state.db"),
+            "settle_seconds": 0.5,
+            "poll_interval_seconds": 0.1,
+            "rescan_interval_seconds": 2,
+            "pause_check_seconds": 0.5,
+            "log_level": "debug",
+            "folders": [{"path": str(self.inbox), "index_id": "idx_test"}],
+        }
+        self.env = {**os.environ, "TWELVELABS_API_KEY": TEST_KEY}
+        self.env.pop("CREDENTIALS_DIRECTORY", None)
+        self.env.pop("JOURNAL_STREAM", None)
+
+    @property
+    def done(self) -> Path:
+        return self.inbox / "done"
+
+    @property
+    def failed(self) -> Path:
+        return self.inbox / "failed"
+
+    def write_config(self) -> Path:
+        path = self.root / "config.yaml"
+        path.write_text(yaml.safe_dump(self.settings))
+        return path
+
+    def start(self) -> DaemonRunner:
+        config = self.write_config()
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "watcherd", "run", "--config", str(config)],
+            stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.root)
+        log.close()
+        wait_for(lambda: "watcherd started" in self.log() or self.proc.poll() is not None,
+                 timeout=30, what="daemon start")
+        assert self.proc.poll() is None, self.log()
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.proc = None
+        return code
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def sidecar(self, moved: Path) -> dict[str, Any]:
+        return json.loads(moved.with_name(moved.name + ".json").read_text())
+
+    def wait_done(self, name: str, where: str = "done", timeout: float = 20.0) -> Path:
+        target = (self.done if where == "done" else self.failed) / name
+        sidecar = target.with_name(name + ".json")
+        wait_for(sidecar.exists, timeout, lambda: f"{sidecar} (log:\n{self.log()[-4000:]})")
+        return target
+
+    def status(self) -> list[dict[str, Any]]:
+        out = subprocess.run(
+            [sys.executable, "-m", "watcherd", "status", "--json", "-c", str(self.write_config())],
+            capture_output=True, text=True, env=self.env, timeout=60, check=True).stdout
+        return [json.loads(line) for line in out.splitlines()]
+
+
+@pytest.fixture
+def daemon(tmp_path, fake_api) -> Iterator[DaemonRunner]:
+    runner = DaemonRunner(tmp_path, fake_api)
+    yield runner
+    if runner.proc is not None:
+        code = runner.stop()
+        assert code == 0, runner.log()[-3000:]
+    assert TEST_KEY not in runner.log(), "the API key leaked into the log"

@@ -1,0 +1,754 @@
+"""A fake Twelve Labs API: a real threaded HTTP server on loopback for tests and benchmarks.
+
+It speaks the documented JSON (see /work/shared/research/twelvelabs-api.md sections 1-4),
+parses real multipart bodies as a stream (a 1.5 GB upload uses constant memory) and can
+inject the failures a real client must survive: 429 with an empty body, non-JSON 5xx,
+connection resets before, during and after the task was created, slow answers.
+
+Standalone: ``python -m tests.fakeapi [--port 0] [--api-key K] [--index idx_test]`` prints
+``base_url`` and serves until SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import re
+import secrets
+import signal
+import socket
+import socketserver
+import struct
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import parse_qs, unquote, urlsplit
+
+PIECE = 1 << 20             # read bodies in pieces of at most 1 MiB
+MAX_FIELD = 1 << 20         # non-file form fields are kept in memory, so cap them
+MAX_PART_HEADERS = 16 << 10
+MIDBODY_MIN = 64 << 10      # "reset_midbody" reads at least this much before dropping
+MAX_PAGE_LIMIT = 50
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+ACTIONS = (None, "reset", "reset_midbody", "create_then_reset")
+DEFAULT_PROGRESSION = (("validating", 0.0), ("pending", 0.05), ("indexing", 0.1), ("ready", 0.3))
+Progression = Sequence[tuple[str, float]]
+
+
+@dataclass
+class UploadedFile:
+    field: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str                       # full path as sent, e.g. "/v1.3/tasks/abc" (no query)
+    query: dict[str, list[str]]
+    headers: dict[str, str]         # lower-cased names
+    fields: dict[str, str] = field(default_factory=dict)
+    file: UploadedFile | None = None
+    status: int = 0                 # what was answered; 0 if the connection was dropped
+    task_id: str | None = None
+    at: float = field(default_factory=time.time)  # when the request arrived
+
+
+@dataclass
+class _Rule:
+    method: str
+    prefix: str
+    status: int
+    body: bytes | str | dict | None
+    headers: dict[str, str]
+    remaining: int
+    action: str | None
+    delay: float
+
+
+class _ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class _Dropped(Exception):
+    """The client went away mid-request: there is nobody left to answer."""
+
+
+def _rfc3339(ms: int) -> str:
+    return (EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+_PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
+
+
+def _parse_header(value: str) -> tuple[str, dict[str, str]]:
+    """``'form-data; name="a"'`` -> ``("form-data", {"name": "a"})``; handles RFC 5987 ``*``."""
+    head, _, rest = value.partition(";")
+    params: dict[str, str] = {}
+    starred: set[str] = set()
+    for key, raw in _PARAM.findall(";" + rest):
+        key, raw = key.lower(), raw.strip()
+        if len(raw) >= 2 and raw[0] == raw[-1] == '"':
+            # urllib3 2.x (under requests-toolbelt) escapes '"' as %22, like browsers do.
+            raw = re.sub(r"\\(.)", r"\1", raw[1:-1]).replace("%22", '"')
+        if key.endswith("*"):
+            charset, _, encoded = raw.partition("'")
+            key, raw = key[:-1], unquote(encoded.partition("'")[2], charset or "utf-8", "replace")
+            starred.add(key)
+        elif key in starred:
+            continue  # filename* wins over filename
+        params[key] = raw
+    return head.strip().lower(), params
+
+
+class _Body:
+    """A request body read in <= 1 MiB pieces, per Content-Length or chunked encoding."""
+
+    def __init__(self, rfile: BinaryIO, length: int | None, chunked: bool) -> None:
+        self.rfile, self.length, self.chunked = rfile, length, chunked
+        self.remaining = length or 0
+        self.done = not chunked and not length
+        self.read = 0
+        self._chunk_left = 0
+
+    def pieces(self, limit: int | None = None) -> Iterator[bytes]:
+        while not self.done and (limit is None or self.read < limit):
+            want = PIECE if limit is None else min(PIECE, limit - self.read)
+            data = self._next(want)
+            self.read += len(data)
+            if data:
+                yield data
+
+    def drain(self) -> None:
+        for _ in self.pieces():
+            pass
+
+    def _exactly(self, n: int) -> bytes:
+        data = self.rfile.read(n)
+        if len(data) < n:
+            raise _Dropped("body ended early")
+        return data
+
+    def _next(self, want: int) -> bytes:
+        if not self.chunked:
+            data = self._exactly(min(want, self.remaining))
+            self.remaining -= len(data)
+            self.done = self.remaining == 0
+            return data
+        if self._chunk_left == 0:
+            line = self.rfile.readline(1024)
+            if not line.endswith(b"\n"):
+                raise _Dropped("broken chunk header")
+            try:
+                self._chunk_left = int(line.split(b";")[0].strip(), 16)
+            except ValueError:
+                raise _Dropped("broken chunk header") from None
+            if self._chunk_left == 0:  # last chunk: skip trailers up to the blank line
+                while (line := self.rfile.readline(8192)) not in (b"\r\n", b"\n"):
+                    if not line:
+                        raise _Dropped("body ended in the trailers")
+                self.done = True
+                return b""
+        data = self._exactly(min(want, self._chunk_left))
+        self._chunk_left -= len(data)
+        if self._chunk_left == 0 and self._exactly(2) != b"\r\n":
+            raise _Dropped("broken chunk framing")
+        return data
+
+
+def _read_form(body: _Body, boundary: bytes,
+               sink: BinaryIO | None) -> tuple[dict[str, str], UploadedFile | None]:
+    """Stream a multipart/form-data body: text fields in memory, ``video_file`` hashed.
+
+    Only a tail of ``len(delimiter)`` bytes is kept between pieces, so memory stays flat.
+    """
+    delim = b"\r\n--" + boundary
+    buf = b"\r\n"  # so the first boundary line looks like every later one
+    pieces = body.pieces()
+    fields: dict[str, str] = {}
+    upload: UploadedFile | None = None
+    state = "preamble"
+    part: tuple[str, str | None, str] | None = None  # name, filename, content type
+    value, hasher, size = bytearray(), hashlib.sha256(), 0
+
+    def bad(why: str) -> _ApiError:
+        return _ApiError(400, "parameter_invalid", f"The multipart body is invalid: {why}.")
+
+    def more() -> None:
+        nonlocal buf
+        piece = next(pieces, None)
+        if piece is None:
+            raise bad("it ended before the closing boundary")
+        buf += piece
+
+    def emit(data: memoryview) -> None:
+        nonlocal size
+        if part is None or not data:
+            return  # preamble, or a part without a name
+        if part[1] is not None:
+            if part[0] == "video_file" and upload is None:
+                hasher.update(data)
+                size += len(data)
+                if sink is not None:
+                    sink.write(data)
+        elif len(value) + len(data) > MAX_FIELD:
+            raise bad(f"field {part[0]!r} is larger than {MAX_FIELD} bytes")
+        else:
+            value.extend(data)
+
+    while True:
+        if state in ("preamble", "body"):
+            at = buf.find(delim)
+            if at < 0:
+                keep = len(delim) - 1  # the delimiter may straddle two pieces
+                if len(buf) > keep:
+                    emit(memoryview(buf)[:-keep])
+                    buf = buf[-keep:]
+                more()
+                continue
+            emit(memoryview(buf)[:at])
+            buf = buf[at + len(delim):]
+            if part is not None:
+                name, filename, ctype = part
+                if filename is None:
+                    fields[name] = value.decode("utf-8", "replace")
+                elif name == "video_file" and upload is None:
+                    upload = UploadedFile(name, filename, ctype, size, hasher.hexdigest())
+            part, value = None, bytearray()
+            state = "delimiter"
+        elif state == "delimiter":
+            while len(buf) < 2:
+                more()
+            if buf.startswith(b"--"):
+                body.drain()  # the epilogue, ignored
+                return fields, upload
+            if not buf.startswith(b"\r\n"):
+                raise bad("a boundary line is followed by garbage")
+            buf, state = buf[2:], "headers"
+        else:  # "headers"
+            end = 0 if buf.startswith(b"\r\n") else buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > MAX_PART_HEADERS:
+                    raise bad("part headers too large")
+                more()
+                continue
+            headers = {}
+            for line in buf[:end].decode("utf-8", "replace").split("\r\n"):
+                key, _, val = line.partition(":")
+                headers[key.strip().lower()] = val.strip()
+            buf = buf[end + (2 if end == 0 else 4):]
+            disposition, params = _parse_header(headers.get("content-disposition", ""))
+            if disposition == "form-data" and "name" in params:
+                part = (params["name"], params.get("filename"),
+                        headers.get("content-type", "text/plain"))
+            state = "body"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
+
+    def __init__(self, address: tuple[str, int], fake: FakeTwelveLabs) -> None:
+        self.fake = fake
+        self.lock = threading.Lock()
+        self.conns: dict[threading.Thread, socket.socket] = {}  # so stop() can end them
+        self.hard_close: set[socket.socket] = set()              # connections to RST
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn); skip it.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(target=self._serve, args=(request, client_address),
+                                  name="fakeapi-conn", daemon=True)
+        with self.lock:
+            self.conns[thread] = request
+        thread.start()
+
+    def _serve(self, request: Any, client_address: Any) -> None:
+        try:
+            self.process_request_thread(request, client_address)
+        finally:
+            with self.lock:
+                self.conns.pop(threading.current_thread(), None)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.lock:
+            hard = request in self.hard_close
+            self.hard_close.discard(request)
+        if hard:
+            self.close_request(request)  # SO_LINGER 0 is set, so close() sends a RST
+        else:
+            super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            self.fake.errors.append(traceback.format_exc())
+
+    def close_connections(self, timeout: float) -> None:
+        """End keep-alive connections so no handler thread outlives stop()."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                conns = list(self.conns.items())
+            if not conns:
+                return
+            for _, sock in conns:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            for thread, _ in conns:
+                thread.join(max(0.0, deadline - time.monotonic()))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else small answers wait 40 ms for a delayed ACK
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # tests read FakeTwelveLabs.requests instead
+
+    def do_GET(self) -> None:
+        fake = self.server.fake
+        url = urlsplit(self.path)
+        rec = RecordedRequest(self.command, url.path, parse_qs(url.query, keep_blank_values=True),
+                              {k.lower(): v for k, v in self.headers.items()})
+        self._recorded = False
+        chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+        try:
+            length = None if chunked else int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+            self.close_connection = True
+        body = _Body(self.rfile, length, chunked)
+        rel = fake._relative(url.path)
+        try:
+            rule = fake._take_rule(self.command, rel)
+            if rule is None:
+                self._respond(rec, body, *self._route(rec, body, rel))
+            elif rule.action == "reset_midbody":
+                half = max(body.length // 2, MIDBODY_MIN) if body.length else MIDBODY_MIN
+                for _ in body.pieces(limit=min(half, body.length or half)):
+                    pass
+                self._drop(rec)
+            elif rule.action == "create_then_reset":
+                self._route(rec, body, rel)  # creates the task as usual
+                body.drain()
+                fake._stopping.wait(rule.delay)
+                self._drop(rec)
+            else:
+                body.drain()  # the client must finish sending to see our answer
+                fake._stopping.wait(rule.delay)
+                if rule.action == "reset":
+                    self._drop(rec)
+                else:
+                    self._respond(rec, body, rule.status, rule.body, rule.headers)
+        except (_Dropped, ConnectionError, TimeoutError):
+            self.close_connection = True
+            if not self._recorded:
+                rec.status = 0
+                fake._record(rec)
+        except Exception:
+            fake.errors.append(traceback.format_exc())
+            self.close_connection = True
+            if not self._recorded:
+                self._respond(rec, body, 500, {"code": "fake_bug", "message": "see fake.errors"})
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+    def _route(self, rec: RecordedRequest, body: _Body, rel: str | None) -> tuple[int, Any]:
+        fake = self.server.fake
+        if rec.headers.get("x-api-key") != fake.api_key:
+            return 401, {"code": "api_key_invalid", "message": "API Key is either invalid or "
+                         "expired. Please check your API key and try again."}
+        parts = (rel or "").strip("/").split("/")
+        try:
+            if rel is None:
+                pass
+            elif self.command == "POST" and parts == ["tasks"]:
+                return 200, self._create(rec, body)
+            elif self.command == "GET" and parts == ["tasks"]:
+                return 200, fake._list(rec.query)
+            elif self.command == "GET" and len(parts) == 2 and parts[0] == "tasks":
+                return 200, fake._task_json(parts[1])
+            elif self.command == "GET" and len(parts) == 2 and parts[0] == "indexes":
+                return 200, fake._index_json(parts[1])
+        except _ApiError as exc:
+            return exc.status, {"code": exc.code, "message": exc.message}
+        return 404, {"code": "not_found", "message": f"{self.command} {rec.path} not found."}
+
+    def _create(self, rec: RecordedRequest, body: _Body) -> dict[str, str]:
+        fake = self.server.fake
+        mime, params = _parse_header(self.headers.get("Content-Type", ""))
+        if mime != "multipart/form-data" or not params.get("boundary"):
+            raise _ApiError(400, "parameter_invalid", "The request must be multipart/form-data.")
+        task_id = secrets.token_hex(12)
+        part_path = fake.store_dir / f"{task_id}.bin.part" if fake.store_dir else None
+        try:
+            with open(part_path, "wb") if part_path else nullcontext() as sink:
+                rec.fields, rec.file = _read_form(body, params["boundary"].encode("latin-1"), sink)
+            missing = [n for n in ("index_id", "video_file")
+                       if not (rec.file if n == "video_file" else rec.fields.get(n))]
+            if missing:
+                raise _ApiError(400, "parameter_not_provided",
+                                f"The `{missing[0]}` parameter is required but was not provided.")
+            index_id = rec.fields["index_id"]
+            if index_id not in fake.indexes:
+                raise _ApiError(400, "resource_not_exist",
+                                f"Resource with id `{index_id}` does not exist in `indexes`.")
+            assert rec.file is not None
+            if rec.file.size == 0:
+                raise _ApiError(400, "video_file_broken", "Cannot read video file. Please check "
+                                "the video file is valid and try again.")
+            if part_path:
+                part_path.rename(part_path.with_suffix(""))
+                part_path = None
+        finally:
+            if part_path:
+                part_path.unlink(missing_ok=True)
+        task = fake._add_task(task_id, rec.fields, rec.file)
+        rec.task_id = task_id
+        return {"_id": task_id, "video_id": task["video_id"]}
+
+    def _respond(self, rec: RecordedRequest, body: _Body, status: int, payload: Any,
+                 headers: dict[str, str] | None = None) -> None:
+        body.drain()  # answer only after the whole request was read (no broken pipes)
+        out: dict[str, str] = {"X-Api-Version": self.server.fake.api_version}
+        if isinstance(payload, (dict, list)):
+            data = json.dumps(payload).encode()
+            out["Content-Type"] = "application/json; charset=utf-8"
+        else:
+            data = payload.encode() if isinstance(payload, str) else payload or b""
+            if data:
+                out["Content-Type"] = "text/plain; charset=utf-8"
+        for key, val in (headers or {}).items():  # caller's headers win, case-insensitively
+            out = {k: v for k, v in out.items() if k.lower() != key.lower()}
+            out[key] = val
+        rec.status = status
+        self.server.fake._record(rec)  # before answering, so a client never outruns the record
+        self._recorded = True
+        self.send_response(status)
+        for key, val in out.items():
+            self.send_header(key, val)
+        self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _drop(self, rec: RecordedRequest) -> None:
+        rec.status = 0
+        self.server.fake._record(rec)
+        self._recorded = True
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        with self.server.lock:
+            self.server.hard_close.add(self.connection)
+
+
+class FakeTwelveLabs:
+    """The fake API. Use as a context manager; ``base_url`` is valid once started.
+
+    ``requests`` lists every request in the order its answer went out (it is appended just
+    before answering, so a client never sees an answer the record does not have yet).
+    ``tasks`` maps task id -> record: ``_id, video_id, index_id, filename, created_at,
+    created_ms, started (monotonic), user_metadata, fields, size, sha256``; the status is
+    derived on each read. ``errors`` holds tracebacks of bugs in the fake itself.
+    """
+
+    def __init__(self, *, api_key: str = "tlk_test_key", indexes: Iterable[str] = ("idx_test",),
+                 api_version: str = "v1.3", progression: Progression = DEFAULT_PROGRESSION,
+                 store_dir: str | os.PathLike | None = None,
+                 host: str = "127.0.0.1", port: int = 0) -> None:
+        if api_version not in ("v1.2", "v1.3"):
+            raise ValueError(f"api_version must be v1.2 or v1.3, not {api_version!r}")
+        self.api_key = api_key
+        self.indexes = list(indexes)
+        self.api_version = api_version
+        self.store_dir = Path(store_dir) if store_dir is not None else None
+        self.host, self.port = host, port
+        self.requests: list[RecordedRequest] = []
+        self.tasks: dict[str, dict] = {}
+        self.errors: list[str] = []  # tracebacks of bugs in the fake itself
+        self._lock = threading.Lock()
+        self._rules: list[_Rule] = []
+        self._failing: dict[str, str] = {}
+        self._progression: tuple[tuple[str, float], ...] = ()
+        self.set_progression(progression)
+        self._created_ms = time.time_ns() // 1_000_000
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def start(self) -> FakeTwelveLabs:
+        if self._server is not None:
+            raise RuntimeError("already started")
+        if self.store_dir is not None:
+            self.store_dir.mkdir(parents=True, exist_ok=True)
+        self._stopping.clear()
+        self._server = _Server((self.host, self.port), self)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        name="fakeapi-serve", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()  # wakes injected delays
+        server.shutdown()
+        assert self._thread is not None
+        self._thread.join()
+        server.close_connections(timeout=5.0)
+        server.server_close()
+
+    def __enter__(self) -> FakeTwelveLabs:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the fake API is not running")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/{self.api_version}"
+
+    # -- test controls ------------------------------------------------------
+
+    def inject(self, method: str, path_prefix: str, *, status: int = 500,
+               body: bytes | str | dict | None = None, headers: dict[str, str] | None = None,
+               times: int = 1, action: str | None = None, delay: float = 0.0) -> None:
+        """The next ``times`` requests matching ``method`` and ``path_prefix`` (relative to
+        ``/<api_version>``) get this instead of the normal answer.
+
+        ``action``: None answers ``status``/``body``/``headers`` (dict body -> JSON, None ->
+        empty); "reset" reads the body then sends a RST; "reset_midbody" drops after about
+        half the body; "create_then_reset" handles the request normally (POST /tasks creates
+        the task) and then drops the answer. ``delay`` sleeps before answering or dropping.
+        Rules are tried in the order they were added; the first with uses left wins.
+        Injection happens before the key check, like a proxy or rate limiter would.
+        """
+        if action not in ACTIONS:
+            raise ValueError(f"action must be one of {ACTIONS}, not {action!r}")
+        with self._lock:
+            self._rules.append(_Rule(method.upper(), path_prefix, status, body,
+                                     dict(headers or {}), times, action, delay))
+
+    def fail_filenames(self, names: Iterable[str],
+                       error_reason: str = "The video could not be indexed.") -> None:
+        with self._lock:
+            self._failing.update(dict.fromkeys(names, error_reason))
+
+    def set_progression(self, progression: Progression) -> None:
+        steps = tuple((str(s), float(t)) for s, t in progression)
+        if not steps or any(b[1] < a[1] for a, b in zip(steps, steps[1:])):
+            raise ValueError("progression must be non-empty with non-decreasing offsets")
+        with self._lock:
+            self._progression = steps
+
+    def uploads(self) -> list[RecordedRequest]:
+        """Successful ``POST /tasks`` that created a task (and got the answer)."""
+        with self._lock:
+            recorded = list(self.requests)
+        return [r for r in recorded if r.method == "POST" and r.status == 200 and r.task_id]
+
+    def count(self, method: str, path_prefix: str) -> int:
+        with self._lock:
+            recorded = list(self.requests)
+        return sum(1 for r in recorded if r.method == method.upper()
+                   and (rel := self._relative(r.path)) is not None and rel.startswith(path_prefix))
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    # -- internals used by the handler --------------------------------------
+
+    def _relative(self, path: str) -> str | None:
+        """The path under ``/<api_version>``, or None for anything outside it."""
+        prefix = "/" + self.api_version
+        if path == prefix or path.startswith(prefix + "/"):
+            return path[len(prefix):] or "/"
+        return None
+
+    def _take_rule(self, method: str, rel: str | None) -> _Rule | None:
+        if rel is None:
+            return None
+        with self._lock:
+            for rule in self._rules:
+                if rule.remaining > 0 and rule.method in (method, "*") \
+                        and rel.startswith(rule.prefix):
+                    rule.remaining -= 1
+                    return rule
+        return None
+
+    def _record(self, rec: RecordedRequest) -> None:
+        with self._lock:
+            self.requests.append(rec)
+
+    def _add_task(self, task_id: str, fields: dict[str, str], upload: UploadedFile) -> dict:
+        try:
+            metadata: Any = json.loads(fields["user_metadata"])
+        except (KeyError, ValueError):
+            metadata = fields.get("user_metadata")
+        now_ms = time.time_ns() // 1_000_000
+        task = {"_id": task_id, "video_id": secrets.token_hex(12),
+                "index_id": fields["index_id"], "filename": upload.filename,
+                "created_ms": now_ms, "created_at": _rfc3339(now_ms),
+                "started": time.monotonic(), "user_metadata": metadata,
+                "fields": dict(fields), "size": upload.size, "sha256": upload.sha256}
+        with self._lock:
+            self.tasks[task_id] = task
+        return task
+
+    def _state(self, task: dict) -> tuple[str, float, float]:
+        """(status, offset of that status, elapsed) from the time since creation."""
+        elapsed = time.monotonic() - task["started"]
+        steps = self._progression
+        index = max([i for i, (_, at) in enumerate(steps) if at <= elapsed], default=0)
+        status, at = steps[index]
+        if index == len(steps) - 1 and task["filename"] in self._failing:
+            status = "failed"
+        return status, at, elapsed
+
+    def _task_json(self, task_id: str, task: dict | None = None) -> dict[str, Any]:
+        task = task or self.tasks.get(task_id)
+        if task is None:
+            raise _ApiError(404, "resource_not_exist",
+                            f"Resource with id `{task_id}` does not exist in `tasks`.")
+        status, at, elapsed = self._state(task)
+        meta = {"filename": task["filename"], "duration": None, "width": None, "height": None}
+        out: dict[str, Any] = {
+            "_id": task["_id"], "index_id": task["index_id"], "video_id": task["video_id"],
+            "status": status, "created_at": task["created_at"],
+            "updated_at": _rfc3339(task["created_ms"] + int(at * 1000)),
+        }
+        if self.api_version == "v1.3":
+            out["system_metadata"] = meta
+        else:
+            end = self._progression[-1][1]
+            done = status in ("ready", "failed")
+            out["metadata"] = meta
+            out["process"] = {
+                "percentage": 100 if done else int(min(99.0, 100 * elapsed / end)) if end else 0,
+                "remain_seconds": 0 if done else round(max(0.0, end - elapsed), 1)}
+            if status != "ready":
+                del out["video_id"]  # v1.2 sends video_id only once indexed
+        out["hls"] = None
+        if status == "failed":
+            out["error_reason"] = self._failing[task["filename"]]
+        return out
+
+    def _list(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        def one(name: str, default: str) -> str:
+            return (query.get(name) or [default])[-1]
+
+        def invalid(name: str) -> _ApiError:
+            return _ApiError(400, "parameter_invalid", f"The `{name}` parameter is invalid.")
+
+        try:
+            page, limit = int(one("page", "1")), int(one("page_limit", "10"))
+        except ValueError:
+            raise invalid("page") from None
+        if page < 1:
+            raise invalid("page")
+        if not 1 <= limit <= MAX_PAGE_LIMIT:
+            raise invalid("page_limit")
+        order, sort_by = one("sort_option", "desc"), one("sort_by", "created_at")
+        if order not in ("asc", "desc"):
+            raise invalid("sort_option")
+        if sort_by not in ("created_at", "updated_at"):
+            raise invalid("sort_by")
+        since_us = None
+        if "created_at" in query:
+            try:
+                since = datetime.fromisoformat(one("created_at", ""))
+            except ValueError:
+                raise invalid("created_at") from None
+            since = since if since.tzinfo else since.replace(tzinfo=timezone.utc)
+            since_us = (since - EPOCH) // timedelta(microseconds=1)
+        statuses = {s for v in query.get("status", []) for s in v.split(",") if s}
+        with self._lock:
+            tasks = list(self.tasks.values())  # dicts keep creation order: a stable tie-break
+        items = []
+        for seq, task in enumerate(tasks):
+            item = self._task_json(task["_id"], task)
+            if (one("index_id", item["index_id"]) == item["index_id"]
+                    and one("filename", task["filename"]) == task["filename"]
+                    and (not statuses or item["status"] in statuses)
+                    and (since_us is None or task["created_ms"] * 1000 >= since_us)):
+                items.append((item[sort_by], seq, item))
+        items.sort(reverse=order == "desc")  # seq breaks ties (same millisecond)
+        items = [item for _, _, item in items]
+        return {"data": items[(page - 1) * limit: page * limit],
+                "page_info": {"limit_per_page": limit, "page": page,
+                              "total_page": math.ceil(len(items) / limit),
+                              "total_results": len(items)}}
+
+    def _index_json(self, index_id: str) -> dict[str, Any]:
+        if index_id not in self.indexes:
+            raise _ApiError(404, "resource_not_exist",
+                            f"Resource with id `{index_id}` does not exist in `indexes`.")
+        created = _rfc3339(self._created_ms)
+        return {"_id": index_id, "index_name": index_id, "created_at": created,
+                "updated_at": created,
+                "models": [{"model_name": "marengo2.7", "model_options": ["visual", "audio"]}]}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.fakeapi", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--api-key", default="tlk_test_key")
+    parser.add_argument("--index", action="append", help="index id (repeatable)")
+    parser.add_argument("--api-version", default="v1.3", choices=("v1.3", "v1.2"))
+    parser.add_argument("--store-dir", help="save each uploaded file there as <task_id>.bin")
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with FakeTwelveLabs(api_key=args.api_key, indexes=args.index or ["idx_test"],
+                        api_version=args.api_version, store_dir=args.store_dir,
+                        host=args.host, port=args.port) as fake:
+        print(fake.base_url, flush=True)
+        while not stop.wait(0.2):
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

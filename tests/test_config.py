@@ -1,0 +1,140 @@
+"""Config: frozen dataclasses, every error with its key path, exit 78 from the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from watcherd.config import VIDEO_EXTENSIONS, load_config
+from watcherd.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_example_config_is_valid_and_documents_every_key():
+    config = load_config(ROOT / "config.example.yaml")
+    folder = config.folders[0]
+    assert folder.path == Path("/srv/drop/inbox")
+    assert folder.done_dir == Path("/srv/drop/done")
+    assert config.api.base_url == "https://api.twelvelabs.io/v1.3"
+    text = (ROOT / "config.example.yaml").read_text()
+    for field in dataclasses.fields(type(config)):
+        if field.name not in ("source", "folders"):
+            assert field.name in text, f"{field.name} missing from config.example.yaml"
+    for field in dataclasses.fields(type(folder)):
+        assert field.name in text, f"folders[].{field.name} missing from config.example.yaml"
+
+
+def test_defaults_and_relative_paths_resolve_against_the_config_folder(tmp_path):
+    config = load_config(write(tmp_path, "folders:\n  - {path: inbox, index_id: idx}\n"),
+                         env={"STATE_DIRECTORY": "/var/lib/watcherd"})
+    folder = config.folders[0]
+    assert folder.path == tmp_path / "inbox"
+    assert folder.done_dir == tmp_path / "inbox" / "done"
+    assert folder.failed_dir == tmp_path / "inbox" / "failed"
+    assert folder.model == "marengo" and folder.limits.min_duration_seconds == 4.0
+    assert folder.extensions == tuple(VIDEO_EXTENSIONS)
+    assert config.state_db == Path("/var/lib/watcherd/state.db")
+    assert config.settle_seconds == 5 and config.upload_workers == 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.settle_seconds = 1  # type: ignore[misc]
+
+
+def test_pegasus_model_and_limit_overrides(tmp_path):
+    config = load_config(write(tmp_path, """
+folders:
+  - path: /in
+    index_id: idx
+    model: pegasus
+    extensions: [MP4, .mov]
+    limits: {min_short_side: 240, max_duration_seconds: 60}
+"""), env={})
+    limits = config.folders[0].limits
+    assert limits.min_duration_seconds == 5.0  # pegasus
+    assert limits.min_short_side == 240 and limits.max_duration_seconds == 60.0
+    assert config.folders[0].extensions == (".mp4", ".mov")
+
+
+def test_every_error_is_reported_with_its_key_path(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, """
+api: {base_url: ftp://nope, surprise: 1}
+settle_seconds: -1
+upload_workers: 1.5
+colour: blue
+folders:
+  - {path: /a, index_id: one, model: gpt, recursive: "yes"}
+  - {path: /b, limits: {min_short_side: x, bogus: 1}}
+  - {path: /a, index_id: three, done_dir: /a}
+"""), env={})
+    errors = caught.value.errors
+    expected_prefixes = [
+        "api.surprise: unknown key", "api.base_url: must start with https://",
+        "settle_seconds: must be >= 0", "upload_workers: must be an integer",
+        "colour: unknown key", "folders[0].model: must be one of marengo, pegasus",
+        "folders[0].recursive: must be true or false", "folders[1].index_id: required",
+        "folders[1].limits.min_short_side: must be an integer",
+        "folders[1].limits.bogus: unknown limit", "folders[2].done_dir: must differ",
+        "folders[2].path: same folder as folders[0].path",
+    ]
+    for prefix in expected_prefixes:
+        assert any(e.startswith(prefix) for e in errors), (prefix, errors)
+
+
+def test_missing_folders_and_unreadable_files_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="folders: required"):
+        load_config(write(tmp_path, "settle_seconds: 1\n"), env={})
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml", env={})
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "folders: [\n"), env={})
+
+
+def test_recursive_folder_may_not_contain_another(tmp_path):
+    with pytest.raises(ConfigError, match=r"folders\[1\]\.path: inside folders\[0\]"):
+        load_config(write(tmp_path, """
+folders:
+  - {path: /drop, index_id: a, recursive: true}
+  - {path: /drop/sub, index_id: b}
+"""), env={})
+
+
+@pytest.mark.parametrize("command", ["run", "check-config"])
+def test_cli_exits_78_with_the_key_path_and_no_traceback(tmp_path, command):
+    path = write(tmp_path, "folders:\n  - {path: /a, index_id: x}\n  - {path: /b}\n")
+    result = subprocess.run([sys.executable, "-m", "watcherd", command, "--config", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 78
+    assert "folders[1].index_id: required" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_config_prints_a_summary(tmp_path):
+    path = write(tmp_path, "folders:\n  - {path: /in, index_id: idx, polling: true}\n")
+    result = subprocess.run([sys.executable, "-m", "watcherd", "check-config", "-c", str(path)],
+                            capture_output=True, text=True, timeout=60,
+                            env={"TWELVELABS_API_KEY": "tlk_secret_value", "PATH": "/usr/bin"})
+    assert result.returncode == 0, result.stderr
+    assert "folders[0]: /in -> index idx (marengo, polling" in result.stdout
+    assert "environment variable TWELVELABS_API_KEY" in result.stdout
+    assert "tlk_secret_value" not in result.stdout
+
+
+def test_run_without_any_api_key_exits_78(tmp_path):
+    path = write(tmp_path, f"state_db: {tmp_path}/s.db\nfolders:\n  - {{path: {tmp_path}, "
+                           "index_id: idx}\n")
+    result = subprocess.run([sys.executable, "-m", "watcherd", "run", "-c", str(path)],
+                            capture_output=True, text=True, timeout=60,
+                            env={"PATH": "/usr/bin", "HOME": str(tmp_path)})
+    assert result.returncode == 78
+    assert "api.key_file: no API key found" in result.stderr

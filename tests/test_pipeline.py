@@ -1,0 +1,216 @@
+"""One step at a time: the upload worker and the poller with a scripted API and a real store."""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+
+import pytest
+
+from tests.media import make_video, write_text_as_video
+from watcherd.config import parse_config
+from watcherd.errors import ApiRejected, AuthError, TransientError
+from watcherd.pipeline import UploadWorker
+from watcherd.poller import Poller
+from watcherd.retry import UploadGate
+from watcherd.states import State
+from watcherd.store import Store
+
+
+class ScriptedApi:
+    """Answers from a script; records every call. Stands in for TwelveLabsClient."""
+
+    def __init__(self, creates=(), tasks=(), listed=()):
+        self.creates = list(creates)
+        self.tasks = list(tasks)
+        self.listed = list(listed)
+        self.calls: list[tuple[str, dict]] = []
+
+    def _next(self, script):
+        answer = script.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def create_task(self, path, **kwargs):
+        self.calls.append(("create_task", kwargs))
+        return self._next(self.creates)
+
+    def get_task(self, task_id):
+        self.calls.append(("get_task", {"task_id": task_id}))
+        return self._next(self.tasks)
+
+    def list_tasks(self, **kwargs):
+        self.calls.append(("list_tasks", kwargs))
+        return self._next(self.listed)
+
+    def names(self):
+        return [name for name, _ in self.calls]
+
+
+@pytest.fixture
+def rig(tmp_path, valid_clip):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    config = parse_config({"folders": [{"path": str(inbox), "index_id": "idx"}]},
+                          base_dir=tmp_path, env={})
+    store = Store(tmp_path / "state.db").open()
+    finalized: list[int] = []
+    resettled: list[str] = []
+
+    def queued(name, source=valid_clip):
+        path = inbox / name
+        shutil.copy(source, path)
+        st = path.stat()
+        return store.add(path=str(path), folder=str(inbox), index_id="idx",
+                         state=State.QUEUED, size=st.st_size, mtime_ns=st.st_mtime_ns)
+
+    def worker(api):
+        return UploadWorker("upload-1", config=config, store=store, api=api,
+                            gate=UploadGate(rng=lambda: 0.0), work=queue.Queue(),
+                            finalize=finalized.append, settle_again=resettled.append)
+
+    yield queued, worker, store, finalized, resettled
+    store.close()
+
+
+def test_a_rejected_file_is_finalized_as_failed_without_any_api_call(rig, clip_dir):
+    queued, worker, store, finalized, _ = rig
+    record = queued("text.mp4", write_text_as_video(clip_dir / "t.mp4"))
+    api = ScriptedApi()
+    worker(api).process(record.id)
+    record = store.get(record.id)
+    assert api.calls == []
+    assert (record.state, record.outcome, record.rule) == (State.FINALIZING, "failed",
+                                                            "decodable")
+    assert record.sha256 and finalized == [record.id]
+
+
+def test_a_valid_file_is_uploaded_and_its_task_recorded(rig):
+    queued, worker, store, _, _ = rig
+    record = queued("ok.mp4")
+    api = ScriptedApi(creates=[{"_id": "t1", "video_id": "v1"}])
+    worker(api).process(record.id)
+    record = store.get(record.id)
+    assert (record.state, record.task_id, record.video_id, record.attempts) == \
+        (State.INDEXING, "t1", "v1", 1)
+    kwargs = api.calls[0][1]
+    assert kwargs["index_id"] == "idx" and kwargs["user_metadata"]["sha256"] == record.sha256
+    states = [h["to_state"] for h in store.history(record.id)]
+    assert states == ["queued", "validating", "uploading", "indexing"]
+
+
+def test_after_a_transient_failure_an_existing_task_is_adopted_not_reuploaded(rig):
+    queued, worker, store, _, _ = rig
+    record = queued("ok.mp4")
+    lost = TransientError(None, None, "reset", maybe_created=True)
+    api = ScriptedApi(creates=[lost], listed=[[{"_id": "t9", "video_id": "v9",
+                                                "system_metadata": {"filename": "ok.mp4"}}]])
+    w = worker(api)
+    w.gate = UploadGate(rng=lambda: 0.0, cap=0.01)
+    w.process(record.id)
+    record = store.get(record.id)
+    assert api.names() == ["create_task", "list_tasks"]
+    assert (record.state, record.task_id, record.attempts) == (State.INDEXING, "t9", 1)
+
+
+def test_an_auth_error_pauses_uploads_and_keeps_the_file_queued(rig):
+    queued, worker, store, finalized, _ = rig
+    record = queued("ok.mp4")
+    api = ScriptedApi(creates=[AuthError(401, "api_key_invalid", "expired")])
+    w = worker(api)
+    real_pause = w.gate.pause
+
+    def pause_then_stop(error):  # stop as shutdown would, once the pause is in place
+        w.stop_event.set()
+        return real_pause(error)
+
+    w.gate.pause = pause_then_stop
+    w.process(record.id)
+    record = store.get(record.id)
+    assert w.gate.paused is not None and finalized == []
+    assert record.state == State.QUEUED and record.outcome is None
+
+
+def test_an_api_rejection_fails_the_file_with_the_code(rig):
+    queued, worker, store, finalized, _ = rig
+    record = queued("ok.mp4")
+    api = ScriptedApi(creates=[ApiRejected(400, "video_file_broken", "Cannot read video")])
+    worker(api).process(record.id)
+    record = store.get(record.id)
+    assert (record.state, record.error_code) == (State.FINALIZING, "video_file_broken")
+    assert "Cannot read video" in record.reason
+
+
+def test_a_file_changed_after_settling_goes_back_to_settle(rig):
+    queued, worker, store, _, resettled = rig
+    record = queued("ok.mp4")
+    with open(record.path, "ab") as fh:
+        fh.write(b"more")
+    api = ScriptedApi()
+    worker(api).process(record.id)
+    assert store.get(record.id).state == State.SETTLING and resettled == [record.path]
+    assert api.calls == []
+
+
+def test_a_file_deleted_before_upload_ends_as_vanished(rig):
+    queued, worker, store, _, _ = rig
+    record = queued("ok.mp4")
+    os.unlink(record.path)
+    worker(ScriptedApi()).process(record.id)
+    assert store.get(record.id).state == State.VANISHED
+
+
+@pytest.fixture
+def indexing(tmp_path):
+    store = Store(tmp_path / "state.db").open()
+    record = store.add(path="/in/a.mp4", folder="/in", index_id="idx", state=State.INDEXING,
+                       task_id="t1", video_id="v1")
+    finalized: list[int] = []
+
+    def poller(api):
+        return Poller(store=store, api=api, gate=UploadGate(), finalize=finalized.append,
+                      interval=0.0, rng=lambda: 0.5)
+
+    yield store, record, poller, finalized
+    store.close()
+
+
+def test_poller_follows_a_task_to_ready_in_either_api_shape(indexing):
+    store, record, poller, finalized = indexing
+    api = ScriptedApi(tasks=[
+        {"_id": "t1", "status": "pending", "system_metadata": {"filename": "a.mp4"}},
+        {"_id": "t1", "status": "indexing", "process": {"percentage": 40}, "metadata": {}},
+        {"_id": "t1", "status": "ready", "video_id": "v1"},
+    ])
+    p = poller(api)
+    p.poll_due()
+    assert store.get(record.id).remote_status == "pending"
+    p.poll_due()
+    assert store.get(record.id).remote_status == "indexing"
+    p.poll_due()
+    done = store.get(record.id)
+    assert (done.state, done.outcome, done.reason) == (State.FINALIZING, "ready", None)
+    assert done.task()["status"] == "ready" and finalized == [record.id]
+
+
+def test_poller_keeps_unknown_statuses_and_transient_errors_non_terminal(indexing, caplog):
+    store, record, poller, finalized = indexing
+    api = ScriptedApi(tasks=[{"status": "thinking"}, TransientError(502, None, "bad gateway"),
+                             {"status": "failed", "error_reason": "corrupt stream"}])
+    p = poller(api)
+    p.poll_due()
+    assert store.get(record.id).state == State.INDEXING and "unknown status" in caplog.text
+    p.poll_due()
+    p.next_poll.clear()
+    p.poll_due()
+    failed = store.get(record.id)
+    assert failed.outcome == "failed" and "corrupt stream" in failed.reason
+
+
+def test_poller_fails_a_task_that_no_longer_exists(indexing):
+    store, record, poller, _ = indexing
+    p = poller(ScriptedApi(tasks=[ApiRejected(404, "resource_not_exist", "gone")]))
+    p.poll_due()
+    assert "resource_not_exist" in store.get(record.id).reason

@@ -1,0 +1,50 @@
+"""Backoff math and the shared upload gate."""
+
+from __future__ import annotations
+
+import threading
+
+from watcherd.errors import AuthError, TransientError
+from watcherd.retry import UploadGate, compute_backoff
+
+
+def test_backoff_grows_exponentially_with_jitter_and_a_cap():
+    low = [compute_backoff(n, rng=lambda: 0.0) for n in range(1, 12)]
+    high = [compute_backoff(n, rng=lambda: 1.0) for n in range(1, 12)]
+    assert low[:4] == [1.0, 2.0, 4.0, 8.0]
+    assert high[:4] == [2.0, 4.0, 8.0, 16.0]
+    assert max(high) == 300.0 and compute_backoff(0) == 0.0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_failure_holds_every_upload_until_its_delay_passes():
+    clock, stop = FakeClock(), threading.Event()
+    gate = UploadGate(clock=clock, rng=lambda: 1.0)
+    assert gate.wait(stop, max_wait=0)
+    assert gate.note_failure(TransientError(429, None, "slow down", retry_after=30)) == 30
+    assert not gate.wait(stop, max_wait=0)
+    assert "backing off 30s after HTTP 429" in gate.describe()
+    clock.now += 31
+    assert gate.wait(stop, max_wait=0)
+    # Without a server hint, consecutive failures back off exponentially.
+    assert gate.note_failure(TransientError(500, None, "boom")) == 4.0
+    gate.note_success()
+    clock.now += 5
+    assert gate.note_failure(TransientError(500, None, "boom")) == 2.0
+
+
+def test_pause_blocks_until_resumed():
+    gate, stop = UploadGate(), threading.Event()
+    assert gate.pause(AuthError(401, "api_key_invalid", "bad key"))
+    assert not gate.pause(AuthError(401, "api_key_invalid", "bad key"))  # already paused
+    assert not gate.wait(stop, max_wait=0.01)
+    assert gate.describe().startswith("paused: HTTP 401 api_key_invalid")
+    gate.resume()
+    assert gate.wait(stop, max_wait=0.01)

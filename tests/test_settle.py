@@ -1,0 +1,143 @@
+"""The completeness gate, stepped with a fake clock: nothing partial gets through."""
+
+from __future__ import annotations
+
+import os
+import queue
+from pathlib import Path
+
+import pytest
+
+from watcherd.config import parse_config
+from watcherd.settle import Hint, Settler
+from watcherd.states import State
+from watcherd.store import Store
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def rig(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    config = parse_config({"settle_seconds": 5, "folders": [{"path": str(inbox),
+                                                             "index_id": "idx"}]},
+                          base_dir=tmp_path, env={})
+    store = Store(tmp_path / "state.db").open()
+    released: list[int] = []
+    clock = FakeClock()
+    settler = Settler(config=config, store=store, intake=queue.SimpleQueue(),
+                      release=released.append, clock=clock)
+    yield settler, inbox, released, clock, store
+    store.close()
+
+
+def test_file_is_released_only_after_settle_seconds_of_quiet(rig):
+    settler, inbox, released, clock, store = rig
+    clip = inbox / "clip.mp4"
+    clip.write_bytes(b"x" * 100)
+    settler.offer(Hint(str(clip), "event"))
+    for _ in range(4):  # 4 s of quiet: not yet
+        clock.now += 1
+        settler.tick()
+    assert released == []
+    clock.now += 1.01
+    settler.tick()
+    assert len(released) == 1
+    record = store.get(released[0])
+    assert (record.state, record.size) == (State.QUEUED, 100)
+
+
+def test_a_writer_pausing_shorter_than_settle_never_gets_released(rig):
+    settler, inbox, released, clock, store = rig
+    clip = inbox / "slow.mp4"
+    clip.write_bytes(b"a")
+    settler.offer(Hint(str(clip), "scan"))
+    for n in range(20):  # appends every 4.9 s: never quiet for 5 s
+        clock.now += 4.9
+        settler.tick()
+        with clip.open("ab") as fh:
+            fh.write(b"b")
+        # mtime granularity can hide a write; the size changes regardless.
+        settler.tick()
+    assert released == []
+    clock.now += 5.1
+    settler.tick()
+    assert len(released) == 1 and store.get(released[0]).size == 21
+
+
+def test_an_event_restarts_the_quiet_period(rig):
+    settler, inbox, released, clock, _ = rig
+    clip = inbox / "clip.mp4"
+    clip.write_bytes(b"x")
+    settler.offer(Hint(str(clip), "event"))
+    clock.now += 4
+    settler.offer(Hint(str(clip), "event"))  # e.g. a write that kept size and mtime
+    clock.now += 4
+    settler.tick()
+    assert released == []
+    clock.now += 1.5
+    settler.tick()
+    assert len(released) == 1
+
+
+def test_ignored_names_and_directories_are_left_alone(rig):
+    settler, inbox, released, clock, store = rig
+    for name in ("clip.mp4.part", ".hidden.mp4", "notes.txt"):
+        (inbox / name).write_bytes(b"x")
+        settler.offer(Hint(str(inbox / name), "scan"))
+    (inbox / "dir.mp4").mkdir()
+    settler.offer(Hint(str(inbox / "dir.mp4"), "scan"))
+    os.symlink(inbox / "notes.txt", inbox / "link.mp4")
+    settler.offer(Hint(str(inbox / "link.mp4"), "scan"))
+    clock.now += 10
+    settler.tick()
+    assert released == [] and store.all() == []
+
+
+def test_a_file_deleted_while_settling_ends_as_vanished(rig):
+    settler, inbox, released, clock, store = rig
+    clip = inbox / "gone.mp4"
+    clip.write_bytes(b"x")
+    settler.offer(Hint(str(clip), "event"))
+    clip.unlink()
+    clock.now += 1
+    settler.tick()
+    assert released == [] and store.all()[0].state == State.VANISHED
+
+
+def test_a_file_already_in_the_pipeline_is_not_taken_twice(rig):
+    settler, inbox, released, clock, store = rig
+    clip = inbox / "clip.mp4"
+    clip.write_bytes(b"x")
+    record = store.add(path=str(clip), folder=str(inbox), index_id="idx",
+                       state=State.INDEXING)
+    settler.offer(Hint(str(clip), "scan"))
+    clock.now += 10
+    settler.tick()
+    assert released == [] and store.get(record.id).state == State.INDEXING
+
+
+def test_step_drains_hints_from_the_intake_queue(rig):
+    settler, inbox, released, clock, _ = rig
+    clip = inbox / "clip.mp4"
+    clip.write_bytes(b"x")
+    settler.intake.put(Hint(str(clip), "event"))
+    settler.tick_seconds = 0.01
+    clock.now += 0  # the fake clock does not advance on its own: step must still return
+    settler.intake.put(Hint(str(Path(clip)), "event"))
+    settler.step()
+    assert str(clip) in settler.candidates
+
+
+def test_a_settling_row_whose_file_is_gone_at_restart_ends_as_vanished(rig):
+    settler, inbox, released, clock, store = rig
+    record = store.add(path=str(inbox / "was-here.mp4"), folder=str(inbox), index_id="idx")
+    settler.offer(Hint(record.path, "recovery"))
+    assert store.get(record.id).state == State.VANISHED

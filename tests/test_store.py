@@ -1,0 +1,83 @@
+"""SQLite tracker: transitions with history, one live row per path, thread safety."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from watcherd.states import State
+from watcherd.store import StaleState, Store
+
+
+@pytest.fixture
+def store(tmp_path):
+    clock = iter(range(1000, 100000))
+    s = Store(tmp_path / "state.db", clock=lambda: float(next(clock))).open()
+    yield s
+    s.close()
+
+
+def test_transitions_are_recorded_in_history_with_timestamps(store, caplog):
+    caplog.set_level("INFO", logger="watcherd.store")
+    rec = store.add(path="/in/a.mp4", folder="/in", index_id="idx", detail="found by scan")
+    store.transition(rec.id, State.QUEUED, "settled", size=10, mtime_ns=5)
+    rec = store.transition(rec.id, State.UPLOADING, attempts=1)
+    rec = store.transition(rec.id, State.INDEXING, task_id="t1", video_id="v1")
+    assert (rec.state, rec.size, rec.task_id, rec.attempts) == ("indexing", 10, "t1", 1)
+    history = store.history(rec.id)
+    assert [h["to_state"] for h in history] == ["settling", "queued", "uploading", "indexing"]
+    assert history[0]["detail"] == "found by scan"
+    assert all(b["at"] > a["at"] for a, b in zip(history, history[1:]))
+    assert "/in/a.mp4: uploading -> indexing task=t1" in caplog.text
+
+
+def test_only_one_live_row_per_path_but_finished_rows_stay(store):
+    rec = store.add(path="/in/a.mp4", folder="/in", index_id="idx")
+    with pytest.raises(Exception):
+        store.add(path="/in/a.mp4", folder="/in", index_id="idx")
+    store.transition(rec.id, State.DONE)
+    again = store.add(path="/in/a.mp4", folder="/in", index_id="idx")
+    assert store.active_by_path("/in/a.mp4").id == again.id
+    assert store.counts() == {"done": 1, "settling": 1}
+
+
+def test_expect_guards_against_stale_transitions(store):
+    rec = store.add(path="/in/a.mp4", folder="/in", index_id="idx")
+    with pytest.raises(StaleState):
+        store.transition(rec.id, State.INDEXING, expect=(State.UPLOADING,))
+    assert store.get(rec.id).state == State.SETTLING
+
+
+def test_unknown_columns_are_refused(store):
+    rec = store.add(path="/in/a.mp4", folder="/in", index_id="idx")
+    with pytest.raises(ValueError):
+        store.update(rec.id, api_key="x")
+
+
+def test_json_columns_round_trip(store):
+    rec = store.add(path="/in/a.mp4", folder="/in", index_id="idx")
+    store.update(rec.id, facts={"width": 640}, task_json={"status": "ready"})
+    rec = store.get(rec.id)
+    assert rec.media_facts() == {"width": 640} and rec.task() == {"status": "ready"}
+
+
+def test_concurrent_writers_on_their_own_connections_lose_nothing(tmp_path):
+    store = Store(tmp_path / "state.db").open()
+    ids = [store.add(path=f"/in/{n}.mp4", folder="/in", index_id="i").id for n in range(4)]
+
+    def bump(file_id: int) -> None:
+        for _ in range(50):
+            rec = store.get(file_id)
+            store.update(file_id, attempts=rec.attempts + 1)
+
+    threads = [threading.Thread(target=bump, args=(i,)) for i in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [store.get(i).attempts for i in ids] == [50] * 4
+    readonly = Store(tmp_path / "state.db", readonly=True)
+    assert len(readonly.all()) == 4
+    readonly.close()
+    store.close()

@@ -1,0 +1,185 @@
+"""check_file(): every rule's verdict, in order, against the per-model limits."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import av
+import pytest
+
+from tests.media import standard_clips
+from watcherd.errors import MediaRejected
+from watcherd.limits import limits_for
+from watcherd.validate import RULES, Report, check_file, raise_if_rejected
+
+MARENGO = limits_for("marengo")
+PEGASUS = limits_for("pegasus")
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    return standard_clips(tmp_path_factory.getbasetemp() / "standard-clips")
+
+
+def check(path, limits=MARENGO, *, require_audio: bool = False) -> Report:
+    return check_file(path, limits, require_audio=require_audio)
+
+
+def statuses(report: Report) -> dict[str, str]:
+    return {v.rule: v.status for v in report.verdicts}
+
+
+def verdict(report: Report, rule: str):
+    return next(v for v in report.verdicts if v.rule == rule)
+
+
+@pytest.fixture
+def no_pyav(monkeypatch):
+    """Any attempt to open a file with PyAV fails the test."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("PyAV must not open this file")
+    monkeypatch.setattr(av, "open", refuse)
+
+
+def test_valid_clip_passes_every_rule_in_order(clips):
+    report = check(clips["ok"])
+    assert tuple(v.rule for v in report.verdicts) == RULES
+    assert statuses(report) == {"size": "pass", "decodable": "pass", "complete": "pass",
+                                "resolution": "pass", "duration": "pass", "audio": "skip"}
+    assert report.accepted and report.first_failure is None
+    assert report.facts is not None and report.facts.width == 640
+    assert verdict(report, "resolution").measured == "640x360"
+    assert verdict(report, "duration").measured == "5.12 s"
+    raise_if_rejected(report)  # no-op
+
+
+def test_audio_not_required_is_skipped_but_says_what_exists(clips):
+    assert verdict(check(clips["noaudio"]), "audio").measured == "no audio stream"
+    assert verdict(check(clips["ok"]), "audio").measured == "audio (aac)"
+
+
+def test_audio_required(clips):
+    assert check(clips["ok"], require_audio=True).accepted
+    report = check(clips["noaudio"], require_audio=True)
+    assert report.first_failure.rule == "audio"
+    assert "audio" in report.first_failure.reason
+
+
+def test_small_resolution_fails(clips):
+    failure = check(clips["small"]).first_failure
+    assert failure.rule == "resolution" and failure.measured == "320x240"
+    assert failure.reason == ("resolution 320x240: short side 240 is below the minimum of 360 "
+                              "(limits.min_short_side)")
+
+
+def test_rotated_portrait_uses_display_dimensions_and_passes(clips):
+    report = check(clips["portrait"])
+    assert report.accepted
+    assert verdict(report, "resolution").measured == "360x640 (rotated 90°)"
+
+
+def test_too_wide_fails_on_long_side(clips):
+    failure = check(clips["wide"]).first_failure
+    assert failure.rule == "resolution" and "long side 4000" in failure.reason
+
+
+def test_short_side_above_maximum_fails(clips):
+    failure = check(clips["ok"], replace(MARENGO, max_short_side=300)).first_failure
+    assert failure.rule == "resolution" and "short side 360 exceeds" in failure.reason
+
+
+def test_too_short_for_marengo(clips):
+    failure = check(clips["short"]).first_failure
+    assert failure.rule == "duration" and failure.measured == "3.07 s"
+    assert failure.reason == ("duration 3.07 s is below the minimum of 4 s "
+                              "(limits.min_duration_seconds)")
+
+
+def test_four_and_a_half_seconds_passes_marengo_but_not_pegasus(clips):
+    assert check(clips["mid"], MARENGO).accepted
+    failure = check(clips["mid"], PEGASUS).first_failure
+    assert failure.rule == "duration" and "minimum of 5 s" in failure.reason
+
+
+def test_too_long_via_override(clips):
+    failure = check(clips["ok"], replace(MARENGO, max_duration_seconds=2)).first_failure
+    assert failure.rule == "duration"
+    assert failure.reason == ("duration 5.12 s exceeds the maximum of 2 s "
+                              "(limits.max_duration_seconds)")
+
+
+@pytest.mark.parametrize("minimum, accepted", [(5.2, True), (5.3, False)])
+def test_duration_tolerance(clips, minimum, accepted):
+    # 5.12 s against a minimum of 5.2 s is inside the 0.1 s slack; 5.3 s is not.
+    assert check(clips["ok"], replace(MARENGO, min_duration_seconds=minimum)).accepted == accepted
+
+
+@pytest.mark.parametrize("name", ["audio_only", "cover", "text", "truncated_plain", "garbled"])
+def test_undecodable_fails_and_skips_the_rest(clips, name):
+    report = check(clips[name], require_audio=True)
+    assert report.facts is None
+    assert statuses(report) == {"size": "pass", "decodable": "fail", "complete": "skip",
+                                "resolution": "skip", "duration": "skip", "audio": "skip"}
+    assert report.first_failure.reason.startswith("not decodable: ")
+
+
+def test_truncated_faststart_fails_complete(clips):
+    report = check(clips["truncated_fast"])
+    failure = report.first_failure
+    size = clips["truncated_fast"].stat().st_size
+    assert failure.rule == "complete"
+    assert failure.reason == (f"truncated: the index points to byte {report.facts.index_end_bytes}"
+                              f" but the file has {size} bytes")
+    assert check(clips["fast"]).accepted  # the uncut original is fine
+
+
+def test_empty_file_fails_size_without_pyav(clips, no_pyav):
+    report = check(clips["empty"])
+    assert statuses(report) == {"size": "fail", "decodable": "skip", "complete": "skip",
+                                "resolution": "skip", "duration": "skip", "audio": "skip"}
+    assert report.first_failure.reason == "the file is empty (0 bytes)"
+    assert report.first_failure.measured == "0 bytes" and report.facts is None
+
+
+def test_oversize_fails_size_without_pyav(clips, no_pyav):
+    report = check(clips["ok"], replace(MARENGO, max_size_bytes=1000))
+    assert report.first_failure.rule == "size" and report.facts is None
+    assert "(limits.max_size_bytes)" in report.first_failure.reason
+    assert all(v.status == "skip" for v in report.verdicts[1:])
+
+
+def test_missing_file_raises_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        check(tmp_path / "vanished.mp4")
+
+
+@pytest.mark.parametrize("name, overrides, key", [
+    ("ok", {"max_size_bytes": 1000}, "limits.max_size_bytes"),
+    ("small", {}, "limits.min_short_side"),
+    ("wide", {}, "limits.max_long_side"),
+    ("ok", {"max_short_side": 300}, "limits.max_short_side"),
+    ("short", {}, "limits.min_duration_seconds"),
+    ("ok", {"max_duration_seconds": 2}, "limits.max_duration_seconds"),
+])
+def test_each_limit_failure_names_its_key(clips, name, overrides, key):
+    failure = check(clips[name], replace(MARENGO, **overrides)).first_failure
+    assert key in failure.reason
+
+
+def test_report_as_dict_is_json_serialisable(clips):
+    for report in (check(clips["portrait"]), check(clips["text"]), check(clips["empty"])):
+        data = json.loads(json.dumps(report.as_dict()))
+        assert [v["rule"] for v in data["verdicts"]] == list(RULES)
+        assert data["accepted"] == report.accepted
+    data = check(clips["short"]).as_dict()
+    assert data["rule"] == "duration" and data["facts"]["duration_seconds"] == 3.072
+
+
+def test_raise_if_rejected_carries_the_first_failure(clips):
+    with pytest.raises(MediaRejected) as caught:
+        raise_if_rejected(check(clips["wide"], require_audio=True))  # resolution, audio both fail
+    assert caught.value.rule == "resolution"
+    assert caught.value.measured == "4000x360"
+    assert "limits.max_long_side" in caught.value.reason

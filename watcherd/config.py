@@ -1,0 +1,316 @@
+"""Load the YAML config once into frozen dataclasses.
+
+Every problem is collected (not just the first) and reported with its key
+path, e.g. ``folders[1].index_id: required``. Nothing outside this module sees
+a raw dict. Relative paths resolve against the config file's folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+from .limits import LIMIT_KEYS, MODEL_LIMITS, Limits, limits_for
+
+DEFAULT_CONFIG_PATH = "/etc/watcherd/config.yaml"
+DEFAULT_BASE_URL = "https://api.twelvelabs.io/v1.3"
+VIDEO_EXTENSIONS = (
+    ".mp4 .mov .m4v .mkv .webm .avi .mxf .mts .m2ts .ts .wmv .flv .mpg .mpeg .3gp".split()
+)
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    base_url: str = DEFAULT_BASE_URL
+    key_file: Path | None = None
+    connect_timeout_seconds: float = 10.0
+    # Applies to every socket read and write, so it bounds a stalled upload
+    # without capping how long a healthy 2 GB upload may take.
+    io_timeout_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
+class FolderConfig:
+    path: Path
+    index_id: str
+    model: str = "marengo"
+    done_dir: Path = Path()
+    failed_dir: Path = Path()
+    recursive: bool = False
+    polling: bool = False
+    require_audio: bool = False
+    language: str | None = None
+    extensions: tuple[str, ...] = tuple(VIDEO_EXTENSIONS)
+    limits: Limits = field(default_factory=lambda: MODEL_LIMITS["marengo"])
+
+
+@dataclass(frozen=True)
+class Config:
+    source: Path | None
+    api: ApiConfig
+    state_db: Path
+    folders: tuple[FolderConfig, ...]
+    settle_seconds: float = 5.0
+    poll_interval_seconds: float = 10.0
+    rescan_interval_seconds: float = 300.0
+    upload_workers: int = 1
+    pause_check_seconds: float = 60.0
+    log_level: str = "info"
+
+    def folder_for(self, path: str | os.PathLike) -> FolderConfig | None:
+        """The configured folder whose tree holds ``path`` (deepest match)."""
+        target = Path(path)
+        matches = [f for f in self.folders if target.is_relative_to(f.path)]
+        return max(matches, key=lambda f: len(f.path.parts), default=None)
+
+
+class _Errors:
+    """Collects ``key.path: message`` lines while walking the YAML."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, key: str, message: str) -> None:
+        self.lines.append(f"{key}: {message}")
+
+
+TOP_KEYS = {
+    "api", "state_db", "settle_seconds", "poll_interval_seconds", "rescan_interval_seconds",
+    "upload_workers", "folders", "log_level", "pause_check_seconds",
+}
+API_KEYS = {"base_url", "key_file", "connect_timeout_seconds", "io_timeout_seconds"}
+FOLDER_KEYS = {
+    "path", "index_id", "model", "done_dir", "failed_dir", "recursive", "polling",
+    "require_audio", "language", "extensions", "limits",
+}
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def load_config(path: str | os.PathLike, env: dict[str, str] | None = None) -> Config:
+    """Read and validate ``path``; raise ConfigError listing every problem."""
+    env = dict(os.environ) if env is None else env
+    source = Path(path).expanduser().absolute()
+    try:
+        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError([f"{source}: cannot read: {exc.strerror or exc}"], str(source)) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{source}: not valid YAML: {exc}"], str(source)) from exc
+    return parse_config(raw, base_dir=source.parent, env=env, source=source)
+
+
+def parse_config(
+    raw: Any, *, base_dir: Path, env: dict[str, str], source: Path | None = None
+) -> Config:
+    errors = _Errors()
+    reader = _Reader(errors, base_dir)
+    if not isinstance(raw, dict):
+        raise ConfigError(["(top level): must be a mapping with a 'folders' list"], str(source))
+    reader.unknown_keys(raw, TOP_KEYS, "")
+    api = _parse_api(reader, raw.get("api") or {})
+    numbered = _parse_folders(reader, raw.get("folders"))
+    state_db = reader.path(raw, "state_db", "state_db") or _default_state_db(env)
+    config = Config(
+        source=source,
+        api=api,
+        state_db=state_db,
+        folders=tuple(folder for _, folder in numbered),
+        settle_seconds=reader.number(raw, "settle_seconds", "settle_seconds", 5.0, minimum=0),
+        poll_interval_seconds=reader.number(
+            raw, "poll_interval_seconds", "poll_interval_seconds", 10.0, minimum=0.05
+        ),
+        rescan_interval_seconds=reader.number(
+            raw, "rescan_interval_seconds", "rescan_interval_seconds", 300.0, minimum=0.1
+        ),
+        upload_workers=int(reader.number(raw, "upload_workers", "upload_workers", 1, minimum=1,
+                                         maximum=16, integer=True)),
+        pause_check_seconds=reader.number(
+            raw, "pause_check_seconds", "pause_check_seconds", 60.0, minimum=0.1
+        ),
+        log_level=reader.choice(raw, "log_level", "log_level", LOG_LEVELS, "info"),
+    )
+    _check_folder_overlaps(numbered, errors)
+    if errors.lines:
+        raise ConfigError(errors.lines, str(source) if source else None)
+    return config
+
+
+def _default_state_db(env: dict[str, str]) -> Path:
+    if env.get("STATE_DIRECTORY"):
+        # systemd may pass several colon-separated directories; ours is first.
+        return Path(env["STATE_DIRECTORY"].split(":")[0]) / "state.db"
+    return Path("~/.local/state/watcherd/state.db").expanduser()
+
+
+def _parse_api(reader: _Reader, raw: Any) -> ApiConfig:
+    if not isinstance(raw, dict):
+        reader.errors.add("api", "must be a mapping")
+        return ApiConfig()
+    reader.unknown_keys(raw, API_KEYS, "api")
+    base_url = reader.string(raw, "base_url", "api.base_url", DEFAULT_BASE_URL)
+    if base_url and not base_url.startswith(("https://", "http://")):
+        reader.errors.add("api.base_url", f"must start with https:// (got {base_url!r})")
+    return ApiConfig(
+        base_url=(base_url or DEFAULT_BASE_URL).rstrip("/"),
+        key_file=reader.path(raw, "key_file", "api.key_file"),
+        connect_timeout_seconds=reader.number(
+            raw, "connect_timeout_seconds", "api.connect_timeout_seconds", 10.0, minimum=0.1
+        ),
+        io_timeout_seconds=reader.number(
+            raw, "io_timeout_seconds", "api.io_timeout_seconds", 300.0, minimum=0.1
+        ),
+    )
+
+
+def _parse_folders(reader: _Reader, raw: Any) -> list[tuple[int, FolderConfig]]:
+    """The valid folders, each with its position in the YAML list."""
+    if raw is None:
+        reader.errors.add("folders", "required: a list of drop folders")
+        return []
+    if not isinstance(raw, list) or not raw:
+        reader.errors.add("folders", "must be a non-empty list")
+        return []
+    folders = []
+    for i, item in enumerate(raw):
+        folder = _parse_folder(reader, item, f"folders[{i}]")
+        if folder is not None:
+            folders.append((i, folder))
+    return folders
+
+
+def _parse_folder(reader: _Reader, raw: Any, key: str) -> FolderConfig | None:
+    if not isinstance(raw, dict):
+        reader.errors.add(key, "must be a mapping with at least 'path' and 'index_id'")
+        return None
+    reader.unknown_keys(raw, FOLDER_KEYS, key)
+    path = reader.path(raw, "path", f"{key}.path", required=True)
+    index_id = reader.string(raw, "index_id", f"{key}.index_id", required=True)
+    model = reader.choice(raw, "model", f"{key}.model", tuple(MODEL_LIMITS), "marengo")
+    # Read every field before giving up, so one run reports every problem.
+    values = dict(
+        model=model,
+        done_dir=reader.path(raw, "done_dir", f"{key}.done_dir"),
+        failed_dir=reader.path(raw, "failed_dir", f"{key}.failed_dir"),
+        recursive=reader.boolean(raw, "recursive", f"{key}.recursive"),
+        polling=reader.boolean(raw, "polling", f"{key}.polling"),
+        require_audio=reader.boolean(raw, "require_audio", f"{key}.require_audio"),
+        language=reader.string(raw, "language", f"{key}.language"),
+        extensions=reader.extensions(raw, f"{key}.extensions"),
+        limits=limits_for(model, reader.limits(raw, f"{key}.limits")),
+    )
+    if path is None or index_id is None:
+        return None
+    values["done_dir"] = values["done_dir"] or path / "done"
+    values["failed_dir"] = values["failed_dir"] or path / "failed"
+    return FolderConfig(path=path, index_id=index_id, **values)
+
+
+def _check_folder_overlaps(numbered: list[tuple[int, FolderConfig]], errors: _Errors) -> None:
+    """Cross-field checks, run after every field parsed."""
+    for n, (i, folder) in enumerate(numbered):
+        for name in ("done_dir", "failed_dir"):
+            if getattr(folder, name) == folder.path:
+                errors.add(f"folders[{i}].{name}", "must differ from the folder's path")
+        if folder.done_dir == folder.failed_dir:
+            errors.add(f"folders[{i}].failed_dir", "must differ from done_dir")
+        for j, other in numbered[:n]:
+            if folder.path == other.path:
+                errors.add(f"folders[{i}].path", f"same folder as folders[{j}].path")
+            elif other.recursive and folder.path.is_relative_to(other.path):
+                errors.add(f"folders[{i}].path", f"inside folders[{j}], which is recursive")
+            elif folder.recursive and other.path.is_relative_to(folder.path):
+                errors.add(f"folders[{i}].path", f"recursive and contains folders[{j}]")
+
+
+class _Reader:
+    """Typed accessors that record an error and return a default on bad input."""
+
+    def __init__(self, errors: _Errors, base_dir: Path) -> None:
+        self.errors = errors
+        self.base_dir = base_dir
+
+    def unknown_keys(self, raw: dict, allowed: set[str], prefix: str) -> None:
+        for key in raw:
+            if key not in allowed:
+                where = f"{prefix}.{key}" if prefix else str(key)
+                self.errors.add(where, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+    def string(self, raw: dict, name: str, key: str, default: str | None = None,
+               required: bool = False) -> str | None:
+        value = raw.get(name)
+        if value is None:
+            if required:
+                self.errors.add(key, "required")
+            return default
+        if not isinstance(value, str) or not value.strip():
+            self.errors.add(key, f"must be a non-empty string (got {value!r})")
+            return default
+        return value.strip()
+
+    def path(self, raw: dict, name: str, key: str, required: bool = False) -> Path | None:
+        value = self.string(raw, name, key, required=required)
+        if value is None:
+            return None
+        expanded = Path(value).expanduser()
+        return Path(os.path.normpath(self.base_dir / expanded))
+
+    def number(self, raw: dict, name: str, key: str, default: float, *, minimum: float,
+               maximum: float | None = None, integer: bool = False) -> float:
+        value = raw.get(name, default)
+        wrong_type = isinstance(value, bool) or not isinstance(value, (int, float))
+        if wrong_type or (integer and not isinstance(value, int)):
+            kind = "an integer" if integer else "a number"
+            self.errors.add(key, f"must be {kind} (got {value!r})")
+            return default
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+            self.errors.add(key, f"must be {bound} (got {value!r})")
+            return default
+        return value
+
+    def boolean(self, raw: dict, name: str, key: str) -> bool:
+        value = raw.get(name, False)
+        if not isinstance(value, bool):
+            self.errors.add(key, f"must be true or false (got {value!r})")
+            return False
+        return value
+
+    def choice(self, raw: dict, name: str, key: str, options: tuple[str, ...], default: str) -> str:
+        value = raw.get(name, default)
+        if value not in options:
+            self.errors.add(key, f"must be one of {', '.join(options)} (got {value!r})")
+            return default
+        return value
+
+    def extensions(self, raw: dict, key: str) -> tuple[str, ...]:
+        value = raw.get("extensions")
+        if value is None:
+            return tuple(VIDEO_EXTENSIONS)
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            self.errors.add(key, "must be a non-empty list of suffixes like .mp4")
+            return tuple(VIDEO_EXTENSIONS)
+        return tuple("." + v.lower().lstrip(".") for v in value)
+
+    def limits(self, raw: dict, key: str) -> dict[str, Any]:
+        value = raw.get("limits")
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.errors.add(key, "must be a mapping of limit names to numbers")
+            return {}
+        overrides: dict[str, Any] = {}
+        for name, limit in value.items():
+            expected = LIMIT_KEYS.get(name)
+            if expected is None:
+                self.errors.add(f"{key}.{name}", f"unknown limit (allowed: {', '.join(LIMIT_KEYS)})")
+                continue
+            number = self.number(value, name, f"{key}.{name}", 0, minimum=0,
+                                 integer=expected is int)
+            if number is not None:
+                overrides[name] = expected(number)
+        return overrides

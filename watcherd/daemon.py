@@ -1,0 +1,201 @@
+"""Assemble the pipeline, run the main loop, shut down in order.
+
+Threads: one observer per folder (watchdog's own), ``scanner``, ``settler``,
+``upload-N``, ``poller``, ``finalizer`` and ``pause-check``. The main thread
+owns signals (handlers only enqueue the signal number; the loop acts on it),
+supervises the other threads and restarts dead observers.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import time
+from collections.abc import Callable
+
+from .api import TwelveLabsClient
+from .apikey import resolve_api_key
+from .config import Config
+from .finalizer import Finalizer
+from .pipeline import Progress, UploadWorker
+from .poller import Poller
+from .retry import UploadGate
+from .settle import Hint, Settler
+from .states import State
+from .store import Store
+from .threads import ServiceThread
+from .watcher import Scanner, Watcher
+
+logger = logging.getLogger(__name__)
+
+# In-flight uploads get this long to finish on SIGTERM; then they are aborted
+# and redone cleanly next start. Keep it below the unit's TimeoutStopSec=.
+SHUTDOWN_GRACE_SECONDS = 20.0
+HEALTH_CHECK_SECONDS = 5.0
+
+
+class PauseCheck(ServiceThread):
+    """While uploads are paused, re-check the account every interval and resume."""
+
+    def __init__(self, *, config: Config, api: TwelveLabsClient, gate: UploadGate) -> None:
+        super().__init__("pause-check")
+        self.config = config
+        self.api = api
+        self.gate = gate
+        self._next = 0.0
+
+    def step(self) -> None:
+        self.stop_event.wait(0.5)
+        paused = self.gate.paused
+        if paused is None:
+            self._next = time.monotonic() + self.config.pause_check_seconds
+            return
+        if time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + self.config.pause_check_seconds
+        try:
+            for index_id in sorted({f.index_id for f in self.config.folders}):
+                self.api.get_index(index_id)
+        except Exception as exc:  # any failure: stay paused, say so again
+            logger.error("uploads still paused: %s. Fix: %s (next check in %.0fs)",
+                         getattr(exc, "describe", lambda: str(exc))(), paused.fix,
+                         self.config.pause_check_seconds)
+            return
+        logger.info("Twelve Labs accepts our requests again; resuming uploads")
+        self.gate.resume()
+
+
+class Daemon:
+    def __init__(self, config: Config, *, api: TwelveLabsClient | None = None,
+                 store: Store | None = None) -> None:
+        self.config = config
+        self.store = store or Store(config.state_db)
+        self.api = api or TwelveLabsClient(
+            config.api.base_url,
+            lambda: resolve_api_key(config.api.key_file).value,
+            connect_timeout=config.api.connect_timeout_seconds,
+            io_timeout=config.api.io_timeout_seconds,
+        )
+        self.gate = UploadGate()
+        self.progress = Progress()
+        self.intake: queue.SimpleQueue[Hint] = queue.SimpleQueue()
+        self.work: queue.Queue[int] = queue.Queue()
+        self.to_finalize: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self.scanner = Scanner(config, self.intake)
+        self.watcher = Watcher(config, self.intake, self.scanner)
+        self.factories: dict[str, Callable[[], ServiceThread]] = self._thread_factories()
+        self.threads: dict[str, ServiceThread] = {}
+
+    def _thread_factories(self) -> dict[str, Callable[[], ServiceThread]]:
+        c = self.config
+        factories: dict[str, Callable[[], ServiceThread]] = {
+            "settler": lambda: Settler(config=c, store=self.store, intake=self.intake,
+                                       release=self.work.put),
+            "poller": lambda: Poller(store=self.store, api=self.api, gate=self.gate,
+                                     finalize=self.to_finalize.put,
+                                     interval=c.poll_interval_seconds),
+            "finalizer": lambda: Finalizer(config=c, store=self.store, work=self.to_finalize),
+            "pause-check": lambda: PauseCheck(config=c, api=self.api, gate=self.gate),
+        }
+        for n in range(1, c.upload_workers + 1):
+            factories[f"upload-{n}"] = lambda name=f"upload-{n}": UploadWorker(
+                name, config=c, store=self.store, api=self.api, gate=self.gate,
+                work=self.work, finalize=self.to_finalize.put,
+                settle_again=lambda path: self.intake.put(Hint(path, "recovery")),
+                progress=self.progress)
+        return factories
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT; returns the exit code."""
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, lambda s, _frame: self.signals.put(s))
+        self.start()
+        try:
+            self._main_loop()
+        finally:
+            self.shutdown()
+        return 0
+
+    def start(self) -> None:
+        self.store.open()
+        self.recover()
+        self.scanner.start()
+        for name, factory in self.factories.items():
+            self.threads[name] = factory()
+            self.threads[name].start()
+        self.watcher.start()
+        self.scanner.request()
+        logger.info("watcherd started: watching %d folder(s), state in %s",
+                    len(self.config.folders), self.config.state_db)
+
+    def recover(self) -> None:
+        """Pick up where the last run stopped (before any new upload)."""
+        for record in self.store.in_states(State.QUEUED, State.VALIDATING, State.UPLOADING):
+            if record.state == State.UPLOADING and record.task_id:
+                self.store.transition(record.id, State.INDEXING, "restart: task already created")
+                continue
+            self.store.transition(record.id, State.SETTLING, "restart: settling again")
+        for record in self.store.in_states(State.SETTLING):
+            self.intake.put(Hint(record.path, "recovery"))
+        for record in self.store.in_states(State.FINALIZING):
+            self.to_finalize.put(record.id)
+
+    def _main_loop(self) -> None:
+        next_health = time.monotonic() + HEALTH_CHECK_SECONDS
+        while True:
+            try:
+                signum = self.signals.get(timeout=1.0)
+            except queue.Empty:
+                signum = None
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                logger.info("received %s; shutting down", signal.Signals(signum).name)
+                return
+            if signum == signal.SIGHUP:
+                logger.warning("SIGHUP: live reload is not supported yet; restart to apply "
+                               "a new config")
+            if time.monotonic() >= next_health:
+                next_health = time.monotonic() + HEALTH_CHECK_SECONDS
+                self.supervise()
+
+    def supervise(self) -> None:
+        """Replace dead threads, restart dead observers."""
+        for name, thread in list(self.threads.items()):
+            if not thread.is_alive():
+                logger.error("thread %s died; starting a new one", name)
+                self.threads[name] = self.factories[name]()
+                self.threads[name].start()
+                if name == "settler":
+                    self.recover()
+                    self.scanner.request()
+        if not self.scanner.is_alive():
+            logger.error("thread scanner died; starting a new one")
+            self.scanner = Scanner(self.config, self.intake)
+            self.watcher.scanner = self.scanner
+            self.scanner.start()
+        self.watcher.ensure_running()
+
+    def shutdown(self) -> None:
+        """Stop intake first, give uploads a grace period, then close the database."""
+        self.watcher.stop()
+        self.scanner.stop()
+        workers = [t for n, t in self.threads.items() if n.startswith("upload-")]
+        for thread in self.threads.values():
+            thread.stop()
+        deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        for worker in workers:
+            if worker.is_alive():
+                logger.warning("%s: upload still running after %.0fs; aborting it (it is "
+                               "redone next start)", worker.name, SHUTDOWN_GRACE_SECONDS)
+                worker.abort_event.set()
+        for thread in [self.scanner, *self.threads.values()]:
+            thread.join(5.0)
+        self.api.close()
+        self.store.close()
+        logger.info("watcherd stopped")
+

@@ -1,0 +1,102 @@
+"""Exception types whose class decides what happens to a file.
+
+- ``MediaRejected``: the file itself breaks a rule; it goes to failed/ and is
+  never retried.
+- ``ApiRejected``: Twelve Labs refused the file (400 ``video_*`` and friends);
+  permanent, the file goes to failed/ with the API's code and message.
+- ``TransientError``: the network or the API hiccupped; retry with backoff.
+- ``UploadsPaused`` (``AuthError``, ``QuotaError``): nothing is wrong with the
+  file; every upload waits until the account works again.
+"""
+
+from __future__ import annotations
+
+
+class WatcherdError(Exception):
+    """Base of every error watcherd raises on purpose."""
+
+
+class ConfigError(WatcherdError):
+    """The configuration is unusable; ``errors`` lists one line per problem."""
+
+    def __init__(self, errors: list[str], source: str | None = None) -> None:
+        self.errors = list(errors)
+        self.source = source
+        super().__init__("\n".join(self.errors))
+
+
+class MediaRejected(WatcherdError):
+    """A file broke a validation rule: permanent, never uploaded."""
+
+    def __init__(self, rule: str, reason: str, measured: object = None) -> None:
+        self.rule = rule
+        self.reason = reason
+        self.measured = measured
+        super().__init__(reason)
+
+
+class FileChanged(WatcherdError):
+    """The file changed or vanished under us; it must settle again."""
+
+
+class ApiError(WatcherdError):
+    """An answer from the Twelve Labs API that is not a success."""
+
+    def __init__(self, status: int | None, code: str | None, message: str) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        status = f"HTTP {self.status}" if self.status is not None else "no response"
+        code = f" {self.code}" if self.code else ""
+        return f"{status}{code}: {self.message}"
+
+
+class ApiRejected(ApiError):
+    """A permanent refusal (bad video, bad parameter, unknown index)."""
+
+
+class TransientError(ApiError):
+    """Worth retrying later: connection errors, timeouts, 408, 429, 5xx.
+
+    ``retry_after`` is the server's hint in seconds, when it gave one.
+    ``maybe_created`` is True when the request body may have reached the
+    server, so a task may exist even though we saw no answer.
+    """
+
+    def __init__(
+        self,
+        status: int | None,
+        code: str | None,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        maybe_created: bool = False,
+    ) -> None:
+        self.retry_after = retry_after
+        self.maybe_created = maybe_created
+        super().__init__(status, code, message)
+
+
+class UploadsPaused(ApiError):
+    """The account cannot upload right now; pause every upload, fail nothing."""
+
+    fix = "check the Twelve Labs account"
+
+
+class AuthError(UploadsPaused):
+    """401/403: the API key is invalid, expired or lacks access."""
+
+    fix = (
+        "put a valid API key in the configured key source (api.key_file, "
+        "$CREDENTIALS_DIRECTORY/api-key or $TWELVELABS_API_KEY); watcherd re-reads it "
+        "and resumes by itself"
+    )
+
+
+class QuotaError(UploadsPaused):
+    """``usage_limit_exceeded``: the account has no credit left."""
+
+    fix = "add credit or a payment method to the Twelve Labs account; watcherd resumes by itself"

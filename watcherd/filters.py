@@ -1,0 +1,51 @@
+"""Which paths are candidates: the naming rules, each with a name.
+
+``ignore_reason`` returns the rule that excludes a path (so ``explain`` and
+debug logs can say why) or None for a candidate. Pure functions of the path
+and the folder config: no I/O.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePath
+
+from .config import FolderConfig
+
+# Partial/temp names written by browsers, WinSCP, rsync and friends
+# (watch-folder-peers.md appendix A). Checked on the final suffix only:
+# "clip.mp4.part" is partial, "~syncthing~clip.mp4.tmp" too.
+PARTIAL_SUFFIXES = (".part", ".partial", ".crdownload", ".download", ".tmp", ".temp", ".filepart")
+
+
+def ignore_reason(path: str | PurePath, folder: FolderConfig) -> str | None:
+    path = Path(path)
+    for special in ("done_dir", "failed_dir"):
+        if path.is_relative_to(getattr(folder, special)):
+            return f"inside {special} ({getattr(folder, special)})"
+    if not path.is_relative_to(folder.path) or path == folder.path:
+        return f"outside the watched folder {folder.path}"
+    relative = path.relative_to(folder.path)
+    if len(relative.parts) > 1 and not folder.recursive:
+        return "in a subfolder and the folder is not recursive"
+    return _name_reason(relative, folder)
+
+
+def _name_reason(relative: PurePath, folder: FolderConfig) -> str | None:
+    hidden = [part for part in relative.parts if part.startswith(".")]
+    if hidden:
+        return f"hidden name ({hidden[0]})"
+    name = relative.name
+    if name.startswith("~$"):
+        return "temporary name (~$ owner file)"
+    if name.endswith("~"):
+        return "temporary name (ends with ~)"
+    suffix = relative.suffix.lower()
+    if suffix in PARTIAL_SUFFIXES:
+        return f"partial download name ({suffix})"
+    if suffix not in folder.extensions:
+        return f"not a video extension ({suffix or 'no suffix'})"
+    return None
+
+
+def is_candidate(path: str | PurePath, folder: FolderConfig) -> bool:
+    return ignore_reason(path, folder) is None

@@ -1,0 +1,142 @@
+"""Finalize: move a file whose fate is known to done/ or failed/, then its sidecar.
+
+The target path is recorded before the move, so after a crash the next run
+can tell "moved but not recorded" from "not moved yet". A storage error
+(full disk, read-only share) keeps the row in ``finalizing`` and retries
+later; the source is only removed once the copy is complete.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+import queue
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import Config, FolderConfig
+from .mover import free_target, move_file, write_sidecar
+from .states import State
+from .store import FileRecord, Store
+from .threads import ServiceThread
+
+logger = logging.getLogger(__name__)
+
+RETRY_SECONDS = 30.0
+
+
+class Finalizer(ServiceThread):
+    def __init__(self, *, config: Config, store: Store, work: queue.SimpleQueue[int],
+                 clock: Callable[[], float] = time.monotonic,
+                 retry_seconds: float = RETRY_SECONDS) -> None:
+        super().__init__("finalizer")
+        self.config = config
+        self.store = store
+        self.work = work
+        self.clock = clock
+        self.retry_seconds = retry_seconds
+        self._later: list[tuple[float, int]] = []
+
+    def step(self) -> None:
+        self._requeue_due()
+        try:
+            file_id = self.work.get(timeout=0.5)
+        except queue.Empty:
+            return
+        try:
+            self.finalize(file_id)
+        except OSError as exc:
+            logger.error("cannot finalize file %d yet (%s); the file stays where it is, "
+                         "retrying in %.0fs", file_id, exc, self.retry_seconds)
+            heapq.heappush(self._later, (self.clock() + self.retry_seconds, file_id))
+
+    def _requeue_due(self) -> None:
+        now = self.clock()
+        while self._later and self._later[0][0] <= now:
+            self.work.put(heapq.heappop(self._later)[1])
+
+    def finalize(self, file_id: int) -> None:
+        record = self.store.get(file_id)
+        if record.state != State.FINALIZING:
+            return
+        folder = self.config.folder_for(record.path)
+        target = self._target(record, folder)
+        source = Path(record.path)
+        moved = self._move(source, target)
+        if moved is None:
+            self.store.transition(file_id, State.VANISHED,
+                                  f"file disappeared before it could be moved to {target.parent}",
+                                  finished_at=self.store.clock())
+            return
+        finished = self.store.clock()
+        record = self.store.transition(file_id, State.FINALIZING, None, dest_path=str(moved))
+        write_sidecar(moved, sidecar_document(record, folder, finished))
+        final = State.DONE if record.outcome == "ready" else State.FAILED
+        self.store.transition(file_id, final, f"moved to {moved}", finished_at=finished)
+
+    def _target(self, record: FileRecord, folder: FolderConfig | None) -> Path:
+        """The recorded target, or a fresh free one recorded before moving."""
+        if record.dest_path:
+            return Path(record.dest_path)
+        base = Path(record.folder)
+        if folder is not None:
+            base_dir = folder.done_dir if record.outcome == "ready" else folder.failed_dir
+        else:  # folder removed from the config: keep the default layout
+            base_dir = base / ("done" if record.outcome == "ready" else "failed")
+        relative = Path(record.path).relative_to(base).parent
+        target = free_target(base_dir / relative, Path(record.path).name)
+        self.store.update(record.id, dest_path=str(target))
+        return target
+
+    @staticmethod
+    def _move(source: Path, target: Path) -> Path | None:
+        """Move, tolerating a move that already happened before a crash."""
+        source_exists = os.path.lexists(source)
+        if os.path.lexists(target):
+            if not source_exists:
+                return target
+            if os.path.samefile(source, target):  # linked, not yet unlinked
+                os.unlink(source)
+                return target
+        if not source_exists:
+            return None
+        return move_file(source, target)
+
+
+def sidecar_document(record: FileRecord, folder: FolderConfig | None,
+                     finished: float) -> dict[str, Any]:
+    """What happened to the file, for people and scripts reading done/ or failed/."""
+    return {
+        "status": "ready" if record.outcome == "ready" else "failed",
+        "reason": record.reason,
+        "error_code": record.error_code,
+        "rule": record.rule,
+        "task_id": record.task_id,
+        "video_id": record.video_id,
+        "index_id": record.index_id,
+        "model": folder.model if folder else None,
+        "source_path": record.path,
+        "moved_to": record.dest_path,
+        "size": record.size,
+        "sha256": record.sha256,
+        "attempts": record.attempts,
+        "media": record.media_facts(),
+        "task": record.task(),
+        "timestamps": {
+            name: _iso(getattr(record, name) if name != "finished_at" else finished)
+            for name in ("discovered_at", "settled_at", "upload_started_at", "uploaded_at",
+                         "finished_at")
+        },
+        "watcherd_version": __version__,
+    }
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")

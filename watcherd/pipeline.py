@@ -1,0 +1,269 @@
+"""Upload workers: validate, hash, then stream each settled file to Twelve Labs.
+
+The exception type decides a file's fate:
+``MediaRejected``/``ApiRejected`` → failed/, ``TransientError`` → retry after
+the shared backoff, ``UploadsPaused`` → back to the queue until the account
+works, ``FileChanged`` → settle again, ``FileNotFoundError`` → vanished.
+Intent is written before every side effect: ``uploading`` with the attempt
+number and start time before the POST, the task id the moment it answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from .api import TwelveLabsClient, UploadAborted
+from .config import Config, FolderConfig
+from .errors import ApiRejected, FileChanged, MediaRejected, TransientError, UploadsPaused
+from .retry import UploadGate
+from .states import State
+from .store import FileRecord, Store
+from .threads import ServiceThread
+from .validate import check_file, raise_if_rejected
+
+logger = logging.getLogger(__name__)
+
+HASH_BLOCK = 1 << 20
+# How far before our attempt's start a remote task may claim to be created
+# and still be ours (clock skew between this host and the API).
+ADOPT_SKEW = timedelta(minutes=2)
+
+
+@dataclass
+class Progress:
+    """Bytes sent per uploading file, shared with status views."""
+
+    sent: dict[int, tuple[int, int]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def update(self, file_id: int, done: int, total: int) -> None:
+        with self.lock:
+            self.sent[file_id] = (done, total)
+
+    def clear(self, file_id: int) -> None:
+        with self.lock:
+            self.sent.pop(file_id, None)
+
+    def snapshot(self) -> dict[int, tuple[int, int]]:
+        with self.lock:
+            return dict(self.sent)
+
+
+class UploadWorker(ServiceThread):
+    def __init__(
+        self,
+        name: str,
+        *,
+        config: Config,
+        store: Store,
+        api: TwelveLabsClient,
+        gate: UploadGate,
+        work: queue.Queue[int],
+        finalize: Callable[[int], None],
+        settle_again: Callable[[str], None],
+        progress: Progress | None = None,
+    ) -> None:
+        super().__init__(name)
+        self.config = config
+        self.store = store
+        self.api = api
+        self.gate = gate
+        self.work = work
+        self.finalize = finalize
+        self.settle_again = settle_again
+        self.progress = progress or Progress()
+        # Set by the daemon after the shutdown grace period: abort mid-upload.
+        self.abort_event = threading.Event()
+
+    def step(self) -> None:
+        try:
+            file_id = self.work.get(timeout=0.5)
+        except queue.Empty:
+            return
+        self.process(file_id)
+
+    def process(self, file_id: int) -> None:
+        """Take one queued file as far as it can go now."""
+        record = self.store.get(file_id)
+        folder = self.config.folder_for(record.path)
+        if record.state != State.QUEUED or folder is None:
+            return
+        try:
+            record = self._validate(record, folder)
+            record = self._hash(record)
+            self._upload(record, folder)
+        except FileChanged as exc:
+            self.store.transition(file_id, State.SETTLING, str(exc))
+            self.settle_again(record.path)
+        except FileNotFoundError:
+            self.store.transition(file_id, State.VANISHED, "file disappeared before upload",
+                                  finished_at=self.store.clock())
+        except MediaRejected as exc:
+            self._hash_for_sidecar(record)
+            self._fail(file_id, exc.reason, rule=exc.rule)
+        except ApiRejected as exc:
+            self._fail(file_id, f"Twelve Labs rejected the upload: {exc.describe()}",
+                       error_code=exc.code or f"http_{exc.status}")
+        finally:
+            self.progress.clear(file_id)
+
+    # -- steps ---------------------------------------------------------------
+
+    def _validate(self, record: FileRecord, folder: FolderConfig) -> FileRecord:
+        self._ensure_unchanged(record)
+        record = self.store.transition(record.id, State.VALIDATING, expect=(State.QUEUED,))
+        report = check_file(record.path, folder.limits, require_audio=folder.require_audio)
+        if report.facts:
+            self.store.update(record.id, facts=report.facts.as_dict())
+        if not report.accepted:
+            # An unreadable file may simply still be written by a slow writer.
+            self._ensure_unchanged(record)
+        raise_if_rejected(report)
+        return record
+
+    def _hash(self, record: FileRecord) -> FileRecord:
+        digest = hashlib.sha256()
+        with open(record.path, "rb") as fh:
+            while block := fh.read(HASH_BLOCK):
+                digest.update(block)
+                if self.abort_event.is_set():
+                    raise FileChanged("hashing interrupted by shutdown")
+        self._ensure_unchanged(record)
+        self.store.update(record.id, sha256=digest.hexdigest())
+        return self.store.get(record.id)
+
+    def _hash_for_sidecar(self, record: FileRecord) -> None:
+        """Rejected files get a sha256 too, so operators can match them up."""
+        try:
+            self._hash(self.store.get(record.id))
+        except (OSError, FileChanged) as exc:
+            logger.debug("%s: no sha256 for the sidecar: %s", record.path, exc)
+
+    def _upload(self, record: FileRecord, folder: FolderConfig) -> None:
+        """Retry until the task exists, the file is refused, or we are stopped."""
+        while not self.stop_event.is_set():
+            if not self.gate.wait(self.stop_event):
+                continue
+            self._ensure_unchanged(record)
+            try:
+                if record.attempts and self._adopt_existing_task(record):
+                    return
+            except TransientError as exc:
+                self.gate.note_failure(exc)
+                continue
+            except UploadsPaused as exc:
+                self._pause(exc)
+                continue
+            record = self.store.transition(
+                record.id, State.UPLOADING, f"attempt {record.attempts + 1}",
+                attempts=record.attempts + 1, upload_started_at=self.store.clock())
+            try:
+                created = self._post(record, folder)
+            except TransientError as exc:
+                delay = self.gate.note_failure(exc)
+                logger.warning("%s: upload attempt %d failed (%s); retrying in %.0fs",
+                               record.path, record.attempts, exc.describe(), delay)
+                record = self.store.transition(record.id, State.QUEUED,
+                                               f"retrying in {delay:.0f}s: {exc.describe()}")
+                continue
+            except UploadsPaused as exc:
+                self._pause(exc)
+                record = self.store.transition(record.id, State.QUEUED,
+                                               f"uploads paused: {exc.describe()}")
+                continue
+            except UploadAborted as exc:
+                raise FileChanged(str(exc)) from exc
+            self.gate.note_success()
+            self._record_task(record, created["_id"], created.get("video_id"), "uploaded")
+            return
+        # Stopped while waiting: leave it queued for the next start.
+        self.store.transition(record.id, State.QUEUED, "stopped before upload")
+
+    def _post(self, record: FileRecord, folder: FolderConfig) -> dict:
+        def on_progress(done: int, total: int) -> None:
+            self.heartbeat_now()
+            self.progress.update(record.id, done, total)
+
+        def should_abort() -> bool:
+            # Checked once per 1 MiB block: a stat costs microseconds, and an
+            # upload of a file that is being rewritten would be garbage.
+            return self.abort_event.is_set() or self._changed(record)
+
+        return self.api.create_task(
+            record.path,
+            index_id=folder.index_id,
+            language=folder.language,
+            user_metadata={"sha256": record.sha256, "source_path": record.path,
+                           "watcherd_file_id": record.id},
+            on_progress=on_progress,
+            should_abort=should_abort,
+        )
+
+    def _adopt_existing_task(self, record: FileRecord) -> bool:
+        """After an attempt that may have reached the API, look before re-sending.
+
+        ``POST /tasks`` has no idempotency key: a task can exist although we saw
+        a timeout or a reset. Match by index, filename and creation time.
+        """
+        started = datetime.fromtimestamp(record.upload_started_at or 0, timezone.utc)
+        since = (started - ADOPT_SKEW).strftime("%Y-%m-%dT%H:%M:%SZ")
+        tasks = self.api.list_tasks(index_id=record.index_id,
+                                    filename=os.path.basename(record.path), created_at=since)
+        duration = (record.media_facts() or {}).get("duration_seconds")
+        matching = [t for t in tasks if _could_be_ours(t, record.name, duration)]
+        if not matching:
+            return False
+        task = min(matching, key=lambda t: t.get("created_at") or "")
+        self._record_task(record, task["_id"], task.get("video_id"),
+                          "adopted the task an earlier attempt created")
+        return True
+
+    def _record_task(self, record: FileRecord, task_id: str, video_id: str | None,
+                     how: str) -> None:
+        self.store.transition(record.id, State.INDEXING, how, task_id=task_id,
+                              video_id=video_id, uploaded_at=self.store.clock())
+
+    # -- helpers -------------------------------------------------------------
+
+    def _ensure_unchanged(self, record: FileRecord) -> None:
+        st = os.stat(record.path)  # FileNotFoundError → vanished
+        if (st.st_size, st.st_mtime_ns) != (record.size, record.mtime_ns):
+            raise FileChanged(f"file changed since it settled ({record.size} → {st.st_size} bytes)")
+
+    @staticmethod
+    def _changed(record: FileRecord) -> bool:
+        try:
+            st = os.stat(record.path)
+        except OSError:
+            return True
+        return (st.st_size, st.st_mtime_ns) != (record.size, record.mtime_ns)
+
+    def _pause(self, exc: UploadsPaused) -> None:
+        if self.gate.pause(exc):
+            logger.error("uploads paused: %s. Files stay in the inbox. Fix: %s",
+                         exc.describe(), exc.fix)
+
+    def _fail(self, file_id: int, reason: str, **fields: object) -> None:
+        self.store.transition(file_id, State.FINALIZING, reason, outcome="failed",
+                              reason=reason, **fields)
+        self.finalize(file_id)
+
+    def heartbeat_now(self) -> None:
+        self.heartbeat = time.monotonic()
+
+
+def _could_be_ours(task: dict, filename: str, duration: float | None) -> bool:
+    """The list filter already matched index and name; rule out what we can."""
+    meta = task.get("system_metadata") or task.get("metadata") or {}
+    if meta.get("filename") not in (None, filename):
+        return False
+    remote = meta.get("duration")
+    return remote is None or duration is None or abs(float(remote) - duration) <= 1.0

@@ -1,0 +1,143 @@
+"""Follow every uploaded file's task until Twelve Labs says ready or failed.
+
+Each task is polled every ``poll_interval_seconds`` with ±20 % jitter, so a
+burst of uploads does not turn into a burst of polls. Any status other than
+``ready``/``failed`` counts as still working (unknown ones are logged once).
+Accepts both the v1.3 (``system_metadata``) and v1.2 (``metadata``,
+``process.percentage``) task shapes.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+
+from .api import TwelveLabsClient
+from .errors import ApiRejected, TransientError, UploadsPaused
+from .retry import UploadGate, compute_backoff
+from .states import KNOWN_TASK_STATUSES, TERMINAL_TASK_STATUSES, State
+from .store import FileRecord, StaleState, Store
+from .threads import ServiceThread
+
+logger = logging.getLogger(__name__)
+
+
+class Poller(ServiceThread):
+    def __init__(
+        self,
+        *,
+        store: Store,
+        api: TwelveLabsClient,
+        gate: UploadGate,
+        finalize: Callable[[int], None],
+        interval: float,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
+        tick_seconds: float = 0.5,
+    ) -> None:
+        super().__init__("poller")
+        self.store = store
+        self.api = api
+        self.gate = gate
+        self.finalize = finalize
+        self.interval = interval
+        self.clock = clock
+        self.rng = rng
+        self.tick_seconds = min(tick_seconds, interval)
+        self.next_poll: dict[int, float] = {}
+        self.failures: dict[int, int] = {}
+        self._unknown_logged: set[str] = set()
+
+    def step(self) -> None:
+        self.poll_due()
+        self.stop_event.wait(self.tick_seconds)
+
+    def poll_due(self) -> None:
+        """Poll every indexing task whose turn has come."""
+        if self.gate.paused is not None:
+            return  # every request would be refused; the pause check resumes us
+        now = self.clock()
+        for record in self.store.in_states(State.INDEXING):
+            if self.stop_event.is_set():
+                return
+            if self.next_poll.get(record.id, 0.0) <= now:
+                self.poll(record)
+
+    def poll(self, record: FileRecord) -> None:
+        try:
+            task = self.api.get_task(record.task_id or "")
+        except TransientError as exc:
+            self._backoff(record, exc)
+            return
+        except UploadsPaused as exc:
+            if self.gate.pause(exc):
+                logger.error("uploads paused: %s. Fix: %s", exc.describe(), exc.fix)
+            return
+        except ApiRejected as exc:
+            self._finish(record, "failed", None, f"task {record.task_id} can no longer be "
+                         f"read: {exc.describe()}", error_code=exc.code)
+            return
+        self.failures.pop(record.id, None)
+        self._schedule(record.id)
+        self._note_status(record, task)
+
+    def _note_status(self, record: FileRecord, task: dict) -> None:
+        status = str(task.get("status") or "unknown")
+        if status not in KNOWN_TASK_STATUSES and status not in self._unknown_logged:
+            self._unknown_logged.add(status)
+            logger.warning("task %s has unknown status %r; treating it as still working",
+                           record.task_id, status)
+        if status in TERMINAL_TASK_STATUSES:
+            reason = None if status == "ready" else failure_reason(record.task_id, task)
+            self._finish(record, status, task, reason,
+                         error_code=None if status == "ready" else "task_failed")
+        elif status != record.remote_status:
+            self.store.update(record.id, remote_status=status)
+            logger.info("%s: task %s is %s%s", record.path, record.task_id, status,
+                        _percent(task))
+
+    def _finish(self, record: FileRecord, outcome: str, task: dict | None,
+                reason: str | None, error_code: str | None = None) -> None:
+        video_id = (task or {}).get("video_id") or record.video_id
+        status = (task or {}).get("status", record.remote_status)
+        try:
+            self.store.transition(
+                record.id, State.FINALIZING, f"task {outcome}" + (f": {reason}" if reason else ""),
+                expect=(State.INDEXING,), outcome=outcome, reason=reason,
+                error_code=error_code, task_json=task, video_id=video_id,
+                remote_status=status,
+            )
+        except StaleState:
+            return
+        self.next_poll.pop(record.id, None)
+        self.finalize(record.id)
+
+    def _schedule(self, file_id: int) -> None:
+        jitter = 0.8 + 0.4 * self.rng()
+        self.next_poll[file_id] = self.clock() + self.interval * jitter
+
+    def _backoff(self, record: FileRecord, exc: TransientError) -> None:
+        failures = self.failures.get(record.id, 0) + 1
+        self.failures[record.id] = failures
+        delay = exc.retry_after or max(self.interval, compute_backoff(failures, rng=self.rng))
+        self.next_poll[record.id] = self.clock() + delay
+        logger.warning("%s: polling task %s failed (%s); next try in %.0fs",
+                       record.path, record.task_id, exc.describe(), delay)
+
+
+def failure_reason(task_id: str | None, task: dict) -> str:
+    """A sentence for the sidecar: the API's undocumented ``error_reason`` when present."""
+    detail = task.get("error_reason") or task.get("message") or "no reason given"
+    if isinstance(detail, dict):
+        detail = detail.get("message") or str(detail)
+    return f"Twelve Labs marked task {task_id} failed: {detail}"
+
+
+def _percent(task: dict) -> str:
+    process = task.get("process")
+    try:
+        return f" ({float(process['percentage']):.0f}%)"
+    except (TypeError, KeyError, ValueError):
+        return ""

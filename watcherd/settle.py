@@ -1,0 +1,158 @@
+"""Completeness gate: a file is taken only after it has been quiet long enough.
+
+Events and scans are only hints. Every candidate is re-``stat``-ed on a short
+timer; any change of size, mtime, ctime or inode, and any new event for it,
+restarts its quiet period. A file is released to the upload queue once it
+has been unchanged for ``settle_seconds``, however it was found. Timing uses
+an injectable monotonic clock so the gate can be stepped in tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .config import Config
+from .filters import ignore_reason
+from .states import State
+from .store import StaleState, Store
+from .threads import ServiceThread
+
+logger = logging.getLogger(__name__)
+
+Signature = tuple[int, int, int, int]  # size, mtime_ns, ctime_ns, inode
+
+
+@dataclass(frozen=True)
+class Hint:
+    """Something suggests ``path`` may be new or changed."""
+
+    path: str
+    source: str  # "event", "scan" or "recovery"
+
+
+@dataclass
+class Candidate:
+    file_id: int
+    signature: Signature
+    quiet_since: float
+
+
+def signature_of(st: os.stat_result) -> Signature:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+class Settler(ServiceThread):
+    def __init__(
+        self,
+        *,
+        config: Config,
+        store: Store,
+        intake: queue.SimpleQueue[Hint],
+        release: Callable[[int], None],
+        clock: Callable[[], float] = time.monotonic,
+        tick_seconds: float = 0.25,
+    ) -> None:
+        super().__init__("settler")
+        self.config = config
+        self.store = store
+        self.intake = intake
+        self.release = release
+        self.clock = clock
+        self.tick_seconds = tick_seconds
+        self.candidates: dict[str, Candidate] = {}
+
+    def step(self) -> None:
+        deadline = self.clock() + self.tick_seconds
+        while (remaining := deadline - self.clock()) > 0:
+            try:
+                hint = self.intake.get(timeout=remaining)
+            except queue.Empty:
+                break
+            self.offer(hint)
+        self.tick()
+
+    def offer(self, hint: Hint) -> None:
+        """Start (or restart) the quiet period of ``hint.path`` if it is a candidate."""
+        known = self.candidates.get(hint.path)
+        if known is not None:
+            if hint.source == "event":
+                known.quiet_since = self.clock()
+            return
+        folder = self.config.folder_for(hint.path)
+        if folder is None or ignore_reason(hint.path, folder) is not None:
+            return
+        st = _regular_file_stat(hint.path)
+        record = self.store.active_by_path(hint.path)
+        if st is None:
+            if record is not None and record.state == State.SETTLING:
+                self.store.transition(record.id, State.VANISHED, "file is gone",
+                                      finished_at=self.store.clock())
+            return
+        if record is None:
+            record = self.store.add(path=hint.path, folder=str(folder.path),
+                                    index_id=folder.index_id, size=st.st_size,
+                                    mtime_ns=st.st_mtime_ns, detail=f"found by {hint.source}")
+        elif record.state != State.SETTLING:
+            return  # already further along; the pipeline owns it
+        self.candidates[hint.path] = Candidate(record.id, signature_of(st), self.clock())
+
+    def tick(self) -> None:
+        """Re-stat every candidate; release the ones quiet for long enough."""
+        now = self.clock()
+        for path, cand in list(self.candidates.items()):
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                self._forget(path, cand, State.VANISHED, "file disappeared while settling")
+                continue
+            except OSError as exc:  # e.g. a share hiccup: keep waiting, never drop
+                logger.warning("%s: cannot stat (%s); still settling", path, exc.strerror)
+                cand.quiet_since = now
+                continue
+            sig = signature_of(st)
+            if sig != cand.signature:
+                cand.signature, cand.quiet_since = sig, now
+            elif now - cand.quiet_since >= self.config.settle_seconds:
+                self._release(path, cand, st)
+
+    def _release(self, path: str, cand: Candidate, st: os.stat_result) -> None:
+        del self.candidates[path]
+        try:
+            self.store.transition(
+                cand.file_id, State.QUEUED,
+                f"unchanged for {self.config.settle_seconds:g}s ({st.st_size} bytes)",
+                expect=(State.SETTLING,), size=st.st_size, mtime_ns=st.st_mtime_ns,
+                settled_at=self.store.clock(),
+            )
+        except StaleState:
+            return
+        self.release(cand.file_id)
+
+    def _forget(self, path: str, cand: Candidate, state: str, detail: str) -> None:
+        del self.candidates[path]
+        try:
+            self.store.transition(cand.file_id, state, detail, expect=(State.SETTLING,),
+                                  finished_at=self.store.clock())
+        except StaleState:
+            pass
+
+    def quiet_for(self, path: str) -> float | None:
+        """How long ``path`` has been quiet, if it is settling (for status views)."""
+        cand = self.candidates.get(path)
+        return None if cand is None else self.clock() - cand.quiet_since
+
+
+def _regular_file_stat(path: str) -> os.stat_result | None:
+    """The file's stat if it is a regular file (symlinks are not followed)."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
+

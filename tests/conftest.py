@@ -156,4 +156,11 @@ def daemon(tmp_path, fake_api) -> Iterator[DaemonRunner]:
     if runner.proc is not None:
         code = runner.stop()
         assert code == 0, runner.log()[-3000:]
-    assert TEST_KEY not in runner.log(), "the API key leaked into the log"
+    assert_key_nowhere(tmp_path)
+
+
+def assert_key_nowhere(root: Path) -> None:
+    """The API key must not reach logs, sidecars, the database or any other file."""
+    for path in root.rglob("*"):
+        if path.is_file() and path.name != "api-key":
+            assert TEST_KEY.encode() not in path.read_bytes(), f"API key leaked into {path}"

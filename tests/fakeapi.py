@@ -12,11 +12,9 @@ Standalone: ``python -m tests.fakeapi [--port 0] [--api-key K] [--index idx_test
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
-import re
 import secrets
 import signal
 import socket
@@ -26,33 +24,23 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, BinaryIO
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-PIECE = 1 << 20             # read bodies in pieces of at most 1 MiB
-MAX_FIELD = 1 << 20         # non-file form fields are kept in memory, so cap them
-MAX_PART_HEADERS = 16 << 10
+from tests.multipart import ApiError, Body, Dropped, UploadedFile, parse_header, read_form
+
 MIDBODY_MIN = 64 << 10      # "reset_midbody" reads at least this much before dropping
 MAX_PAGE_LIMIT = 50
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 ACTIONS = (None, "reset", "reset_midbody", "create_then_reset")
 DEFAULT_PROGRESSION = (("validating", 0.0), ("pending", 0.05), ("indexing", 0.1), ("ready", 0.3))
 Progression = Sequence[tuple[str, float]]
-
-
-@dataclass
-class UploadedFile:
-    field: str
-    filename: str
-    content_type: str
-    size: int
-    sha256: str
 
 
 @dataclass
@@ -80,184 +68,8 @@ class _Rule:
     delay: float
 
 
-class _ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-class _Dropped(Exception):
-    """The client went away mid-request: there is nobody left to answer."""
-
-
 def _rfc3339(ms: int) -> str:
     return (EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")[:-6] + "Z"
-
-
-_PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
-
-
-def _parse_header(value: str) -> tuple[str, dict[str, str]]:
-    """``'form-data; name="a"'`` -> ``("form-data", {"name": "a"})``; handles RFC 5987 ``*``."""
-    head, _, rest = value.partition(";")
-    params: dict[str, str] = {}
-    starred: set[str] = set()
-    for key, raw in _PARAM.findall(";" + rest):
-        key, raw = key.lower(), raw.strip()
-        if len(raw) >= 2 and raw[0] == raw[-1] == '"':
-            # urllib3 2.x (under requests-toolbelt) escapes '"' as %22, like browsers do.
-            raw = re.sub(r"\\(.)", r"\1", raw[1:-1]).replace("%22", '"')
-        if key.endswith("*"):
-            charset, _, encoded = raw.partition("'")
-            key, raw = key[:-1], unquote(encoded.partition("'")[2], charset or "utf-8", "replace")
-            starred.add(key)
-        elif key in starred:
-            continue  # filename* wins over filename
-        params[key] = raw
-    return head.strip().lower(), params
-
-
-class _Body:
-    """A request body read in <= 1 MiB pieces, per Content-Length or chunked encoding."""
-
-    def __init__(self, rfile: BinaryIO, length: int | None, chunked: bool) -> None:
-        self.rfile, self.length, self.chunked = rfile, length, chunked
-        self.remaining = length or 0
-        self.done = not chunked and not length
-        self.read = 0
-        self._chunk_left = 0
-
-    def pieces(self, limit: int | None = None) -> Iterator[bytes]:
-        while not self.done and (limit is None or self.read < limit):
-            want = PIECE if limit is None else min(PIECE, limit - self.read)
-            data = self._next(want)
-            self.read += len(data)
-            if data:
-                yield data
-
-    def drain(self) -> None:
-        for _ in self.pieces():
-            pass
-
-    def _exactly(self, n: int) -> bytes:
-        data = self.rfile.read(n)
-        if len(data) < n:
-            raise _Dropped("body ended early")
-        return data
-
-    def _next(self, want: int) -> bytes:
-        if not self.chunked:
-            data = self._exactly(min(want, self.remaining))
-            self.remaining -= len(data)
-            self.done = self.remaining == 0
-            return data
-        if self._chunk_left == 0:
-            line = self.rfile.readline(1024)
-            if not line.endswith(b"\n"):
-                raise _Dropped("broken chunk header")
-            try:
-                self._chunk_left = int(line.split(b";")[0].strip(), 16)
-            except ValueError:
-                raise _Dropped("broken chunk header") from None
-            if self._chunk_left == 0:  # last chunk: skip trailers up to the blank line
-                while (line := self.rfile.readline(8192)) not in (b"\r\n", b"\n"):
-                    if not line:
-                        raise _Dropped("body ended in the trailers")
-                self.done = True
-                return b""
-        data = self._exactly(min(want, self._chunk_left))
-        self._chunk_left -= len(data)
-        if self._chunk_left == 0 and self._exactly(2) != b"\r\n":
-            raise _Dropped("broken chunk framing")
-        return data
-
-
-def _read_form(body: _Body, boundary: bytes,
-               sink: BinaryIO | None) -> tuple[dict[str, str], UploadedFile | None]:
-    """Stream a multipart/form-data body: text fields in memory, ``video_file`` hashed.
-
-    Only a tail of ``len(delimiter)`` bytes is kept between pieces, so memory stays flat.
-    """
-    delim = b"\r\n--" + boundary
-    buf = b"\r\n"  # so the first boundary line looks like every later one
-    pieces = body.pieces()
-    fields: dict[str, str] = {}
-    upload: UploadedFile | None = None
-    state = "preamble"
-    part: tuple[str, str | None, str] | None = None  # name, filename, content type
-    value, hasher, size = bytearray(), hashlib.sha256(), 0
-
-    def bad(why: str) -> _ApiError:
-        return _ApiError(400, "parameter_invalid", f"The multipart body is invalid: {why}.")
-
-    def more() -> None:
-        nonlocal buf
-        piece = next(pieces, None)
-        if piece is None:
-            raise bad("it ended before the closing boundary")
-        buf += piece
-
-    def emit(data: memoryview) -> None:
-        nonlocal size
-        if part is None or not data:
-            return  # preamble, or a part without a name
-        if part[1] is not None:
-            if part[0] == "video_file" and upload is None:
-                hasher.update(data)
-                size += len(data)
-                if sink is not None:
-                    sink.write(data)
-        elif len(value) + len(data) > MAX_FIELD:
-            raise bad(f"field {part[0]!r} is larger than {MAX_FIELD} bytes")
-        else:
-            value.extend(data)
-
-    while True:
-        if state in ("preamble", "body"):
-            at = buf.find(delim)
-            if at < 0:
-                keep = len(delim) - 1  # the delimiter may straddle two pieces
-                if len(buf) > keep:
-                    emit(memoryview(buf)[:-keep])
-                    buf = buf[-keep:]
-                more()
-                continue
-            emit(memoryview(buf)[:at])
-            buf = buf[at + len(delim):]
-            if part is not None:
-                name, filename, ctype = part
-                if filename is None:
-                    fields[name] = value.decode("utf-8", "replace")
-                elif name == "video_file" and upload is None:
-                    upload = UploadedFile(name, filename, ctype, size, hasher.hexdigest())
-            part, value = None, bytearray()
-            state = "delimiter"
-        elif state == "delimiter":
-            while len(buf) < 2:
-                more()
-            if buf.startswith(b"--"):
-                body.drain()  # the epilogue, ignored
-                return fields, upload
-            if not buf.startswith(b"\r\n"):
-                raise bad("a boundary line is followed by garbage")
-            buf, state = buf[2:], "headers"
-        else:  # "headers"
-            end = 0 if buf.startswith(b"\r\n") else buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buf) > MAX_PART_HEADERS:
-                    raise bad("part headers too large")
-                more()
-                continue
-            headers = {}
-            for line in buf[:end].decode("utf-8", "replace").split("\r\n"):
-                key, _, val = line.partition(":")
-                headers[key.strip().lower()] = val.strip()
-            buf = buf[end + (2 if end == 0 else 4):]
-            disposition, params = _parse_header(headers.get("content-disposition", ""))
-            if disposition == "form-data" and "name" in params:
-                part = (params["name"], params.get("filename"),
-                        headers.get("content-type", "text/plain"))
-            state = "body"
 
 
 class _Server(ThreadingHTTPServer):
@@ -341,7 +153,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             length = 0
             self.close_connection = True
-        body = _Body(self.rfile, length, chunked)
+        body = Body(self.rfile, length, chunked)
         rel = fake._relative(url.path)
         try:
             rule = fake._take_rule(self.command, rel)
@@ -364,7 +176,7 @@ class _Handler(BaseHTTPRequestHandler):
                     self._drop(rec)
                 else:
                     self._respond(rec, body, rule.status, rule.body, rule.headers)
-        except (_Dropped, ConnectionError, TimeoutError):
+        except (Dropped, ConnectionError, TimeoutError):
             self.close_connection = True
             if not self._recorded:
                 rec.status = 0
@@ -377,7 +189,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
-    def _route(self, rec: RecordedRequest, body: _Body, rel: str | None) -> tuple[int, Any]:
+    def _route(self, rec: RecordedRequest, body: Body, rel: str | None) -> tuple[int, Any]:
         fake = self.server.fake
         if rec.headers.get("x-api-key") != fake.api_key:
             return 401, {"code": "api_key_invalid", "message": "API Key is either invalid or "
@@ -394,32 +206,32 @@ class _Handler(BaseHTTPRequestHandler):
                 return 200, fake._task_json(parts[1])
             elif self.command == "GET" and len(parts) == 2 and parts[0] == "indexes":
                 return 200, fake._index_json(parts[1])
-        except _ApiError as exc:
+        except ApiError as exc:
             return exc.status, {"code": exc.code, "message": exc.message}
         return 404, {"code": "not_found", "message": f"{self.command} {rec.path} not found."}
 
-    def _create(self, rec: RecordedRequest, body: _Body) -> dict[str, str]:
+    def _create(self, rec: RecordedRequest, body: Body) -> dict[str, str]:
         fake = self.server.fake
-        mime, params = _parse_header(self.headers.get("Content-Type", ""))
+        mime, params = parse_header(self.headers.get("Content-Type", ""))
         if mime != "multipart/form-data" or not params.get("boundary"):
-            raise _ApiError(400, "parameter_invalid", "The request must be multipart/form-data.")
+            raise ApiError(400, "parameter_invalid", "The request must be multipart/form-data.")
         task_id = secrets.token_hex(12)
         part_path = fake.store_dir / f"{task_id}.bin.part" if fake.store_dir else None
         try:
             with open(part_path, "wb") if part_path else nullcontext() as sink:
-                rec.fields, rec.file = _read_form(body, params["boundary"].encode("latin-1"), sink)
+                rec.fields, rec.file = read_form(body, params["boundary"].encode("latin-1"), sink)
             missing = [n for n in ("index_id", "video_file")
                        if not (rec.file if n == "video_file" else rec.fields.get(n))]
             if missing:
-                raise _ApiError(400, "parameter_not_provided",
+                raise ApiError(400, "parameter_not_provided",
                                 f"The `{missing[0]}` parameter is required but was not provided.")
             index_id = rec.fields["index_id"]
             if index_id not in fake.indexes:
-                raise _ApiError(400, "resource_not_exist",
+                raise ApiError(400, "resource_not_exist",
                                 f"Resource with id `{index_id}` does not exist in `indexes`.")
             assert rec.file is not None
             if rec.file.size == 0:
-                raise _ApiError(400, "video_file_broken", "Cannot read video file. Please check "
+                raise ApiError(400, "video_file_broken", "Cannot read video file. Please check "
                                 "the video file is valid and try again.")
             if part_path:
                 part_path.rename(part_path.with_suffix(""))
@@ -431,7 +243,7 @@ class _Handler(BaseHTTPRequestHandler):
         rec.task_id = task_id
         return {"_id": task_id, "video_id": task["video_id"]}
 
-    def _respond(self, rec: RecordedRequest, body: _Body, status: int, payload: Any,
+    def _respond(self, rec: RecordedRequest, body: Body, status: int, payload: Any,
                  headers: dict[str, str] | None = None) -> None:
         body.drain()  # answer only after the whole request was read (no broken pipes)
         out: dict[str, str] = {"X-Api-Version": self.server.fake.api_version}
@@ -647,7 +459,7 @@ class FakeTwelveLabs:
     def _task_json(self, task_id: str, task: dict | None = None) -> dict[str, Any]:
         task = task or self.tasks.get(task_id)
         if task is None:
-            raise _ApiError(404, "resource_not_exist",
+            raise ApiError(404, "resource_not_exist",
                             f"Resource with id `{task_id}` does not exist in `tasks`.")
         status, at, elapsed = self._state(task)
         meta = {"filename": task["filename"], "duration": None, "width": None, "height": None}
@@ -676,8 +488,8 @@ class FakeTwelveLabs:
         def one(name: str, default: str) -> str:
             return (query.get(name) or [default])[-1]
 
-        def invalid(name: str) -> _ApiError:
-            return _ApiError(400, "parameter_invalid", f"The `{name}` parameter is invalid.")
+        def invalid(name: str) -> ApiError:
+            return ApiError(400, "parameter_invalid", f"The `{name}` parameter is invalid.")
 
         try:
             page, limit = int(one("page", "1")), int(one("page_limit", "10"))
@@ -720,7 +532,7 @@ class FakeTwelveLabs:
 
     def _index_json(self, index_id: str) -> dict[str, Any]:
         if index_id not in self.indexes:
-            raise _ApiError(404, "resource_not_exist",
+            raise ApiError(404, "resource_not_exist",
                             f"Resource with id `{index_id}` does not exist in `indexes`.")
         created = _rfc3339(self._created_ms)
         return {"_id": index_id, "index_name": index_id, "created_at": created,

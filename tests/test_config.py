@@ -138,3 +138,12 @@ def test_run_without_any_api_key_exits_78(tmp_path):
                             env={"PATH": "/usr/bin", "HOME": str(tmp_path)})
     assert result.returncode == 78
     assert "api.key_file: no API key found" in result.stderr
+
+
+def test_done_dir_inside_another_watched_folder_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"folders\[0\]\.done_dir: inside folders\[1\]"):
+        load_config(write(tmp_path, """
+folders:
+  - {path: /drop/a, index_id: a, done_dir: /drop/b}
+  - {path: /drop/b, index_id: b}
+"""), env={})

@@ -6,9 +6,12 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import TEST_KEY, wait_for
 from tests.media import make_audio_only, make_truncated, make_video, write_text_as_video
@@ -246,3 +249,45 @@ def test_many_files_at_once_each_uploaded_exactly_once(daemon, fake_api, valid_c
         daemon.wait_done(name, timeout=30)
     assert sorted(u.file.filename for u in fake_api.uploads()) == names
     assert sorted(os.listdir(daemon.inbox)) == ["done"]
+
+
+def test_polling_folder_and_recursive_layout(daemon, fake_api, valid_clip):
+    """A polling observer (for NFS/SMB) sees files; a recursive folder keeps its layout."""
+    share = daemon.root / "share"
+    (share / "cam-a").mkdir(parents=True)
+    daemon.settings["folders"] = [{"path": str(share), "index_id": "idx_test", "polling": True,
+                                   "recursive": True}]
+    daemon.settings["rescan_interval_seconds"] = 60  # the observer, not a scan, must find it
+    daemon.start()
+    time.sleep(0.3)
+    shutil.copy(valid_clip, share / "cam-a" / "take1.mp4")
+    moved = share / "done" / "cam-a" / "take1.mp4"
+    wait_for(moved.with_name("take1.mp4.json").exists, timeout=20,
+             what=lambda: daemon.log()[-3000:])
+    assert daemon.sidecar(moved)["source_path"] == str(share / "cam-a" / "take1.mp4")
+    assert [u.file.filename for u in fake_api.uploads()] == ["take1.mp4"]
+
+
+def test_sigint_stops_the_daemon_cleanly(daemon):
+    daemon.start()
+    assert daemon.stop(signal.SIGINT) == 0
+    assert "received SIGINT; shutting down" in daemon.log()
+    assert "watcherd stopped" in daemon.log()
+
+
+def test_done_dir_on_another_filesystem(daemon, valid_clip):
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == daemon.root.stat().st_dev:
+        pytest.skip("no second filesystem here")
+    done = shm / f"watcherd-e2e-{os.getpid()}-{time.monotonic_ns()}"
+    daemon.settings["folders"][0]["done_dir"] = str(done)
+    try:
+        daemon.start()
+        shutil.copy(valid_clip, daemon.inbox / "far.mp4")
+        sidecar = done / "far.mp4.json"
+        wait_for(sidecar.exists, timeout=20, what=lambda: daemon.log()[-3000:])
+        assert (done / "far.mp4").read_bytes() == valid_clip.read_bytes()
+        assert sorted(p.name for p in done.iterdir()) == ["far.mp4", "far.mp4.json"]
+        assert not (daemon.inbox / "far.mp4").exists()
+    finally:
+        shutil.rmtree(done, ignore_errors=True)

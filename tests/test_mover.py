@@ -92,3 +92,23 @@ def test_sidecar_is_written_atomically_next_to_the_moved_file(tmp_path):
     assert sidecar.name == "clip.mp4.json"
     assert json.loads(sidecar.read_text()) == {"status": "ready", "name": "видео"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "clip.mp4.json"]
+
+
+def test_a_partial_copy_left_by_a_killed_run_is_cleaned_up(tmp_path, monkeypatch):
+    done = tmp_path / "done"
+    done.mkdir()
+    stale = done / ".watcherd-tmp-12345-clip.mp4"
+    stale.write_bytes(b"half")
+    source = tmp_path / "clip.mp4"
+    source.write_bytes(b"whole")
+    real_link = os.link
+
+    def link(src, dst, **kw):
+        if str(src) == str(source):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real_link(src, dst, **kw)
+
+    monkeypatch.setattr(mover.os, "link", link)
+    moved = move_file(source, done / "clip.mp4")
+    assert sorted(p.name for p in done.iterdir()) == ["clip.mp4"]
+    assert moved.read_bytes() == b"whole"

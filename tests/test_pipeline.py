@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from tests.media import make_video, write_text_as_video
+from tests.media import write_text_as_video
 from watcherd.config import parse_config
 from watcherd.errors import ApiRejected, AuthError, TransientError
 from watcherd.pipeline import UploadWorker

@@ -218,6 +218,13 @@ def _check_folder_overlaps(numbered: list[tuple[int, FolderConfig]], errors: _Er
                 errors.add(f"folders[{i}].{name}", "must differ from the folder's path")
         if folder.done_dir == folder.failed_dir:
             errors.add(f"folders[{i}].failed_dir", "must differ from done_dir")
+        for name in ("done_dir", "failed_dir"):
+            target = getattr(folder, name)
+            for j, other in numbered:
+                if j != i and (target == other.path or
+                               (other.recursive and target.is_relative_to(other.path))):
+                    errors.add(f"folders[{i}].{name}",
+                               f"inside folders[{j}]: its files would be uploaded again")
         for j, other in numbered[:n]:
             if folder.path == other.path:
                 errors.add(f"folders[{i}].path", f"same folder as folders[{j}].path")

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from .api import TwelveLabsClient
 from .apikey import resolve_api_key
 from .config import Config
+from .errors import ApiError
 from .finalizer import Finalizer
 from .pipeline import Progress, UploadWorker
 from .poller import Poller
@@ -58,9 +59,9 @@ class PauseCheck(ServiceThread):
             for index_id in sorted({f.index_id for f in self.config.folders}):
                 self.api.get_index(index_id)
         except Exception as exc:  # any failure: stay paused, say so again
+            detail = exc.describe() if isinstance(exc, ApiError) else str(exc)
             logger.error("uploads still paused: %s. Fix: %s (next check in %.0fs)",
-                         getattr(exc, "describe", lambda: str(exc))(), paused.fix,
-                         self.config.pause_check_seconds)
+                         detail, paused.fix, self.config.pause_check_seconds)
             return
         logger.info("Twelve Labs accepts our requests again; resuming uploads")
         self.gate.resume()
@@ -129,6 +130,11 @@ class Daemon:
             self.threads[name].start()
         self.watcher.start()
         self.scanner.request()
+        for watch in self.watcher.watches:
+            f = watch.folder
+            logger.info("folder %s (%s%s) -> index %s, %s limits; done: %s, failed: %s",
+                        f.path, watch.mode, ", recursive" if f.recursive else "", f.index_id,
+                        f.model, f.done_dir, f.failed_dir)
         logger.info("watcherd started: watching %d folder(s), state in %s",
                     len(self.config.folders), self.config.state_db)
 

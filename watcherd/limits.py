@@ -25,25 +25,20 @@ class Limits:
     max_short_side: int  # 4K: 2160
 
 
+_MARENGO = Limits(
+    max_size_bytes=2 * GIB,
+    min_duration_seconds=4.0,
+    max_duration_seconds=2 * 3600.0,
+    duration_tolerance_seconds=0.1,
+    min_short_side=360,
+    max_long_side=3840,
+    max_short_side=2160,
+)
+
 MODEL_LIMITS: dict[str, Limits] = {
-    "marengo": Limits(
-        max_size_bytes=2 * GIB,
-        min_duration_seconds=4.0,
-        max_duration_seconds=2 * 3600.0,
-        duration_tolerance_seconds=0.1,
-        min_short_side=360,
-        max_long_side=3840,
-        max_short_side=2160,
-    ),
-    "pegasus": Limits(
-        max_size_bytes=2 * GIB,
-        min_duration_seconds=5.0,
-        max_duration_seconds=30 * 60.0,
-        duration_tolerance_seconds=0.1,
-        min_short_side=360,
-        max_long_side=3840,
-        max_short_side=2160,
-    ),
+    "marengo": _MARENGO,
+    # Pegasus differs only in duration: 5 s to 30 min.
+    "pegasus": replace(_MARENGO, min_duration_seconds=5.0, max_duration_seconds=30 * 60.0),
 }
 
 _TYPES = {"int": int, "float": float}

@@ -80,6 +80,7 @@ def _rename_checked(source: Path, target: Path) -> Path:
 
 
 def _copy_across(source: Path, target: Path) -> Path:
+    _remove_stale_temps(target)
     temp = target.parent / f"{TEMP_PREFIX}{os.getpid()}-{target.name}"
     try:
         with open(source, "rb") as src, open(temp, "xb") as dst:
@@ -125,6 +126,13 @@ def _fsync_dir(directory: Path) -> None:
         pass  # some network filesystems refuse fsync on directories
     finally:
         os.close(fd)
+
+
+def _remove_stale_temps(target: Path) -> None:
+    """Partial copies of ``target`` left by an earlier run that was killed mid-copy."""
+    for stale in target.parent.glob(f"{TEMP_PREFIX}*-{target.name}"):
+        logger.info("removing a partial copy left by an earlier run: %s", stale)
+        _remove_quietly(stale)
 
 
 def _remove_quietly(path: Path) -> None:

@@ -27,7 +27,7 @@ from .retry import UploadGate
 from .states import State
 from .store import FileRecord, Store
 from .threads import ServiceThread
-from .validate import check_file, raise_if_rejected
+from .validate import check_file, human_bytes, raise_if_rejected
 
 logger = logging.getLogger(__name__)
 
@@ -182,7 +182,8 @@ class UploadWorker(ServiceThread):
             except UploadAborted as exc:
                 raise FileChanged(str(exc)) from exc
             self.gate.note_success()
-            self._record_task(record, created["_id"], created.get("video_id"), "uploaded")
+            self._record_task(record, created["_id"], created.get("video_id"),
+                              _upload_summary(record, self.store.clock()))
             return
         # Stopped while waiting: leave it queued for the next start.
         self.store.transition(record.id, State.QUEUED, "stopped before upload")
@@ -267,3 +268,10 @@ def _could_be_ours(task: dict, filename: str, duration: float | None) -> bool:
         return False
     remote = meta.get("duration")
     return remote is None or duration is None or abs(float(remote) - duration) <= 1.0
+
+
+def _upload_summary(record: FileRecord, now: float) -> str:
+    seconds = max(now - (record.upload_started_at or now), 1e-3)
+    size = record.size or 0
+    return (f"uploaded {human_bytes(size)} in {seconds:.1f}s "
+            f"({human_bytes(int(size / seconds))}/s)")

@@ -26,6 +26,7 @@ from .threads import ServiceThread
 logger = logging.getLogger(__name__)
 
 Signature = tuple[int, int, int, int]  # size, mtime_ns, ctime_ns, inode
+IGNORED_LOG_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Settler(ServiceThread):
         self.clock = clock
         self.tick_seconds = tick_seconds
         self.candidates: dict[str, Candidate] = {}
+        self._ignored_logged: set[str] = set()
 
     def step(self) -> None:
         deadline = self.clock() + self.tick_seconds
@@ -85,7 +87,10 @@ class Settler(ServiceThread):
                 known.quiet_since = self.clock()
             return
         folder = self.config.folder_for(hint.path)
-        if folder is None or ignore_reason(hint.path, folder) is not None:
+        reason = "not in any configured folder" if folder is None else \
+            ignore_reason(hint.path, folder)
+        if reason is not None:
+            self._note_ignored(hint.path, reason)
             return
         st = _regular_file_stat(hint.path)
         record = self.store.active_by_path(hint.path)
@@ -101,6 +106,12 @@ class Settler(ServiceThread):
         elif record.state != State.SETTLING:
             return  # already further along; the pipeline owns it
         self.candidates[hint.path] = Candidate(record.id, signature_of(st), self.clock())
+
+    def _note_ignored(self, path: str, reason: str) -> None:
+        # Once per path and run: a .part file being written fires many events.
+        if path not in self._ignored_logged and len(self._ignored_logged) < IGNORED_LOG_LIMIT:
+            self._ignored_logged.add(path)
+            logger.debug("ignoring %s: %s", path, reason)
 
     def tick(self) -> None:
         """Re-stat every candidate; release the ones quiet for long enough."""

@@ -1,0 +1,71 @@
+"""The command line: probe's verdicts and exit codes, status output, help."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.media import make_video
+from watcherd.states import State
+from watcherd.store import Store
+
+
+def watcherd(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "watcherd", *args], capture_output=True,
+                          text=True, timeout=60, env=env)
+
+
+def test_probe_accepts_a_valid_file_with_exit_0(valid_clip):
+    result = watcherd("probe", str(valid_clip))
+    assert result.returncode == 0, result.stderr
+    assert "ACCEPTED" in result.stdout
+    for rule in ("size", "decodable", "complete", "resolution", "duration", "audio"):
+        assert rule in result.stdout
+
+
+def test_probe_rejects_with_exit_1_and_names_the_rule(clip_dir):
+    short = make_video(clip_dir / "cli-short.mp4", seconds=4.5)
+    assert watcherd("probe", str(short)).returncode == 0  # marengo: 4 s minimum
+    result = watcherd("probe", str(short), "--model", "pegasus", "--json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["model"] == "pegasus" and report["accepted"] is False
+    assert report["rule"] == "duration" and "limits.min_duration_seconds" in report["reason"]
+    assert {v["rule"]: v["status"] for v in report["verdicts"]}["duration"] == "fail"
+
+
+def test_probe_require_audio_and_missing_file(clip_dir):
+    silent = make_video(clip_dir / "cli-silent.mp4", audio=False)
+    assert watcherd("probe", str(silent)).returncode == 0
+    assert watcherd("probe", str(silent), "--require-audio").returncode == 1
+    missing = watcherd("probe", str(clip_dir / "nope.mp4"))
+    assert missing.returncode == 1 and "no such file" in missing.stderr
+
+
+def test_status_lists_every_tracked_file_as_text_and_json(tmp_path):
+    db = tmp_path / "state.db"
+    config = tmp_path / "config.yaml"
+    config.write_text(f"state_db: {db}\nfolders:\n  - {{path: {tmp_path}, index_id: idx}}\n")
+    assert watcherd("status", "-c", str(config)).returncode == 1  # no database yet
+    store = Store(db).open()
+    a = store.add(path=f"{tmp_path}/a.mp4", folder=str(tmp_path), index_id="idx")
+    store.transition(a.id, State.INDEXING, task_id="t1", video_id="v1")
+    b = store.add(path=f"{tmp_path}/b.mp4", folder=str(tmp_path), index_id="idx")
+    store.transition(b.id, State.FAILED, reason="duration 3 s is below the minimum")
+    store.close()
+    rows = [json.loads(line) for line in watcherd("status", "--json", "-c",
+                                                  str(config)).stdout.splitlines()]
+    assert [(r["path"], r["state"], r["task_id"], r["video_id"]) for r in rows] == [
+        (f"{tmp_path}/a.mp4", "indexing", "t1", "v1"), (f"{tmp_path}/b.mp4", "failed", None, None)]
+    assert rows[1]["reason"] == "duration 3 s is below the minimum"
+    text = watcherd("status", "-c", str(config)).stdout
+    assert "indexing" in text and "t1" in text and "below the minimum" in text
+
+
+def test_every_command_has_help_with_examples():
+    result = watcherd("--help")
+    assert result.returncode == 0 and "examples:" in result.stdout
+    for command in ("run", "check-config", "probe", "status"):
+        assert watcherd(command, "--help").returncode == 0
+    assert watcherd("frobnicate").returncode == 2

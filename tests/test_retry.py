@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
-from watcherd.errors import AuthError, TransientError
+from watcherd.config import parse_config
+from watcherd.errors import AuthError, QuotaError, TransientError
+from watcherd.pausecheck import PauseCheck
 from watcherd.retry import UploadGate, compute_backoff
 
 
@@ -48,3 +51,51 @@ def test_pause_blocks_until_resumed():
     assert gate.describe().startswith("paused: HTTP 401 api_key_invalid")
     gate.resume()
     assert gate.wait(stop, max_wait=0.01)
+
+
+class IndexApi:
+    def __init__(self, error=None):
+        self.error, self.calls = error, 0
+
+    def get_index(self, index_id):
+        self.calls += 1
+        if self.error:
+            raise self.error
+        return {"_id": index_id}
+
+
+def pause_check(api, clock):
+    config = parse_config({"pause_check_seconds": 60, "folders": [
+        {"path": "/a", "index_id": "i1"}, {"path": "/b", "index_id": "i2"}]},
+        base_dir=Path("/"), env={})
+    return PauseCheck(config=config, api=api, gate=UploadGate(), clock=clock)
+
+
+def test_a_key_pause_is_lifted_once_every_index_answers():
+    clock, api = FakeClock(), IndexApi(AuthError(401, "api_key_invalid", "expired"))
+    check = pause_check(api, clock)
+    check.gate.pause(AuthError(401, "api_key_invalid", "expired"))
+    check.check()          # the pause begins: first check in 60 s
+    clock.now += 61
+    check.check()
+    assert api.calls == 1 and check.gate.paused is not None
+    api.error = None       # the operator fixed the key
+    clock.now += 30
+    check.check()
+    assert api.calls == 1  # not yet due
+    clock.now += 31
+    check.check()
+    assert api.calls == 3 and check.gate.paused is None  # both indexes checked
+
+
+def test_a_quota_pause_retries_uploads_ten_times_less_often():
+    clock, api = FakeClock(), IndexApi()
+    check = pause_check(api, clock)
+    check.gate.pause(QuotaError(400, "usage_limit_exceeded", "no credit"))
+    check.check()
+    clock.now += 599
+    check.check()
+    assert check.gate.paused is not None
+    clock.now += 2
+    check.check()
+    assert check.gate.paused is None and api.calls == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 
 import pytest
@@ -34,7 +35,7 @@ def test_transitions_are_recorded_in_history_with_timestamps(store, caplog):
 
 def test_only_one_live_row_per_path_but_finished_rows_stay(store):
     rec = store.add(path="/in/a.mp4", folder="/in", index_id="idx")
-    with pytest.raises(Exception):
+    with pytest.raises(sqlite3.IntegrityError):
         store.add(path="/in/a.mp4", folder="/in", index_id="idx")
     store.transition(rec.id, State.DONE)
     again = store.add(path="/in/a.mp4", folder="/in", index_id="idx")

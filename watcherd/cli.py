@@ -107,9 +107,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"  settle {config.settle_seconds:g}s, poll {config.poll_interval_seconds:g}s, "
           f"rescan {config.rescan_interval_seconds:g}s, {config.upload_workers} upload worker(s)")
     for i, f in enumerate(config.folders):
-        mode = "polling" if f.polling else "inotify"
-        print(f"  folders[{i}]: {f.path} -> index {f.index_id} ({f.model}, {mode}"
-              f"{', recursive' if f.recursive else ''}{', audio required' if f.require_audio else ''})")
+        traits = [f.model, "polling" if f.polling else "inotify"]
+        traits += ["recursive"] * f.recursive + ["audio required"] * f.require_audio
+        print(f"  folders[{i}]: {f.path} -> index {f.index_id} ({', '.join(traits)})")
         print(f"    done: {f.done_dir}  failed: {f.failed_dir}")
     return EXIT_OK
 

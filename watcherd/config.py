@@ -311,13 +311,13 @@ class _Reader:
             self.errors.add(key, "must be a mapping of limit names to numbers")
             return {}
         overrides: dict[str, Any] = {}
-        for name, limit in value.items():
+        for name in value:
             expected = LIMIT_KEYS.get(name)
             if expected is None:
-                self.errors.add(f"{key}.{name}", f"unknown limit (allowed: {', '.join(LIMIT_KEYS)})")
+                allowed = ", ".join(LIMIT_KEYS)
+                self.errors.add(f"{key}.{name}", f"unknown limit (allowed: {allowed})")
                 continue
             number = self.number(value, name, f"{key}.{name}", 0, minimum=0,
                                  integer=expected is int)
-            if number is not None:
-                overrides[name] = expected(number)
+            overrides[name] = expected(number)
         return overrides

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from .api import TwelveLabsClient
 from .apikey import resolve_api_key
 from .config import Config
-from .errors import ApiError
 from .finalizer import Finalizer
+from .pausecheck import PauseCheck
 from .pipeline import Progress, UploadWorker
 from .poller import Poller
 from .retry import UploadGate
@@ -34,37 +34,6 @@ logger = logging.getLogger(__name__)
 # and redone cleanly next start. Keep it below the unit's TimeoutStopSec=.
 SHUTDOWN_GRACE_SECONDS = 20.0
 HEALTH_CHECK_SECONDS = 5.0
-
-
-class PauseCheck(ServiceThread):
-    """While uploads are paused, re-check the account every interval and resume."""
-
-    def __init__(self, *, config: Config, api: TwelveLabsClient, gate: UploadGate) -> None:
-        super().__init__("pause-check")
-        self.config = config
-        self.api = api
-        self.gate = gate
-        self._next = 0.0
-
-    def step(self) -> None:
-        self.stop_event.wait(0.5)
-        paused = self.gate.paused
-        if paused is None:
-            self._next = time.monotonic() + self.config.pause_check_seconds
-            return
-        if time.monotonic() < self._next:
-            return
-        self._next = time.monotonic() + self.config.pause_check_seconds
-        try:
-            for index_id in sorted({f.index_id for f in self.config.folders}):
-                self.api.get_index(index_id)
-        except Exception as exc:  # any failure: stay paused, say so again
-            detail = exc.describe() if isinstance(exc, ApiError) else str(exc)
-            logger.error("uploads still paused: %s. Fix: %s (next check in %.0fs)",
-                         detail, paused.fix, self.config.pause_check_seconds)
-            return
-        logger.info("Twelve Labs accepts our requests again; resuming uploads")
-        self.gate.resume()
 
 
 class Daemon:

@@ -39,4 +39,6 @@ PRE_UPLOAD_STATES = (State.SETTLING, State.QUEUED, State.VALIDATING)
 
 # Twelve Labs task statuses (twelvelabs-api.md section 2.2).
 TERMINAL_TASK_STATUSES = ("ready", "failed")
-KNOWN_TASK_STATUSES = ("uploading", "validating", "pending", "queued", "indexing", "ready", "failed")
+KNOWN_TASK_STATUSES = (
+    "uploading", "validating", "pending", "queued", "indexing", "ready", "failed",
+)

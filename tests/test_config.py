@@ -147,3 +147,16 @@ folders:
   - {path: /drop/a, index_id: a, done_dir: /drop/b}
   - {path: /drop/b, index_id: b}
 """), env={})
+
+
+def test_run_with_an_unusable_state_db_exits_1_with_a_clear_line(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the state folder should be")
+    path = write(tmp_path, f"state_db: {blocker}/state.db\nfolders:\n"
+                           f"  - {{path: {tmp_path}, index_id: idx}}\n")
+    result = subprocess.run([sys.executable, "-m", "watcherd", "run", "-c", str(path)],
+                            capture_output=True, text=True, timeout=60,
+                            env={"PATH": "/usr/bin", "TWELVELABS_API_KEY": "tlk_x"})
+    assert result.returncode == 1
+    assert "cannot run:" in result.stderr and str(blocker) in result.stderr
+    assert "Traceback" not in result.stderr

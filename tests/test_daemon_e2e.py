@@ -291,3 +291,19 @@ def test_done_dir_on_another_filesystem(daemon, valid_clip):
         assert not (daemon.inbox / "far.mp4").exists()
     finally:
         shutil.rmtree(done, ignore_errors=True)
+
+
+def test_killed_while_the_answer_was_on_its_way_adopts_the_task_on_restart(daemon, fake_api,
+                                                                          valid_clip):
+    """SIGKILL after the API created the task but before we heard back: no second upload."""
+    fake_api.inject("POST", "/tasks", action="create_then_reset", delay=30)
+    daemon.start()
+    shutil.copy(valid_clip, daemon.inbox / "kill.mp4")
+    wait_for(lambda: fake_api.tasks, what="the task to be created")
+    assert daemon.stop(signal.SIGKILL) == -signal.SIGKILL
+    daemon.start()
+    side = daemon.sidecar(daemon.wait_done("kill.mp4", timeout=30))
+    # A second POST would have created a second task.
+    assert len(fake_api.tasks) == 1 and side["task_id"] == next(iter(fake_api.tasks))
+    assert "restart: settling again" in daemon.log()
+    assert "adopted the task an earlier attempt created" in daemon.log()

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -93,10 +94,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     from .daemon import Daemon  # imports PyAV and watchdog: only when running
 
-    logging.getLogger(__name__).info("watcherd %s: config %s, API %s, key from %s",
-                                     __version__, config.source, config.api.base_url,
-                                     key.source)
-    return Daemon(config).run()
+    logger = logging.getLogger(__name__)
+    logger.info("watcherd %s: config %s, API %s, key from %s", __version__, config.source,
+                config.api.base_url, key.source)
+    try:
+        return Daemon(config).run()
+    except (OSError, sqlite3.Error) as exc:
+        logger.critical("cannot run: %s (state_db %s)", exc, config.state_db)
+        return EXIT_FAIL
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -307,3 +307,12 @@ def test_killed_while_the_answer_was_on_its_way_adopts_the_task_on_restart(daemo
     assert len(fake_api.tasks) == 1 and side["task_id"] == next(iter(fake_api.tasks))
     assert "restart: settling again" in daemon.log()
     assert "adopted the task an earlier attempt created" in daemon.log()
+
+
+def test_non_ascii_and_spaced_names_survive_the_whole_trip(daemon, fake_api, valid_clip):
+    name = "интервью 2026 — café.mp4"
+    daemon.start()
+    shutil.copy(valid_clip, daemon.inbox / name)
+    side = daemon.sidecar(daemon.wait_done(name))
+    assert fake_api.uploads()[0].file.filename == name
+    assert side["source_path"].endswith(name) and side["status"] == "ready"

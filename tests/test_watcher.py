@@ -1,0 +1,74 @@
+"""Detection: handlers only enqueue the right path; scans find what events missed."""
+
+from __future__ import annotations
+
+import queue
+import time
+from pathlib import Path
+
+from watchdog.events import (
+    DirCreatedEvent, FileAttribEvent, FileClosedEvent, FileClosedNoWriteEvent, FileCreatedEvent,
+    FileModifiedEvent, FileMovedEvent, FileOpenedEvent,
+)
+
+from watcherd.config import parse_config
+from watcherd.watcher import FolderWatch, HintingHandler, Scanner, scan_folder
+
+
+def config_for(path: Path, **folder):
+    return parse_config({"rescan_interval_seconds": 0.2,
+                         "folders": [{"path": str(path), "index_id": "idx", **folder}]},
+                        base_dir=path, env={})
+
+
+def test_handler_enqueues_candidate_events_and_uses_the_move_destination():
+    intake: queue.SimpleQueue = queue.SimpleQueue()
+    handler = HintingHandler(intake)
+    for event in (FileCreatedEvent("/in/a.mp4"), FileModifiedEvent("/in/b.mp4"),
+                  FileClosedEvent("/in/c.mp4"), FileMovedEvent("/in/d.mp4.part", "/in/d.mp4"),
+                  FileOpenedEvent("/in/x.mp4"), FileClosedNoWriteEvent("/in/x.mp4"),
+                  FileAttribEvent("/in/x.mp4"), DirCreatedEvent("/in/sub")):
+        handler.dispatch(event)
+    hints = []
+    while not intake.empty():
+        hints.append(intake.get().path)
+    assert hints == ["/in/a.mp4", "/in/b.mp4", "/in/c.mp4", "/in/d.mp4"]
+
+
+def test_scan_skips_done_failed_hidden_and_ignored_names(tmp_path):
+    for rel in ("a.mp4", "b.MOV", "c.mp4.part", "notes.txt", ".h.mp4", "sub/d.mp4",
+                "done/e.mp4", "failed/f.mp4", ".cache/g.mp4"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    flat = sorted(Path(p).name for p in scan_folder(config_for(tmp_path).folders[0]))
+    assert flat == ["a.mp4", "b.MOV"]
+    deep = sorted(Path(p).relative_to(tmp_path).as_posix()
+                  for p in scan_folder(config_for(tmp_path, recursive=True).folders[0]))
+    assert deep == ["a.mp4", "b.MOV", "sub/d.mp4"]
+
+
+def test_scanner_rescans_every_folder_periodically(tmp_path):
+    intake: queue.SimpleQueue = queue.SimpleQueue()
+    scanner = Scanner(config_for(tmp_path), intake)
+    scanner.start()
+    try:
+        (tmp_path / "missed.mp4").write_bytes(b"x")  # no observer: only a rescan can see it
+        deadline = time.monotonic() + 5
+        while intake.empty() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert intake.get_nowait().path == str(tmp_path / "missed.mp4")
+    finally:
+        scanner.stop()
+        scanner.join(5)
+
+
+def test_a_missing_folder_is_reported_and_watched_once_it_appears(tmp_path, caplog):
+    inbox = tmp_path / "later"
+    watch = FolderWatch(config_for(inbox).folders[0], queue.SimpleQueue(), poll_seconds=1)
+    assert not watch.start() and not watch.healthy
+    assert "does not exist" in caplog.text
+    inbox.mkdir()
+    try:
+        assert watch.start() and watch.healthy
+    finally:
+        watch.stop()

@@ -56,6 +56,16 @@ def valid_clip(clip_dir) -> Path:
     return make_video(clip_dir / "valid.mp4")
 
 
+class FakeClock:
+    """An injectable clock that only moves when a test says so."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 15.0,
              what: str | Callable[[], str] = "") -> Any:
     deadline = time.monotonic() + timeout

@@ -112,3 +112,14 @@ def test_a_partial_copy_left_by_a_killed_run_is_cleaned_up(tmp_path, monkeypatch
     moved = move_file(source, done / "clip.mp4")
     assert sorted(p.name for p in done.iterdir()) == ["clip.mp4"]
     assert moved.read_bytes() == b"whole"
+
+
+def test_stale_temp_cleanup_treats_bracketed_names_literally(tmp_path):
+    done = tmp_path / "done"
+    done.mkdir()
+    other = done / ".watcherd-tmp-1-take 1.mp4"  # would match the pattern "take [12].mp4"
+    other.write_bytes(b"someone else's partial copy")
+    stale = done / ".watcherd-tmp-1-take [12].mp4"
+    stale.write_bytes(b"ours")
+    mover._remove_stale_temps(done / "take [12].mp4")
+    assert other.exists() and not stale.exists()

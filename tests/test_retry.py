@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from tests.conftest import FakeClock
 from watcherd.config import parse_config
 from watcherd.errors import AuthError, QuotaError, TransientError
 from watcherd.pausecheck import PauseCheck
@@ -17,14 +18,6 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap():
     assert low[:4] == [1.0, 2.0, 4.0, 8.0]
     assert high[:4] == [2.0, 4.0, 8.0, 16.0]
     assert max(high) == 300.0 and compute_backoff(0) == 0.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_failure_holds_every_upload_until_its_delay_passes():

@@ -8,18 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import FakeClock
 from watcherd.config import parse_config
 from watcherd.settle import Hint, Settler
 from watcherd.states import State
 from watcherd.store import Store
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import errno
+import glob
 import json
 import logging
 import os
@@ -130,7 +131,8 @@ def _fsync_dir(directory: Path) -> None:
 
 def _remove_stale_temps(target: Path) -> None:
     """Partial copies of ``target`` left by an earlier run that was killed mid-copy."""
-    for stale in target.parent.glob(f"{TEMP_PREFIX}*-{target.name}"):
+    # Escaped: a name like "take [2].mp4" must not be read as a glob pattern.
+    for stale in target.parent.glob(f"{TEMP_PREFIX}*-{glob.escape(target.name)}"):
         logger.info("removing a partial copy left by an earlier run: %s", stale)
         _remove_quietly(stale)
 

@@ -56,6 +56,21 @@ def valid_clip(clip_dir) -> Path:
     return make_video(clip_dir / "valid.mp4")
 
 
+@pytest.fixture(scope="session")
+def distinct_clips(clip_dir) -> Callable[[int], list[Path]]:
+    """``distinct_clips(n)``: n valid clips with n different contents (dedupe tells copies
+    of one content apart, so tests that count uploads per file need distinct bytes)."""
+
+    def make(n: int) -> list[Path]:
+        clips = []
+        for k in range(n):
+            path = clip_dir / f"distinct-{k:03d}.mp4"
+            clips.append(path if path.exists() else make_video(path, seconds=5 + k / 2))
+        return clips
+
+    return make
+
+
 class FakeClock:
     """An injectable clock that only moves when a test says so."""
 

@@ -206,6 +206,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return 200, fake._task_json(parts[1])
             elif self.command == "GET" and len(parts) == 2 and parts[0] == "indexes":
                 return 200, fake._index_json(parts[1])
+            elif self.command == "GET" and len(parts) == 3 and parts[::2] == ["indexes",
+                                                                               "videos"]:
+                return 200, fake._videos(parts[1], rec.query)
         except ApiError as exc:
             return exc.status, {"code": exc.code, "message": exc.message}
         return 404, {"code": "not_found", "message": f"{self.command} {rec.path} not found."}
@@ -380,6 +383,11 @@ class FakeTwelveLabs:
         with self._lock:
             self._failing.update(dict.fromkeys(names, error_reason))
 
+    def stop_failing(self, names: Iterable[str]) -> None:
+        with self._lock:
+            for name in names:
+                self._failing.pop(name, None)
+
     def set_progression(self, progression: Progression) -> None:
         steps = tuple((str(s), float(t)) for s, t in progression)
         if not steps or any(b[1] < a[1] for a, b in zip(steps, steps[1:])):
@@ -529,6 +537,21 @@ class FakeTwelveLabs:
                 "page_info": {"limit_per_page": limit, "page": page,
                               "total_page": math.ceil(len(items) / limit),
                               "total_results": len(items)}}
+
+    def _videos(self, index_id: str, query: dict[str, list[str]]) -> dict[str, Any]:
+        """``GET /indexes/{id}/videos``: indexed videos, with the user_metadata sent."""
+        self._index_json(index_id)  # 404 for an unknown index
+        filename = (query.get("filename") or [None])[-1]
+        with self._lock:
+            tasks = [t for t in self.tasks.values() if t["index_id"] == index_id
+                     and filename in (None, t["filename"])]
+        videos = [{"_id": t["video_id"], "created_at": t["created_at"],
+                   "updated_at": t["created_at"],
+                   "system_metadata": {"filename": t["filename"], "size": t["size"]},
+                   "user_metadata": t["user_metadata"]}
+                  for t in tasks if self._state(t)[0] == "ready"]  # listed once indexed
+        return {"data": videos, "page_info": {"limit_per_page": len(videos) or 1, "page": 1,
+                                              "total_page": 1, "total_results": len(videos)}}
 
     def _index_json(self, index_id: str) -> dict[str, Any]:
         if index_id not in self.indexes:

@@ -120,11 +120,12 @@ def test_name_collision_in_done_gets_a_distinct_suffix(daemon, valid_clip):
 
 
 def test_moved_in_file_and_file_present_before_start_are_both_taken(daemon, fake_api,
-                                                                    valid_clip):
-    shutil.copy(valid_clip, daemon.inbox / "early.mp4")
+                                                                    distinct_clips):
+    first, second = distinct_clips(2)
+    shutil.copy(first, daemon.inbox / "early.mp4")
     daemon.start()
     outside = daemon.root / "staging.mp4"
-    shutil.copy(valid_clip, outside)
+    shutil.copy(second, outside)
     os.rename(outside, daemon.inbox / "moved-in.mp4")
     daemon.wait_done("early.mp4")
     daemon.wait_done("moved-in.mp4")
@@ -188,22 +189,24 @@ def test_task_created_but_answer_lost_is_adopted_not_uploaded_twice(daemon, fake
     assert "adopted the task" in daemon.log()
 
 
-def test_bad_key_pauses_uploads_without_failing_files_then_resumes(daemon, fake_api,
-                                                                    valid_clip):
+def test_a_key_revoked_while_running_pauses_uploads_then_they_resume(daemon, fake_api,
+                                                                     valid_clip):
     key_file = daemon.root / "api-key"
-    key_file.write_text("tlk_expired\n")
+    key_file.write_text(TEST_KEY + "\n")
     key_file.chmod(0o600)
     daemon.settings["api"]["key_file"] = str(key_file)
     daemon.start()
+    fake_api.api_key = "tlk_rotated_key_0123456789"  # the old key stops working
     shutil.copy(valid_clip, daemon.inbox / "waiting.mp4")
     wait_for(lambda: "uploads paused" in daemon.log(), what="pause")
     time.sleep(1.0)
-    assert (daemon.inbox / "waiting.mp4").exists() and not daemon.failed.exists()
+    assert (daemon.inbox / "waiting.mp4").exists() and not list(daemon.failed.iterdir())
     assert fake_api.tasks == {}
     assert "api_key_invalid" in daemon.log() and "Fix:" in daemon.log()
-    key_file.write_text(TEST_KEY + "\n")  # the operator fixes the key
+    key_file.write_text(fake_api.api_key + "\n")  # the operator puts in the new key
     daemon.wait_done("waiting.mp4", timeout=20)
-    assert "resuming uploads" in daemon.log()
+    assert "resuming uploads" in daemon.log() and len(fake_api.tasks) == 1
+    assert "tlk_rotated_key_0123456789" not in daemon.log()
 
 
 def test_restart_resumes_polling_without_uploading_again(daemon, fake_api, valid_clip):
@@ -235,12 +238,12 @@ def test_v12_task_shape_and_language_field(tmp_path, valid_clip):
     assert side["status"] == "ready" and "metadata" in side["task"]
 
 
-def test_many_files_at_once_each_uploaded_exactly_once(daemon, fake_api, valid_clip):
+def test_many_files_at_once_each_uploaded_exactly_once(daemon, fake_api, distinct_clips):
     daemon.settings["upload_workers"] = 2
     daemon.start()
     names = [f"burst-{n:02d}.mp4" for n in range(12)]
-    threads = [threading.Thread(target=shutil.copy, args=(valid_clip, daemon.inbox / n))
-               for n in names]
+    threads = [threading.Thread(target=shutil.copy, args=(clip, daemon.inbox / n))
+               for clip, n in zip(distinct_clips(12), names)]
     for t in threads:
         t.start()
     for t in threads:
@@ -248,7 +251,7 @@ def test_many_files_at_once_each_uploaded_exactly_once(daemon, fake_api, valid_c
     for name in names:
         daemon.wait_done(name, timeout=30)
     assert sorted(u.file.filename for u in fake_api.uploads()) == names
-    assert sorted(os.listdir(daemon.inbox)) == ["done"]
+    assert sorted(os.listdir(daemon.inbox)) == ["done", "failed"]
 
 
 def test_polling_folder_and_recursive_layout(daemon, fake_api, valid_clip):

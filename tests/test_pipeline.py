@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import queue
 import shutil
+from pathlib import Path
 
 import pytest
 
+from tests.conftest import FakeClock
 from tests.media import write_text_as_video
 from watcherd.config import parse_config
 from watcherd.errors import ApiRejected, AuthError, TransientError
@@ -21,10 +24,11 @@ from watcherd.store import Store
 class ScriptedApi:
     """Answers from a script; records every call. Stands in for TwelveLabsClient."""
 
-    def __init__(self, creates=(), tasks=(), listed=()):
+    def __init__(self, creates=(), tasks=(), listed=(), videos=()):
         self.creates = list(creates)
         self.tasks = list(tasks)
         self.listed = list(listed)
+        self.videos = list(videos)
         self.calls: list[tuple[str, dict]] = []
 
     def _next(self, script):
@@ -45,6 +49,10 @@ class ScriptedApi:
         self.calls.append(("list_tasks", kwargs))
         return self._next(self.listed)
 
+    def list_videos(self, **kwargs):
+        self.calls.append(("list_videos", kwargs))
+        return self._next(self.videos)
+
     def names(self):
         return [name for name, _ in self.calls]
 
@@ -52,23 +60,27 @@ class ScriptedApi:
 @pytest.fixture
 def rig(tmp_path, valid_clip):
     inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    config = parse_config({"folders": [{"path": str(inbox), "index_id": "idx"}]},
+    (inbox / "done").mkdir(parents=True)  # as preflight leaves it: a folder in reach
+    config = parse_config({"folders": [{"path": str(inbox), "index_id": "idx"},
+                                       {"path": str(tmp_path / "nodedupe"), "index_id": "idx",
+                                        "dedupe": False}]},
                           base_dir=tmp_path, env={})
     store = Store(tmp_path / "state.db").open()
     finalized: list[int] = []
     resettled: list[str] = []
 
-    def queued(name, source=valid_clip):
-        path = inbox / name
+    def queued(name, source=valid_clip, folder=inbox, **fields):
+        path = folder / name
+        path.parent.mkdir(exist_ok=True)
         shutil.copy(source, path)
         st = path.stat()
-        return store.add(path=str(path), folder=str(inbox), index_id="idx",
-                         state=State.QUEUED, size=st.st_size, mtime_ns=st.st_mtime_ns)
+        return store.add(path=str(path), folder=str(folder), index_id="idx",
+                         state=State.QUEUED, size=st.st_size, mtime_ns=st.st_mtime_ns,
+                         **fields)
 
-    def worker(api):
+    def worker(api, work=None):
         return UploadWorker("upload-1", config=config, store=store, api=api,
-                            gate=UploadGate(rng=lambda: 0.0), work=queue.Queue(),
+                            gate=UploadGate(rng=lambda: 0.0), work=work or queue.Queue(),
                             finalize=finalized.append, settle_again=resettled.append)
 
     yield queued, worker, store, finalized, resettled
@@ -214,3 +226,101 @@ def test_poller_fails_a_task_that_no_longer_exists(indexing):
     p = poller(ScriptedApi(tasks=[ApiRejected(404, "resource_not_exist", "gone")]))
     p.poll_due()
     assert "resource_not_exist" in store.get(record.id).reason
+
+
+def test_a_file_missing_from_an_empty_folder_waits_instead_of_vanishing(rig, tmp_path):
+    """An unmounted share leaves an empty mount point: that is no proof of deletion."""
+    queued, worker, store, _, resettled = rig
+    record = queued("ok.mp4")
+    os.unlink(record.path)
+    os.rmdir(tmp_path / "inbox" / "done")
+    worker(ScriptedApi()).process(record.id)
+    assert store.get(record.id).state == State.SETTLING and resettled == [record.path]
+
+
+def test_same_content_already_indexed_is_not_uploaded_again(rig):
+    queued, worker, store, finalized, _ = rig
+    first = queued("first.mp4")
+    worker(ScriptedApi(creates=[{"_id": "t1", "video_id": "v1"}])).process(first.id)
+    store.transition(first.id, State.DONE, "moved", outcome="ready")
+    copy = queued("copy.mp4")
+    api = ScriptedApi()
+    worker(api).process(copy.id)
+    copy = store.get(copy.id)
+    assert api.calls == [] and finalized == [copy.id]
+    assert (copy.state, copy.outcome, copy.task_id, copy.video_id, copy.duplicate_of) == \
+        (State.FINALIZING, "ready", "t1", "v1", first.id)
+    assert copy.attempts == 0 and "same content as" in copy.reason
+
+
+def test_a_copy_of_content_being_indexed_follows_that_task(rig):
+    queued, worker, store, finalized, _ = rig
+    first = queued("first.mp4")
+    worker(ScriptedApi(creates=[{"_id": "t1", "video_id": "v1"}])).process(first.id)
+    copy = queued("copy.mp4")
+    api = ScriptedApi()
+    worker(api).process(copy.id)
+    copy = store.get(copy.id)
+    assert api.calls == [] and finalized == []
+    assert (copy.state, copy.task_id, copy.duplicate_of) == (State.INDEXING, "t1", first.id)
+
+
+def test_a_copy_of_content_being_uploaded_waits_at_the_back_of_the_queue(rig, valid_clip):
+    """The first copy's last attempt may have created a task: the second must not upload."""
+    queued, worker, store, _, _ = rig
+    queued("first.mp4", attempts=1, sha256=hashlib.sha256(valid_clip.read_bytes()).hexdigest())
+    work: queue.Queue[int] = queue.Queue()
+    copy = queued("copy.mp4")
+    api = ScriptedApi()
+    worker(api, work).process(copy.id)
+    assert api.calls == [] and work.get_nowait() == copy.id
+    assert store.get(copy.id).state == State.QUEUED
+
+
+def test_dedupe_off_uploads_every_copy(rig, tmp_path):
+    queued, worker, store, _, _ = rig
+    first = queued("first.mp4")
+    worker(ScriptedApi(creates=[{"_id": "t1", "video_id": "v1"}])).process(first.id)
+    copy = queued("copy.mp4", folder=tmp_path / "nodedupe")
+    worker(ScriptedApi(creates=[{"_id": "t2", "video_id": "v2"}])).process(copy.id)
+    assert store.get(copy.id).task_id == "t2"
+
+
+@pytest.mark.parametrize("confirmed", [True, False])
+def test_after_a_rebuild_only_a_content_match_is_adopted(rig, confirmed):
+    """upload_started_at=0: an upload may have happened at an unknown time."""
+    queued, worker, store, _, _ = rig
+    record = queued("ok.mp4", upload_started_at=0.0)
+    task = {"_id": "t9", "video_id": "v9", "system_metadata": {"filename": "ok.mp4"}}
+    api = ScriptedApi(listed=[[task]], creates=[{"_id": "t2", "video_id": "v2"}],
+                      videos=[[{"_id": "v9", "user_metadata": {"sha256": "someone else"}}]])
+    if confirmed:
+        sha = hashlib.sha256(Path(record.path).read_bytes()).hexdigest()
+        api.videos = [[{"_id": "v9", "user_metadata": {"sha256": sha}}]]
+    worker(api).process(record.id)
+    record = store.get(record.id)
+    assert api.calls[0][1]["created_at"] is None
+    assert record.task_id == ("t9" if confirmed else "t2")
+    assert ("create_task" in api.names()) is not confirmed
+
+
+def test_a_task_that_never_finishes_fails_after_task_timeout(tmp_path):
+    clock = FakeClock(10_000.0)
+    store = Store(tmp_path / "state.db", clock=clock).open()
+    record = store.add(path="/in/a.mp4", folder="/in", index_id="idx", state=State.INDEXING,
+                       task_id="t1", uploaded_at=clock.now, remote_status="indexing")
+    finalized: list[int] = []
+    api = ScriptedApi(tasks=[{"_id": "t1", "status": "indexing"}])
+    p = Poller(store=store, api=api, gate=UploadGate(), finalize=finalized.append,
+               interval=0.0, task_timeout=3600, rng=lambda: 0.5)
+    clock.now += 3599
+    p.poll_due()
+    assert store.get(record.id).state == State.INDEXING
+    clock.now += 2
+    p.poll_due()
+    failed = store.get(record.id)
+    assert (failed.state, failed.outcome, failed.error_code) == (State.FINALIZING, "failed",
+                                                                 "task_timeout")
+    assert "still indexing after 1.0 h" in failed.reason and finalized == [record.id]
+    assert api.names() == ["get_task"]  # a timed-out task is not polled again
+    store.close()

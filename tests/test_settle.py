@@ -18,7 +18,7 @@ from watcherd.store import Store
 @pytest.fixture
 def rig(tmp_path):
     inbox = tmp_path / "inbox"
-    inbox.mkdir()
+    (inbox / "done").mkdir(parents=True)  # as preflight leaves it: a folder in reach
     config = parse_config({"settle_seconds": 5, "folders": [{"path": str(inbox),
                                                              "index_id": "idx"}]},
                           base_dir=tmp_path, env={})
@@ -134,3 +134,24 @@ def test_a_settling_row_whose_file_is_gone_at_restart_ends_as_vanished(rig):
     record = store.add(path=str(inbox / "was-here.mp4"), folder=str(inbox), index_id="idx")
     settler.offer(Hint(record.path, "recovery"))
     assert store.get(record.id).state == State.VANISHED
+
+
+def test_files_of_a_folder_that_went_away_stay_tracked_until_it_returns(rig, tmp_path):
+    """An unmounted share looks like an empty or missing folder, not like deleted files."""
+    settler, inbox, released, clock, store = rig
+    clip = inbox / "on-share.mp4"
+    clip.write_bytes(b"x" * 10)
+    settler.offer(Hint(str(clip), "event"))
+    aside = tmp_path / "unmounted"
+    inbox.rename(aside)
+    for _ in range(10):
+        clock.now += 1
+        settler.tick()
+    settler.offer(Hint(str(clip), "recovery"))
+    assert released == [] and store.all()[0].state == State.SETTLING
+    aside.rename(inbox)
+    clock.now += 1
+    settler.tick()
+    clock.now += 5.1
+    settler.tick()
+    assert released == [store.all()[0].id]

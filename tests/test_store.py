@@ -8,7 +8,8 @@ import threading
 import pytest
 
 from watcherd.states import State
-from watcherd.store import StaleState, Store
+from watcherd.records import SCHEMA
+from watcherd.store import ContentTaken, CorruptDatabase, StaleState, Store
 
 
 @pytest.fixture
@@ -82,3 +83,51 @@ def test_concurrent_writers_on_their_own_connections_lose_nothing(tmp_path):
     assert len(readonly.all()) == 4
     readonly.close()
     store.close()
+
+
+def test_claiming_content_is_atomic_and_the_older_waiting_row_wins(store):
+    a = store.add(path="/in/a.mp4", folder="/in", index_id="idx", state=State.QUEUED,
+                  sha256="s1")
+    b = store.add(path="/in/b.mp4", folder="/in", index_id="idx", state=State.QUEUED,
+                  sha256="s1")
+    other_index = store.add(path="/in2/c.mp4", folder="/in2", index_id="idx2",
+                            state=State.QUEUED, sha256="s1")
+    store.transition(a.id, State.UPLOADING, claim_content=True, attempts=1)
+    with pytest.raises(ContentTaken) as taken:
+        store.transition(b.id, State.UPLOADING, claim_content=True, attempts=1)
+    assert taken.value.holder.id == a.id and store.get(b.id).state == State.QUEUED
+    store.transition(other_index.id, State.UPLOADING, claim_content=True)  # another index
+    store.transition(a.id, State.QUEUED, "retrying")  # a's attempt may have made a task
+    assert store.content_holder(store.get(b.id)).id == a.id
+    assert store.content_holder(store.get(a.id)) is None  # b is younger and never tried
+    store.transition(a.id, State.FAILED, outcome="failed")
+    assert store.content_holder(store.get(b.id)) is None  # failed content holds nothing
+
+
+def test_a_database_from_before_a_column_was_added_is_upgraded(tmp_path):
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(SCHEMA.replace("updated_at REAL NOT NULL,\n    duplicate_of INTEGER",
+                                      "updated_at REAL NOT NULL"))
+    conn.close()
+    store = Store(path).open()
+    rec = store.add(path="/in/a.mp4", folder="/in", index_id="idx", duplicate_of=7)
+    assert store.get(rec.id).duplicate_of == 7
+    store.close()
+
+
+@pytest.mark.parametrize("damage", ["garbage", "torn page"])
+def test_a_damaged_database_is_reported_as_corrupt(tmp_path, damage):
+    path = tmp_path / "state.db"
+    store = Store(path).open()
+    for n in range(300):
+        store.add(path=f"/in/{n}.mp4", folder="/in", index_id="idx", reason="x" * 200)
+    store.close()
+    data = bytearray(path.read_bytes())
+    if damage == "garbage":
+        data[:100] = b"\x00" * 100  # the header: "file is not a database"
+    else:
+        data[8192:16384] = b"\xff" * 8192  # b-tree pages in the middle
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptDatabase):
+        Store(path).open()

@@ -12,7 +12,7 @@ from watchdog.events import (
 )
 
 from watcherd.config import parse_config
-from watcherd.watcher import FolderWatch, HintingHandler, Scanner, scan_folder
+from watcherd.watcher import FolderWatch, HintingHandler, Scanner, Watcher, scan_folder
 
 
 def config_for(path: Path, **folder):
@@ -72,3 +72,40 @@ def test_a_missing_folder_is_reported_and_watched_once_it_appears(tmp_path, capl
         assert watch.start() and watch.healthy
     finally:
         watch.stop()
+
+
+def _wait(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not predicate():
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_a_removed_folder_is_noticed_rewatched_on_return_and_rescanned(tmp_path, caplog):
+    """inotify's watch dies with the directory; the observer thread does not."""
+    caplog.set_level("INFO", logger="watcherd.watcher")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    config = config_for(inbox)
+    intake: queue.SimpleQueue = queue.SimpleQueue()
+    scanner = Scanner(config, intake)
+    watcher = Watcher(config, intake, scanner)
+    watcher.start()
+    try:
+        (watch,) = watcher.watches
+        assert watch.healthy
+        inbox.rename(tmp_path / "unmounted")
+        assert _wait(lambda: watch.problem() is not None)
+        watcher.ensure_running()  # the folder is away: reported, retried later
+        assert "re-establishing the watch" in caplog.text and not watch.healthy
+        inbox.mkdir()
+        (inbox / "back.mp4").write_bytes(b"x")
+        watcher.ensure_running()
+        assert watch.healthy and "watching again" in caplog.text
+        scanner.step()  # the rescan requested on return finds what no event reported
+        paths = []
+        while not intake.empty():
+            paths.append(intake.get().path)
+        assert str(inbox / "back.mp4") in paths
+    finally:
+        watcher.stop()

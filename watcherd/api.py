@@ -144,6 +144,12 @@ class TwelveLabsClient:
                 break
         return tasks
 
+    def list_videos(self, *, index_id: str, filename: str) -> list[dict[str, Any]]:
+        """``GET /indexes/{id}/videos`` by filename: the one list that returns user_metadata."""
+        params = {"filename": filename, "page_limit": LIST_PAGE_LIMIT, "page": 1}
+        body = self._json(self._send("GET", f"/indexes/{index_id}/videos", params=params))
+        return list(body.get("data") or [])
+
     def get_index(self, index_id: str) -> dict[str, Any]:
         return self._json(self._send("GET", f"/indexes/{index_id}"))
 

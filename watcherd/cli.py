@@ -22,6 +22,7 @@ from . import __version__
 from .apikey import resolve_api_key
 from .config import DEFAULT_CONFIG_PATH, Config, load_config
 from .errors import ConfigError
+from .instance import AlreadyRunning
 from .limits import MODEL_LIMITS, limits_for
 from .logs import setup_logging
 from .store import FileRecord, Store
@@ -99,6 +100,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 config.api.base_url, key.source)
     try:
         return Daemon(config).run()
+    except AlreadyRunning as exc:
+        logger.critical("cannot run: %s", exc)
+        return EXIT_FAIL
     except (OSError, sqlite3.Error) as exc:
         logger.critical("cannot run: %s (state_db %s)", exc, config.state_db)
         return EXIT_FAIL

@@ -45,6 +45,8 @@ class FolderConfig:
     polling: bool = False
     require_audio: bool = False
     language: str | None = None
+    # Content already indexed in this index (same sha256) is not uploaded again.
+    dedupe: bool = True
     extensions: tuple[str, ...] = tuple(VIDEO_EXTENSIONS)
     limits: Limits = field(default_factory=lambda: MODEL_LIMITS["marengo"])
 
@@ -60,6 +62,8 @@ class Config:
     rescan_interval_seconds: float = 300.0
     upload_workers: int = 1
     pause_check_seconds: float = 60.0
+    # A task not terminal after this long fails the file rather than pinning it forever.
+    task_timeout_seconds: float = 86400.0
     log_level: str = "info"
 
     def folder_for(self, path: str | os.PathLike) -> FolderConfig | None:
@@ -81,12 +85,12 @@ class _Errors:
 
 TOP_KEYS = {
     "api", "state_db", "settle_seconds", "poll_interval_seconds", "rescan_interval_seconds",
-    "upload_workers", "folders", "log_level", "pause_check_seconds",
+    "upload_workers", "folders", "log_level", "pause_check_seconds", "task_timeout_seconds",
 }
 API_KEYS = {"base_url", "key_file", "connect_timeout_seconds", "io_timeout_seconds"}
 FOLDER_KEYS = {
     "path", "index_id", "model", "done_dir", "failed_dir", "recursive", "polling",
-    "require_audio", "language", "extensions", "limits",
+    "require_audio", "language", "dedupe", "extensions", "limits",
 }
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -131,6 +135,9 @@ def parse_config(
                                          maximum=16, integer=True)),
         pause_check_seconds=reader.number(
             raw, "pause_check_seconds", "pause_check_seconds", 60.0, minimum=0.1
+        ),
+        task_timeout_seconds=reader.number(
+            raw, "task_timeout_seconds", "task_timeout_seconds", 86400.0, minimum=1
         ),
         log_level=reader.choice(raw, "log_level", "log_level", LOG_LEVELS, "info"),
     )
@@ -200,6 +207,7 @@ def _parse_folder(reader: _Reader, raw: Any, key: str) -> FolderConfig | None:
         polling=reader.boolean(raw, "polling", f"{key}.polling"),
         require_audio=reader.boolean(raw, "require_audio", f"{key}.require_audio"),
         language=reader.string(raw, "language", f"{key}.language"),
+        dedupe=reader.boolean(raw, "dedupe", f"{key}.dedupe", default=True),
         extensions=reader.extensions(raw, f"{key}.extensions"),
         limits=limits_for(model, reader.limits(raw, f"{key}.limits")),
     )
@@ -280,11 +288,11 @@ class _Reader:
             return default
         return value
 
-    def boolean(self, raw: dict, name: str, key: str) -> bool:
-        value = raw.get(name, False)
+    def boolean(self, raw: dict, name: str, key: str, default: bool = False) -> bool:
+        value = raw.get(name, default)
         if not isinstance(value, bool):
             self.errors.add(key, f"must be true or false (got {value!r})")
-            return False
+            return default
         return value
 
     def choice(self, raw: dict, name: str, key: str, options: tuple[str, ...], default: str) -> str:

@@ -18,13 +18,16 @@ from .api import TwelveLabsClient
 from .apikey import resolve_api_key
 from .config import Config
 from .finalizer import Finalizer
+from .instance import InstanceLock
 from .pausecheck import PauseCheck
 from .pipeline import Progress, UploadWorker
 from .poller import Poller
+from .preflight import preflight
+from .rebuild import move_aside, rebuild
 from .retry import UploadGate
 from .settle import Hint, Settler
 from .states import State
-from .store import Store
+from .store import CorruptDatabase, Store
 from .threads import ServiceThread
 from .watcher import Scanner, Watcher
 
@@ -40,6 +43,7 @@ class Daemon:
     def __init__(self, config: Config, *, api: TwelveLabsClient | None = None,
                  store: Store | None = None) -> None:
         self.config = config
+        self.lock = InstanceLock(config.state_db)
         self.store = store or Store(config.state_db)
         self.api = api or TwelveLabsClient(
             config.api.base_url,
@@ -65,7 +69,8 @@ class Daemon:
                                        release=self.work.put),
             "poller": lambda: Poller(store=self.store, api=self.api, gate=self.gate,
                                      finalize=self.to_finalize.put,
-                                     interval=c.poll_interval_seconds),
+                                     interval=c.poll_interval_seconds,
+                                     task_timeout=c.task_timeout_seconds),
             "finalizer": lambda: Finalizer(config=c, store=self.store, work=self.to_finalize),
             "pause-check": lambda: PauseCheck(config=c, api=self.api, gate=self.gate),
         }
@@ -91,8 +96,34 @@ class Daemon:
         return 0
 
     def start(self) -> None:
-        self.store.open()
-        self.recover()
+        """Lock, check, open and recover; then start every thread."""
+        self.lock.acquire()
+        try:
+            preflight(self.config, self.api, resolve_api_key(self.config.api.key_file).source)
+            self._open_store()
+            self.recover()
+        except BaseException:
+            self.store.close()
+            self.api.close()
+            self.lock.release()
+            raise
+        self._start_threads()
+
+    def _open_store(self) -> None:
+        try:
+            self.store.open()
+        except CorruptDatabase as exc:
+            aside = move_aside(exc)
+            logger.critical("state database %s is damaged (%s); moved it to %s and "
+                            "rebuilding it from the folders and Twelve Labs", exc.path,
+                            exc.detail, aside)
+            self.store.open()
+            finished, pending = rebuild(self.config, self.store)
+            logger.warning("rebuilt state: %d finished file(s) from their sidecars; %d inbox "
+                           "file(s) are checked with Twelve Labs before any upload",
+                           finished, pending)
+
+    def _start_threads(self) -> None:
         self.scanner.start()
         for name, factory in self.factories.items():
             self.threads[name] = factory()
@@ -134,7 +165,11 @@ class Daemon:
                                "a new config")
             if time.monotonic() >= next_health:
                 next_health = time.monotonic() + HEALTH_CHECK_SECONDS
-                self.supervise()
+                try:
+                    self.supervise()
+                except Exception:  # the main thread must outlive any one bad check
+                    logger.exception("supervision failed; trying again in %.0fs",
+                                     HEALTH_CHECK_SECONDS)
 
     def supervise(self) -> None:
         """Replace dead threads, restart dead observers."""
@@ -172,5 +207,6 @@ class Daemon:
             thread.join(5.0)
         self.api.close()
         self.store.close()
+        self.lock.release()
         logger.info("watcherd stopped")
 

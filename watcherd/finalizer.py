@@ -21,19 +21,23 @@ from typing import Any
 from . import __version__
 from .config import Config, FolderConfig
 from .mover import free_target, move_file, write_sidecar
+from .presence import folder_reachable
 from .states import State
 from .store import FileRecord, Store
 from .threads import ServiceThread
 
 logger = logging.getLogger(__name__)
 
-RETRY_SECONDS = 30.0
+# A storage error (full disk, share away) is retried after 5 s, doubling to
+# at most 5 min: quick once space is freed, quiet while it is not.
+RETRY_FIRST_SECONDS = 5.0
+RETRY_MAX_SECONDS = 300.0
 
 
 class Finalizer(ServiceThread):
     def __init__(self, *, config: Config, store: Store, work: queue.SimpleQueue[int],
                  clock: Callable[[], float] = time.monotonic,
-                 retry_seconds: float = RETRY_SECONDS) -> None:
+                 retry_seconds: float = RETRY_FIRST_SECONDS) -> None:
         super().__init__("finalizer")
         self.config = config
         self.store = store
@@ -41,6 +45,7 @@ class Finalizer(ServiceThread):
         self.clock = clock
         self.retry_seconds = retry_seconds
         self._later: list[tuple[float, int]] = []
+        self._failures: dict[int, int] = {}
 
     def step(self) -> None:
         self._requeue_due()
@@ -51,9 +56,15 @@ class Finalizer(ServiceThread):
         try:
             self.finalize(file_id)
         except OSError as exc:
-            logger.error("cannot finalize file %d yet (%s); the file stays where it is, "
-                         "retrying in %.0fs", file_id, exc, self.retry_seconds)
-            heapq.heappush(self._later, (self.clock() + self.retry_seconds, file_id))
+            failures = self._failures.get(file_id, 0) + 1
+            self._failures[file_id] = failures
+            delay = min(RETRY_MAX_SECONDS, self.retry_seconds * 2 ** (failures - 1))
+            logger.error("%s: cannot move it to done/failed yet (%s); nothing is lost: the "
+                         "file stays where it is, retrying in %.0fs",
+                         self.store.get(file_id).path, exc, delay)
+            heapq.heappush(self._later, (self.clock() + delay, file_id))
+        else:
+            self._failures.pop(file_id, None)
 
     def _requeue_due(self) -> None:
         now = self.clock()
@@ -68,6 +79,9 @@ class Finalizer(ServiceThread):
         target = self._target(record, folder)
         source = Path(record.path)
         moved = self._move(source, target)
+        if moved is None and not folder_reachable(record.folder):
+            raise FileNotFoundError(f"folder {record.folder} is unreachable; {source.name} "
+                                    "will be moved when it is back")
         if moved is None:
             self.store.transition(file_id, State.VANISHED,
                                   f"file disappeared before it could be moved to {target.parent}",
@@ -75,7 +89,8 @@ class Finalizer(ServiceThread):
             return
         finished = self.store.clock()
         record = self.store.transition(file_id, State.FINALIZING, None, dest_path=str(moved))
-        write_sidecar(moved, sidecar_document(record, folder, finished))
+        original = self.store.get(record.duplicate_of) if record.duplicate_of else None
+        write_sidecar(moved, sidecar_document(record, folder, finished, original))
         final = State.DONE if record.outcome == "ready" else State.FAILED
         self.store.transition(file_id, final, f"moved to {moved}", finished_at=finished)
 
@@ -108,9 +123,13 @@ class Finalizer(ServiceThread):
         return move_file(source, target)
 
 
-def sidecar_document(record: FileRecord, folder: FolderConfig | None,
-                     finished: float) -> dict[str, Any]:
-    """What happened to the file, for people and scripts reading done/ or failed/."""
+def sidecar_document(record: FileRecord, folder: FolderConfig | None, finished: float,
+                     original: FileRecord | None = None) -> dict[str, Any]:
+    """What happened to the file, for people and scripts reading done/ or failed/.
+
+    ``original`` is the earlier file with the same content whose task this
+    one shares (``dedupe``); its bytes were not uploaded again.
+    """
     return {
         "status": "ready" if record.outcome == "ready" else "failed",
         "reason": record.reason,
@@ -125,6 +144,9 @@ def sidecar_document(record: FileRecord, folder: FolderConfig | None,
         "size": record.size,
         "sha256": record.sha256,
         "attempts": record.attempts,
+        "duplicate_of": None if original is None else {
+            "source_path": original.path, "moved_to": original.dest_path,
+            "task_id": original.task_id, "video_id": original.video_id},
         "media": record.media_facts(),
         "task": record.task(),
         "timestamps": {

@@ -18,23 +18,24 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 
 from .api import TwelveLabsClient, UploadAborted
 from .config import Config, FolderConfig
+from .dedupe import find_earlier_task, join_holder
 from .errors import ApiRejected, FileChanged, MediaRejected, TransientError, UploadsPaused
+from .presence import folder_reachable
 from .retry import UploadGate
 from .states import State
-from .store import FileRecord, Store
+from .store import ContentTaken, FileRecord, Store
 from .threads import ServiceThread
 from .validate import check_file, human_bytes, raise_if_rejected
 
 logger = logging.getLogger(__name__)
 
 HASH_BLOCK = 1 << 20
-# How far before our attempt's start a remote task may claim to be created
-# and still be ours (clock skew between this host and the API).
-ADOPT_SKEW = timedelta(minutes=2)
+# A file waiting for an identical one to finish uploading is looked at again
+# this often (it goes to the back of the queue, so it never blocks others).
+DUPLICATE_RECHECK_SECONDS = 1.0
 
 
 @dataclass
@@ -97,15 +98,17 @@ class UploadWorker(ServiceThread):
         if record.state != State.QUEUED or folder is None:
             return
         try:
-            record = self._validate(record, folder)
-            record = self._hash(record)
+            if record.sha256 is None:  # not yet validated since it last settled
+                record = self._validate(record, folder)
+                record = self._hash(record)
+            if folder.dedupe and self._handled_as_duplicate(record):
+                return
             self._upload(record, folder)
         except FileChanged as exc:
             self.store.transition(file_id, State.SETTLING, str(exc))
             self.settle_again(record.path)
         except FileNotFoundError:
-            self.store.transition(file_id, State.VANISHED, "file disappeared before upload",
-                                  finished_at=self.store.clock())
+            self._missing(record, folder)
         except MediaRejected as exc:
             self._hash_for_sidecar(record)
             self._fail(file_id, exc.reason, rule=exc.rule)
@@ -154,7 +157,7 @@ class UploadWorker(ServiceThread):
                 continue
             self._ensure_unchanged(record)
             try:
-                if record.attempts and self._adopt_existing_task(record):
+                if record.upload_started_at is not None and self._adopt_existing_task(record):
                     return
             except TransientError as exc:
                 self.gate.note_failure(exc)
@@ -162,9 +165,14 @@ class UploadWorker(ServiceThread):
             except UploadsPaused as exc:
                 self._pause(exc)
                 continue
-            record = self.store.transition(
-                record.id, State.UPLOADING, f"attempt {record.attempts + 1}",
-                attempts=record.attempts + 1, upload_started_at=self.store.clock())
+            try:
+                record = self.store.transition(
+                    record.id, State.UPLOADING, f"attempt {record.attempts + 1}",
+                    claim_content=folder.dedupe, attempts=record.attempts + 1,
+                    upload_started_at=self.store.clock())
+            except ContentTaken as exc:
+                self._join_or_wait(record, exc.holder)
+                return
             try:
                 created = self._post(record, folder)
             except TransientError as exc:
@@ -209,23 +217,44 @@ class UploadWorker(ServiceThread):
         )
 
     def _adopt_existing_task(self, record: FileRecord) -> bool:
-        """After an attempt that may have reached the API, look before re-sending.
-
-        ``POST /tasks`` has no idempotency key: a task can exist although we saw
-        a timeout or a reset. Match by index, filename and creation time.
-        """
-        started = datetime.fromtimestamp(record.upload_started_at or 0, timezone.utc)
-        since = (started - ADOPT_SKEW).strftime("%Y-%m-%dT%H:%M:%SZ")
-        tasks = self.api.list_tasks(index_id=record.index_id,
-                                    filename=os.path.basename(record.path), created_at=since)
-        duration = (record.media_facts() or {}).get("duration_seconds")
-        matching = [t for t in tasks if _could_be_ours(t, record.name, duration)]
-        if not matching:
+        """After an attempt that may have reached the API, look before re-sending."""
+        task = find_earlier_task(self.api, record)
+        if task is None:
             return False
-        task = min(matching, key=lambda t: t.get("created_at") or "")
         self._record_task(record, task["_id"], task.get("video_id"),
                           "adopted the task an earlier attempt created")
         return True
+
+    def _handled_as_duplicate(self, record: FileRecord) -> bool:
+        holder = self.store.content_holder(record)
+        if holder is None:
+            return False
+        self._join_or_wait(record, holder)
+        return True
+
+    def _join_or_wait(self, record: FileRecord, holder: FileRecord) -> None:
+        """Share the holder's task, or wait at the back of the queue until it has one."""
+        joined = join_holder(self.store, record, holder)
+        if joined == State.FINALIZING:
+            self.finalize(record.id)
+            return
+        if joined is None:
+            if record.state != State.QUEUED:
+                self.store.transition(record.id, State.QUEUED,
+                                      f"waiting for {holder.path}: same content, upload "
+                                      "in progress")
+            self.stop_event.wait(DUPLICATE_RECHECK_SECONDS)
+            self.work.put(record.id)
+
+    def _missing(self, record: FileRecord, folder: FolderConfig) -> None:
+        """A missing file in a reachable folder is gone; in an unreachable one, wait."""
+        if folder_reachable(folder.path):
+            self.store.transition(record.id, State.VANISHED, "file disappeared before upload",
+                                  finished_at=self.store.clock())
+            return
+        self.store.transition(record.id, State.SETTLING,
+                              f"folder {folder.path} is unreachable; waiting for it")
+        self.settle_again(record.path)
 
     def _record_task(self, record: FileRecord, task_id: str, video_id: str | None,
                      how: str) -> None:
@@ -259,15 +288,6 @@ class UploadWorker(ServiceThread):
 
     def heartbeat_now(self) -> None:
         self.heartbeat = time.monotonic()
-
-
-def _could_be_ours(task: dict, filename: str, duration: float | None) -> bool:
-    """The list filter already matched index and name; rule out what we can."""
-    meta = task.get("system_metadata") or task.get("metadata") or {}
-    if meta.get("filename") not in (None, filename):
-        return False
-    remote = meta.get("duration")
-    return remote is None or duration is None or abs(float(remote) - duration) <= 1.0
 
 
 def _upload_summary(record: FileRecord, now: float) -> str:

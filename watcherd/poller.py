@@ -33,6 +33,7 @@ class Poller(ServiceThread):
         gate: UploadGate,
         finalize: Callable[[int], None],
         interval: float,
+        task_timeout: float = 86400.0,
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
         tick_seconds: float = 0.5,
@@ -43,6 +44,7 @@ class Poller(ServiceThread):
         self.gate = gate
         self.finalize = finalize
         self.interval = interval
+        self.task_timeout = task_timeout
         self.clock = clock
         self.rng = rng
         self.tick_seconds = min(tick_seconds, interval)
@@ -62,6 +64,8 @@ class Poller(ServiceThread):
         for record in self.store.in_states(State.INDEXING):
             if self.stop_event.is_set():
                 return
+            if self._timed_out(record):
+                continue
             if self.next_poll.get(record.id, 0.0) <= now:
                 self.poll(record)
 
@@ -82,6 +86,17 @@ class Poller(ServiceThread):
         self.failures.pop(record.id, None)
         self._schedule(record.id)
         self._note_status(record, task)
+
+    def _timed_out(self, record: FileRecord) -> bool:
+        """Fail a task that never ends, so the file does not sit in the inbox forever."""
+        age = self.store.clock() - (record.uploaded_at or self.store.clock())
+        if age <= self.task_timeout:
+            return False
+        self._finish(record, "failed", record.task(),
+                     f"task {record.task_id} still {record.remote_status or 'not finished'} "
+                     f"after {age / 3600:.1f} h (task_timeout_seconds is "
+                     f"{self.task_timeout:g})", error_code="task_timeout")
+        return True
 
     def _note_status(self, record: FileRecord, task: dict) -> None:
         status = str(task.get("status") or "unknown")

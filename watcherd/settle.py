@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from .config import Config
 from .filters import ignore_reason
+from .presence import folder_reachable
 from .states import State
 from .store import StaleState, Store
 from .threads import ServiceThread
@@ -68,6 +69,7 @@ class Settler(ServiceThread):
         self.tick_seconds = tick_seconds
         self.candidates: dict[str, Candidate] = {}
         self._ignored_logged: set[str] = set()
+        self._unreachable_logged: set[str] = set()
 
     def step(self) -> None:
         deadline = self.clock() + self.tick_seconds
@@ -95,9 +97,12 @@ class Settler(ServiceThread):
         st = _regular_file_stat(hint.path)
         record = self.store.active_by_path(hint.path)
         if st is None:
-            if record is not None and record.state == State.SETTLING:
+            if record is not None and record.state == State.SETTLING and \
+                    folder_reachable(folder.path):
                 self.store.transition(record.id, State.VANISHED, "file is gone",
                                       finished_at=self.store.clock())
+            elif record is not None and record.state == State.SETTLING:
+                self._wait_for_folder(hint.path, record.id, folder.path)
             return
         if record is None:
             record = self.store.add(path=hint.path, folder=str(folder.path),
@@ -120,7 +125,12 @@ class Settler(ServiceThread):
             try:
                 st = os.stat(path)
             except FileNotFoundError:
-                self._forget(path, cand, State.VANISHED, "file disappeared while settling")
+                folder = self.config.folder_for(path)
+                if folder is None or folder_reachable(folder.path):
+                    self._forget(path, cand, State.VANISHED, "file disappeared while settling")
+                else:
+                    self._note_unreachable(path, folder.path)
+                    cand.quiet_since = now
                 continue
             except OSError as exc:  # e.g. a share hiccup: keep waiting, never drop
                 logger.warning("%s: cannot stat (%s); still settling", path, exc.strerror)
@@ -132,14 +142,28 @@ class Settler(ServiceThread):
             elif now - cand.quiet_since >= self.config.settle_seconds:
                 self._release(path, cand, st)
 
+    def _wait_for_folder(self, path: str, file_id: int, folder: os.PathLike) -> None:
+        """Keep a tracked file whose folder is out of reach; it is re-checked every tick."""
+        self._note_unreachable(path, folder)
+        self.candidates[path] = Candidate(file_id, (-1, -1, -1, -1), self.clock())
+
+    def _note_unreachable(self, path: str, folder: os.PathLike) -> None:
+        if path not in self._unreachable_logged:
+            self._unreachable_logged.add(path)
+            logger.warning("%s: cannot see it because folder %s is missing or empty "
+                           "(unmounted?); keeping it tracked until the folder is back",
+                           path, folder)
+
     def _release(self, path: str, cand: Candidate, st: os.stat_result) -> None:
         del self.candidates[path]
+        self._unreachable_logged.discard(path)
         try:
+            # sha256 is cleared so the worker validates and hashes this version.
             self.store.transition(
                 cand.file_id, State.QUEUED,
                 f"unchanged for {self.config.settle_seconds:g}s ({st.st_size} bytes)",
                 expect=(State.SETTLING,), size=st.st_size, mtime_ns=st.st_mtime_ns,
-                settled_at=self.store.clock(),
+                settled_at=self.store.clock(), sha256=None, duplicate_of=None,
             )
         except StaleState:
             return
@@ -147,6 +171,7 @@ class Settler(ServiceThread):
 
     def _forget(self, path: str, cand: Candidate, state: str, detail: str) -> None:
         del self.candidates[path]
+        self._unreachable_logged.discard(path)
         try:
             self.store.transition(cand.file_id, state, detail, expect=(State.SETTLING,),
                                   finished_at=self.store.clock())

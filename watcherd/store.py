@@ -15,103 +15,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .records import ADDED_COLUMNS, COLUMNS, SCHEMA, UPDATABLE, FileRecord
 from .states import ACTIVE_STATES, State
 
 logger = logging.getLogger(__name__)
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS files (
-    id INTEGER PRIMARY KEY,
-    path TEXT NOT NULL,
-    folder TEXT NOT NULL,
-    index_id TEXT NOT NULL,
-    state TEXT NOT NULL,
-    size INTEGER,
-    mtime_ns INTEGER,
-    sha256 TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    task_id TEXT,
-    video_id TEXT,
-    remote_status TEXT,
-    outcome TEXT,
-    reason TEXT,
-    error_code TEXT,
-    rule TEXT,
-    dest_path TEXT,
-    facts TEXT,
-    task_json TEXT,
-    discovered_at REAL NOT NULL,
-    settled_at REAL,
-    upload_started_at REAL,
-    uploaded_at REAL,
-    finished_at REAL,
-    updated_at REAL NOT NULL
-);
--- At most one live row per path; finished rows stay as history.
-CREATE UNIQUE INDEX IF NOT EXISTS files_active_path ON files(path)
-    WHERE state NOT IN ('done', 'failed', 'vanished');
-CREATE INDEX IF NOT EXISTS files_state ON files(state);
-CREATE INDEX IF NOT EXISTS files_sha ON files(sha256, index_id);
-CREATE TABLE IF NOT EXISTS history (
-    id INTEGER PRIMARY KEY,
-    file_id INTEGER NOT NULL REFERENCES files(id),
-    at REAL NOT NULL,
-    from_state TEXT,
-    to_state TEXT NOT NULL,
-    detail TEXT
-);
-CREATE INDEX IF NOT EXISTS history_file ON history(file_id);
-"""
-
-COLUMNS = (
-    "id path folder index_id state size mtime_ns sha256 attempts task_id video_id remote_status "
-    "outcome reason error_code rule dest_path facts task_json discovered_at settled_at "
-    "upload_started_at uploaded_at finished_at updated_at"
-).split()
-UPDATABLE = set(COLUMNS) - {"id", "path", "folder", "index_id", "state", "updated_at"}
-
-
-@dataclass(frozen=True)
-class FileRecord:
-    id: int
-    path: str
-    folder: str
-    index_id: str
-    state: str
-    size: int | None
-    mtime_ns: int | None
-    sha256: str | None
-    attempts: int
-    task_id: str | None
-    video_id: str | None
-    remote_status: str | None
-    outcome: str | None
-    reason: str | None
-    error_code: str | None
-    rule: str | None
-    dest_path: str | None
-    facts: str | None
-    task_json: str | None
-    discovered_at: float
-    settled_at: float | None
-    upload_started_at: float | None
-    uploaded_at: float | None
-    finished_at: float | None
-    updated_at: float
-
-    @property
-    def name(self) -> str:
-        return Path(self.path).name
-
-    def task(self) -> dict | None:
-        return json.loads(self.task_json) if self.task_json else None
-
-    def media_facts(self) -> dict | None:
-        return json.loads(self.facts) if self.facts else None
 
 
 class Store:
@@ -127,10 +37,23 @@ class Store:
         self._lock = threading.Lock()
 
     def open(self) -> Store:
-        """Create the database and schema (not in read-only mode)."""
-        if not self.readonly:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn().executescript(SCHEMA)
+        """Create or upgrade the schema; raise CorruptDatabase if SQLite says it is damaged."""
+        if self.readonly:
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = self._conn()
+            conn.executescript(SCHEMA)
+            _add_missing_columns(conn)
+            verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            if not _is_corruption(exc):
+                raise
+            self.close()
+            raise CorruptDatabase(self.path, str(exc)) from exc
+        if verdict != "ok":
+            self.close()
+            raise CorruptDatabase(self.path, f"integrity check: {verdict}")
         return self
 
     def close(self) -> None:
@@ -209,6 +132,10 @@ class Store:
         ).fetchall()
         return [dict(r) for r in rows]
 
+    def content_holder(self, record: FileRecord) -> FileRecord | None:
+        """Another row that has (or may soon have) a task for the same content and index."""
+        return _content_holder(self._conn(), record.id, record.sha256, record.index_id)
+
     def counts(self) -> dict[str, int]:
         rows = self._conn().execute("SELECT state, COUNT(*) FROM files GROUP BY state")
         return {state: n for state, n in rows}
@@ -233,11 +160,15 @@ class Store:
         return self.get(cur.lastrowid)
 
     def transition(self, file_id: int, state: str, detail: str | None = None,
-                   *, expect: tuple[str, ...] | None = None, **fields: Any) -> FileRecord:
+                   *, expect: tuple[str, ...] | None = None, claim_content: bool = False,
+                   **fields: Any) -> FileRecord:
         """Move a row to ``state`` and record why; one INFO log line per change.
 
         ``expect`` guards against racing writers: the change only happens if
         the row is currently in one of those states (else StaleState).
+        ``claim_content`` makes the change conditional on no other row holding
+        the same sha256 in the same index (else ContentTaken), checked in the
+        same transaction so two workers can never both upload one content.
         """
         now = self.clock()
         updates = {**_checked(fields), "state": state, "updated_at": now}
@@ -248,6 +179,8 @@ class Store:
             old = row["state"]
             if expect is not None and old not in expect:
                 raise StaleState(f"file {file_id} is {old}, expected one of {expect}")
+            if claim_content:
+                _claim_content(conn, file_id)
             assignments = ", ".join(f"{k} = ?" for k in updates)
             conn.execute(f"UPDATE files SET {assignments} WHERE id = ?",
                          (*updates.values(), file_id))
@@ -272,6 +205,65 @@ class Store:
 
 class StaleState(Exception):
     """The row was not in the state the caller expected."""
+
+
+class ContentTaken(Exception):
+    """Another row already holds a task for this content in this index."""
+
+    def __init__(self, holder: FileRecord) -> None:
+        super().__init__(f"same content as {holder.path} (file {holder.id})")
+        self.holder = holder
+
+
+class CorruptDatabase(Exception):
+    """SQLite reports the state database as damaged."""
+
+    def __init__(self, path: Path, detail: str) -> None:
+        super().__init__(f"{path}: {detail}")
+        self.path = path
+        self.detail = detail
+
+
+# A holder has a task for the content, is sending it now, or sent it once and
+# waits to retry (that attempt may have created a task). Among waiting rows
+# the older one holds, so two of them never wait for each other.
+HOLDER_SQL = """
+SELECT * FROM files WHERE sha256 = :sha AND index_id = :index AND id != :id AND (
+    state IN ('uploading', 'indexing')
+    OR (state IN ('finalizing', 'done') AND outcome = 'ready')
+    OR (state IN ('settling', 'queued', 'validating') AND attempts > 0 AND id < :id)
+) ORDER BY state = 'done' DESC, id LIMIT 1
+"""
+
+
+def _content_holder(conn: sqlite3.Connection, file_id: int, sha256: str | None,
+                    index_id: str) -> FileRecord | None:
+    if sha256 is None:
+        return None
+    row = conn.execute(HOLDER_SQL, {"sha": sha256, "index": index_id, "id": file_id}).fetchone()
+    return _record(row) if row else None
+
+
+def _claim_content(conn: sqlite3.Connection, file_id: int) -> None:
+    row = conn.execute("SELECT sha256, index_id FROM files WHERE id = ?", (file_id,)).fetchone()
+    holder = _content_holder(conn, file_id, row["sha256"], row["index_id"])
+    if holder is not None:
+        raise ContentTaken(holder)
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    present = {row[1] for row in conn.execute("PRAGMA table_info(files)")}
+    for name, decl in ADDED_COLUMNS.items():
+        if name not in present:
+            conn.execute(f"ALTER TABLE files ADD COLUMN {name} {decl}")
+
+
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return True
+    text = str(exc)
+    return "malformed" in text or "not a database" in text
 
 
 def _checked(fields: dict[str, Any]) -> dict[str, Any]:

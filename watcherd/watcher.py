@@ -12,6 +12,7 @@ import errno
 import logging
 import os
 import queue
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,14 +61,38 @@ class FolderWatch:
         self.observer: BaseObserver | None = None
         self.mode = "polling" if folder.polling else "inotify"
         self.last_error: str | None = None
+        self.identity: tuple[int, int] | None = None  # (st_dev, st_ino) when watching began
 
     @property
     def healthy(self) -> bool:
-        return self.observer is not None and self.observer.is_alive()
+        return self.problem() is None
+
+    def problem(self) -> str | None:
+        """Why this watch no longer sees the folder's events, or None.
+
+        inotify watches the directory's inode: if the folder is removed, or a
+        share is unmounted or mounted over it, the old watch goes deaf (its
+        emitter ends) while the observer thread lives on.
+        """
+        if self.observer is None or not self.observer.is_alive():
+            return "observer stopped"
+        if not all(emitter.is_alive() for emitter in self.observer.emitters):
+            return "watch ended (folder removed or unmounted?)"
+        try:
+            st = os.stat(self.folder.path)
+        except OSError as exc:
+            return f"folder is gone ({exc.strerror})"
+        if (st.st_dev, st.st_ino) != self.identity:
+            return "folder was replaced or a filesystem was (un)mounted on it"
+        return None
 
     def start(self) -> bool:
         """Start observing; False (and the reason logged once) when not possible."""
-        if not self.folder.path.is_dir():
+        try:
+            st = os.stat(self.folder.path)
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISDIR(st.st_mode):
             self._fail(f"folder {self.folder.path} does not exist or is not a directory")
             return False
         observer = self._new_observer()
@@ -86,6 +111,7 @@ class FolderWatch:
             self._fail(f"cannot watch {self.folder.path}: {exc.strerror or exc}")
             return False
         self.observer = observer
+        self.identity = (st.st_dev, st.st_ino)
         if self.last_error:
             logger.info("%s: watching again (%s)", self.folder.path, self.mode)
         self.last_error = None
@@ -124,10 +150,12 @@ class Watcher:
     def ensure_running(self) -> None:
         """Restart any dead observer; rescan its folder since events were missed."""
         for watch in self.watches:
-            if watch.healthy:
+            problem = watch.problem()
+            if problem is None:
                 continue
             if watch.observer is not None:
-                logger.error("%s: observer stopped; restarting it", watch.folder.path)
+                logger.error("%s: %s; files already tracked are kept, re-establishing the "
+                             "watch", watch.folder.path, problem)
                 watch.stop()
             if watch.start():
                 self.scanner.request(watch.folder)

@@ -1,0 +1,95 @@
+"""Checks at start, before any upload: stop early on what only a person can fix.
+
+A wrong key or index must be a clear error at start, not something a 2 GB
+upload discovers. Unwritable done/failed folders are caught here too. What
+may fix itself (a share not mounted yet, the API unreachable) is logged and
+the daemon starts anyway: it keeps retrying both.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from .api import TwelveLabsClient
+from .config import Config, FolderConfig
+from .errors import ApiError, AuthError, ConfigError, QuotaError, TransientError
+from .mover import TEMP_PREFIX
+
+logger = logging.getLogger(__name__)
+
+
+def preflight(config: Config, api: TwelveLabsClient, key_source: str) -> None:
+    """Raise ConfigError listing every problem that would make uploads fail."""
+    problems: list[str] = []
+    for i, folder in enumerate(config.folders):
+        problems += check_folder(f"folders[{i}]", folder)
+    problems += check_api(config, api, key_source)
+    if problems:
+        raise ConfigError(problems, str(config.source) if config.source else None)
+
+
+def check_folder(key: str, folder: FolderConfig) -> list[str]:
+    if not folder.path.is_dir():
+        return []  # the watcher reports it and keeps trying: a share may mount later
+    problems = []
+    if not os.access(folder.path, os.W_OK | os.X_OK):
+        problems.append(f"{key}.path: {folder.path} is not writable, so finished files "
+                        "cannot be moved out of it")
+    for name in ("done_dir", "failed_dir"):
+        target: Path = getattr(folder, name)
+        problem = _writable(target)
+        if problem:
+            problems.append(f"{key}.{name}: {target}: {problem}")
+        elif target.stat().st_dev != folder.path.stat().st_dev:
+            logger.warning("%s.%s: %s is on another filesystem than %s: every move is a "
+                           "full copy (slower, and needs the space twice while it runs)",
+                           key, name, target, folder.path)
+    return problems
+
+
+def _writable(directory: Path) -> str | None:
+    """None if files can be created in ``directory`` (made if missing), else why not."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=f"{TEMP_PREFIX}check-"):
+            pass
+    except OSError as exc:
+        return f"cannot create files there ({exc.strerror or exc})"
+    return None
+
+
+def check_api(config: Config, api: TwelveLabsClient, key_source: str) -> list[str]:
+    """One cheap ``GET /indexes/{id}`` per index: proves the key and every index."""
+    problems = []
+    for index_id, keys in _indexes(config).items():
+        try:
+            index = api.get_index(index_id)
+        except AuthError as exc:
+            return [f"api: Twelve Labs refused the API key from {key_source} "
+                    f"({exc.describe()}). Fix: {exc.fix}"]
+        except QuotaError as exc:
+            logger.warning("Twelve Labs says the account is out of quota (%s); uploads will "
+                           "pause until it has credit", exc.describe())
+            continue
+        except TransientError as exc:
+            logger.warning("cannot check index %s at start (%s); starting anyway, uploads "
+                           "retry with backoff", index_id, exc.describe())
+            continue
+        except ApiError as exc:
+            problems.append(f"{keys[0]}.index_id: index {index_id} cannot be used with this "
+                            f"API key ({exc.describe()})")
+            continue
+        logger.info("index %s (%s): reachable with the API key from %s", index_id,
+                    index.get("index_name") or "unnamed", key_source)
+    return problems
+
+
+def _indexes(config: Config) -> dict[str, list[str]]:
+    """Each index id with the config keys of the folders that use it."""
+    found: dict[str, list[str]] = {}
+    for i, folder in enumerate(config.folders):
+        found.setdefault(folder.index_id, []).append(f"folders[{i}]")
+    return found

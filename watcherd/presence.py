@@ -1,0 +1,26 @@
+"""Is a file gone, or is its whole folder out of reach (an unmounted share)?
+
+An empty or missing drop folder never proves that the files we track were
+deleted: a share that unmounts leaves an empty mount point behind, and a
+folder being re-created is briefly missing. So a file only counts as
+vanished when it is missing from a folder that is there and not empty.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def folder_reachable(folder: str | os.PathLike) -> bool:
+    """True when ``folder`` is a readable directory with at least one entry."""
+    try:
+        with os.scandir(folder) as entries:
+            return next(entries, None) is not None
+    except OSError:
+        return False
+
+
+def vanished(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """True when ``path`` is missing and its folder is reachable, so the loss is real."""
+    return not os.path.lexists(path) and folder_reachable(Path(folder))

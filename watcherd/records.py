@@ -1,0 +1,101 @@
+"""The shape of the state database: schema, columns and the row dataclass."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    index_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    size INTEGER,
+    mtime_ns INTEGER,
+    sha256 TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    task_id TEXT,
+    video_id TEXT,
+    remote_status TEXT,
+    outcome TEXT,
+    reason TEXT,
+    error_code TEXT,
+    rule TEXT,
+    dest_path TEXT,
+    facts TEXT,
+    task_json TEXT,
+    discovered_at REAL NOT NULL,
+    settled_at REAL,
+    upload_started_at REAL,
+    uploaded_at REAL,
+    finished_at REAL,
+    updated_at REAL NOT NULL,
+    duplicate_of INTEGER
+);
+-- At most one live row per path; finished rows stay as history.
+CREATE UNIQUE INDEX IF NOT EXISTS files_active_path ON files(path)
+    WHERE state NOT IN ('done', 'failed', 'vanished');
+CREATE INDEX IF NOT EXISTS files_state ON files(state);
+CREATE INDEX IF NOT EXISTS files_sha ON files(sha256, index_id);
+CREATE TABLE IF NOT EXISTS history (
+    id INTEGER PRIMARY KEY,
+    file_id INTEGER NOT NULL REFERENCES files(id),
+    at REAL NOT NULL,
+    from_state TEXT,
+    to_state TEXT NOT NULL,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS history_file ON history(file_id);
+"""
+
+COLUMNS = (
+    "id path folder index_id state size mtime_ns sha256 attempts task_id video_id remote_status "
+    "outcome reason error_code rule dest_path facts task_json discovered_at settled_at "
+    "upload_started_at uploaded_at finished_at updated_at duplicate_of"
+).split()
+# Columns added after the first release: ALTERed into older databases on open.
+ADDED_COLUMNS = {"duplicate_of": "INTEGER"}
+UPDATABLE = set(COLUMNS) - {"id", "path", "folder", "index_id", "state", "updated_at"}
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    id: int
+    path: str
+    folder: str
+    index_id: str
+    state: str
+    size: int | None
+    mtime_ns: int | None
+    sha256: str | None
+    attempts: int
+    task_id: str | None
+    video_id: str | None
+    remote_status: str | None
+    outcome: str | None
+    reason: str | None
+    error_code: str | None
+    rule: str | None
+    dest_path: str | None
+    facts: str | None
+    task_json: str | None
+    discovered_at: float
+    settled_at: float | None
+    upload_started_at: float | None
+    uploaded_at: float | None
+    finished_at: float | None
+    updated_at: float
+    duplicate_of: int | None = None
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+    def task(self) -> dict | None:
+        return json.loads(self.task_json) if self.task_json else None
+
+    def media_facts(self) -> dict | None:
+        return json.loads(self.facts) if self.facts else None

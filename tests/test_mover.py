@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from watcherd import mover
-from watcherd.mover import free_target, move_file, write_sidecar
+from watcherd.mover import TEMP_PREFIX, free_target, move_file, write_sidecar
 
 
 def test_a_taken_name_gets_a_distinct_suffix_and_so_does_its_sidecar(tmp_path):
@@ -123,3 +123,13 @@ def test_stale_temp_cleanup_treats_bracketed_names_literally(tmp_path):
     stale.write_bytes(b"ours")
     mover._remove_stale_temps(done / "take [12].mp4")
     assert other.exists() and not stale.exists()
+
+
+def test_a_sidecar_temp_left_by_a_killed_run_is_cleaned_up(tmp_path):
+    moved = tmp_path / "clip.mp4"
+    moved.write_bytes(b"v")
+    stale = tmp_path / f"{TEMP_PREFIX}99999-clip.mp4.json"  # another pid: a killed run
+    stale.write_text("{")
+    write_sidecar(moved, {"status": "ready"})
+    assert not stale.exists() and sorted(p.name for p in tmp_path.iterdir()) == \
+        ["clip.mp4", "clip.mp4.json"]

@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import FakeClock
 from tests.media import write_text_as_video
+from watcherd.api import UploadAborted
 from watcherd.config import parse_config
 from watcherd.errors import ApiRejected, AuthError, TransientError
 from watcherd.pipeline import UploadWorker
@@ -324,3 +325,35 @@ def test_a_task_that_never_finishes_fails_after_task_timeout(tmp_path):
     assert "still indexing after 1.0 h" in failed.reason and finalized == [record.id]
     assert api.names() == ["get_task"]  # a timed-out task is not polled again
     store.close()
+
+
+class ChangingApi(ScriptedApi):
+    """Does something to the file half way through the upload, then checks for abort."""
+
+    def __init__(self, mishap):
+        super().__init__()
+        self.mishap = mishap
+
+    def create_task(self, path, **kwargs):
+        self.calls.append(("create_task", kwargs))
+        self.mishap(path)
+        assert kwargs["should_abort"]()
+        raise UploadAborted("file changed during upload")
+
+
+@pytest.mark.parametrize("mishap", ["appended", "deleted"])
+def test_a_file_changed_or_deleted_mid_upload_is_not_uploaded_as_it_was(rig, mishap):
+    queued, worker, store, finalized, resettled = rig
+    record = queued("ok.mp4")
+
+    def act(path):
+        if mishap == "deleted":
+            os.unlink(path)
+        else:
+            with open(path, "ab") as fh:
+                fh.write(b"more")
+
+    worker(ChangingApi(act)).process(record.id)
+    record = store.get(record.id)
+    # Back to the settle gate, which waits for quiet again or records the file as vanished.
+    assert record.state == State.SETTLING and resettled == [record.path] and finalized == []

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from watcherd.states import State
 from watcherd.records import SCHEMA
+from watcherd.states import State
 from watcherd.store import ContentTaken, CorruptDatabase, StaleState, Store
 
 

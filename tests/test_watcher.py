@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import errno
 import queue
 import time
 from pathlib import Path
 
+import pytest
 from watchdog.events import (
-    DirCreatedEvent, FileAttribEvent, FileClosedEvent, FileClosedNoWriteEvent, FileCreatedEvent,
-    FileModifiedEvent, FileMovedEvent, FileOpenedEvent,
+    DirCreatedEvent,
+    FileAttribEvent,
+    FileClosedEvent,
+    FileClosedNoWriteEvent,
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileOpenedEvent,
 )
 
+from watcherd import watcher as watcher_module
 from watcherd.config import parse_config
 from watcherd.watcher import FolderWatch, HintingHandler, Scanner, Watcher, scan_folder
 
@@ -109,3 +118,26 @@ def test_a_removed_folder_is_noticed_rewatched_on_return_and_rescanned(tmp_path,
         assert str(inbox / "back.mp4") in paths
     finally:
         watcher.stop()
+
+
+@pytest.mark.parametrize("limit", ["watches (schedule)", "instances (constructor)"])
+def test_inotify_limits_fall_back_to_polling_and_name_the_sysctl(tmp_path, caplog,
+                                                                monkeypatch, limit):
+    from watchdog.observers import Observer
+
+    def no_watches_left(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "inotify watch limit reached")
+
+    def no_instances_left():
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    if limit.startswith("watches"):
+        monkeypatch.setattr(Observer, "schedule", no_watches_left)
+    else:
+        monkeypatch.setattr(watcher_module, "Observer", no_instances_left)
+    watch = FolderWatch(config_for(tmp_path).folders[0], queue.SimpleQueue(), poll_seconds=1)
+    try:
+        assert watch.start() and watch.healthy and watch.mode == "polling"
+    finally:
+        watch.stop()
+    assert "fs.inotify.max_user_watches" in caplog.text

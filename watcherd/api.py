@@ -27,7 +27,12 @@ from requests_toolbelt import MultipartEncoder, MultipartEncoderMonitor
 
 from . import __version__
 from .errors import (
-    ApiError, ApiRejected, AuthError, QuotaError, TransientError, WatcherdError,
+    ApiError,
+    ApiRejected,
+    AuthError,
+    QuotaError,
+    TransientError,
+    WatcherdError,
 )
 
 logger = logging.getLogger(__name__)

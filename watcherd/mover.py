@@ -101,6 +101,7 @@ def _copy_across(source: Path, target: Path) -> Path:
 def write_sidecar(moved: Path, document: dict[str, Any]) -> Path:
     """Write ``<moved name>.json`` atomically (temp file, fsync, rename)."""
     sidecar = moved.with_name(moved.name + SIDECAR_SUFFIX)
+    _remove_stale_temps(sidecar)  # a run killed mid-write left its own (pid-named) temp
     temp = moved.parent / f"{TEMP_PREFIX}{os.getpid()}-{sidecar.name}"
     try:
         with open(temp, "w", encoding="utf-8") as fh:
@@ -130,7 +131,7 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def _remove_stale_temps(target: Path) -> None:
-    """Partial copies of ``target`` left by an earlier run that was killed mid-copy."""
+    """Partial writes of ``target`` left by an earlier run that was killed mid-write."""
     # Escaped: a name like "take [2].mp4" must not be read as a glob pattern.
     for stale in target.parent.glob(f"{TEMP_PREFIX}*-{glob.escape(target.name)}"):
         logger.info("removing a partial copy left by an earlier run: %s", stale)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 from .api import TwelveLabsClient
@@ -52,10 +51,11 @@ def check_folder(key: str, folder: FolderConfig) -> list[str]:
 
 def _writable(directory: Path) -> str | None:
     """None if files can be created in ``directory`` (made if missing), else why not."""
+    probe = directory / f"{TEMP_PREFIX}check"  # fixed name: a killed check leaves no litter
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=directory, prefix=f"{TEMP_PREFIX}check-"):
-            pass
+        probe.touch()
+        probe.unlink()
     except OSError as exc:
         return f"cannot create files there ({exc.strerror or exc})"
     return None

@@ -95,12 +95,17 @@ class FolderWatch:
         if st is None or not stat.S_ISDIR(st.st_mode):
             self._fail(f"folder {self.folder.path} does not exist or is not a directory")
             return False
-        observer = self._new_observer()
+        observer = None
         try:
+            # Constructing an inotify observer opens an inotify instance and starts
+            # its reader thread: it can fail (EMFILE) and must be stopped on failure.
+            observer = self._new_observer()
             observer.schedule(HintingHandler(self.intake), str(self.folder.path),
                               recursive=self.folder.recursive)
             observer.start()
         except OSError as exc:
+            if observer is not None:
+                observer.stop()
             if exc.errno in (errno.ENOSPC, errno.EMFILE) and self.mode == "inotify":
                 logger.warning(
                     "%s: inotify limit reached (%s); falling back to polling. Raise "

@@ -9,7 +9,6 @@ vanished when it is missing from a folder that is there and not empty.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 
 def folder_reachable(folder: str | os.PathLike) -> bool:
@@ -20,7 +19,3 @@ def folder_reachable(folder: str | os.PathLike) -> bool:
     except OSError:
         return False
 
-
-def vanished(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
-    """True when ``path`` is missing and its folder is reachable, so the loss is real."""
-    return not os.path.lexists(path) and folder_reachable(Path(folder))

@@ -16,6 +16,7 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from .config import Config
 from .filters import ignore_reason
@@ -97,12 +98,8 @@ class Settler(ServiceThread):
         st = _regular_file_stat(hint.path)
         record = self.store.active_by_path(hint.path)
         if st is None:
-            if record is not None and record.state == State.SETTLING and \
-                    folder_reachable(folder.path):
-                self.store.transition(record.id, State.VANISHED, "file is gone",
-                                      finished_at=self.store.clock())
-            elif record is not None and record.state == State.SETTLING:
-                self._wait_for_folder(hint.path, record.id, folder.path)
+            if record is not None and record.state == State.SETTLING:
+                self._gone_or_unreachable(hint.path, record.id, folder.path)
             return
         if record is None:
             record = self.store.add(path=hint.path, folder=str(folder.path),
@@ -125,12 +122,8 @@ class Settler(ServiceThread):
             try:
                 st = os.stat(path)
             except FileNotFoundError:
-                folder = self.config.folder_for(path)
-                if folder is None or folder_reachable(folder.path):
-                    self._forget(path, cand, State.VANISHED, "file disappeared while settling")
-                else:
-                    self._note_unreachable(path, folder.path)
-                    cand.quiet_since = now
+                self._gone_or_unreachable(path, cand.file_id, Path(self.store.get(
+                    cand.file_id).folder))
                 continue
             except OSError as exc:  # e.g. a share hiccup: keep waiting, never drop
                 logger.warning("%s: cannot stat (%s); still settling", path, exc.strerror)
@@ -142,17 +135,24 @@ class Settler(ServiceThread):
             elif now - cand.quiet_since >= self.config.settle_seconds:
                 self._release(path, cand, st)
 
-    def _wait_for_folder(self, path: str, file_id: int, folder: os.PathLike) -> None:
-        """Keep a tracked file whose folder is out of reach; it is re-checked every tick."""
-        self._note_unreachable(path, folder)
-        self.candidates[path] = Candidate(file_id, (-1, -1, -1, -1), self.clock())
-
-    def _note_unreachable(self, path: str, folder: os.PathLike) -> None:
+    def _gone_or_unreachable(self, path: str, file_id: int, folder: Path) -> None:
+        """A missing file is vanished only if its folder is in reach; else keep it tracked
+        (re-checked every tick, its quiet period restarting once it is visible again)."""
+        if folder_reachable(folder):
+            self.candidates.pop(path, None)
+            self._unreachable_logged.discard(path)
+            try:
+                self.store.transition(file_id, State.VANISHED, "file disappeared while settling",
+                                      expect=(State.SETTLING,), finished_at=self.store.clock())
+            except StaleState:
+                pass
+            return
         if path not in self._unreachable_logged:
             self._unreachable_logged.add(path)
             logger.warning("%s: cannot see it because folder %s is missing or empty "
                            "(unmounted?); keeping it tracked until the folder is back",
                            path, folder)
+        self.candidates[path] = Candidate(file_id, (-1, -1, -1, -1), self.clock())
 
     def _release(self, path: str, cand: Candidate, st: os.stat_result) -> None:
         del self.candidates[path]
@@ -168,15 +168,6 @@ class Settler(ServiceThread):
         except StaleState:
             return
         self.release(cand.file_id)
-
-    def _forget(self, path: str, cand: Candidate, state: str, detail: str) -> None:
-        del self.candidates[path]
-        self._unreachable_logged.discard(path)
-        try:
-            self.store.transition(cand.file_id, state, detail, expect=(State.SETTLING,),
-                                  finished_at=self.store.clock())
-        except StaleState:
-            pass
 
     def quiet_for(self, path: str) -> float | None:
         """How long ``path`` has been quiet, if it is settling (for status views)."""

@@ -114,6 +114,8 @@ class DaemonRunner:
             "log_level": "debug",
             "folders": [{"path": str(self.inbox), "index_id": "idx_test"}],
         }
+        # Tests may run a wrapper instead (e.g. one that makes a thread hang).
+        self.command = [sys.executable, "-m", "watcherd"]
         self.env = {**os.environ, "TWELVELABS_API_KEY": TEST_KEY}
         self.env.pop("CREDENTIALS_DIRECTORY", None)
         self.env.pop("JOURNAL_STREAM", None)
@@ -135,7 +137,7 @@ class DaemonRunner:
         config = self.write_config()
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "watcherd", "run", "--config", str(config)],
+            [*self.command, "run", "--config", str(config)],
             stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.root)
         log.close()
         wait_for(lambda: "watcherd started" in self.log() or self.proc.poll() is not None,

@@ -38,7 +38,7 @@ from tests.multipart import ApiError, Body, Dropped, UploadedFile, parse_header,
 MIDBODY_MIN = 64 << 10      # "reset_midbody" reads at least this much before dropping
 MAX_PAGE_LIMIT = 50
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-ACTIONS = (None, "reset", "reset_midbody", "create_then_reset")
+ACTIONS = (None, "reset", "reset_midbody", "create_then_reset", "late")
 DEFAULT_PROGRESSION = (("validating", 0.0), ("pending", 0.05), ("indexing", 0.1), ("ready", 0.3))
 Progression = Sequence[tuple[str, float]]
 
@@ -164,6 +164,9 @@ class _Handler(BaseHTTPRequestHandler):
                 for _ in body.pieces(limit=min(half, body.length or half)):
                     pass
                 self._drop(rec)
+            elif rule.action == "late":
+                fake._stopping.wait(rule.delay)
+                self._respond(rec, body, *self._route(rec, body, rel))
             elif rule.action == "create_then_reset":
                 self._route(rec, body, rel)  # creates the task as usual
                 body.drain()
@@ -368,7 +371,8 @@ class FakeTwelveLabs:
         ``action``: None answers ``status``/``body``/``headers`` (dict body -> JSON, None ->
         empty); "reset" reads the body then sends a RST; "reset_midbody" drops after about
         half the body; "create_then_reset" handles the request normally (POST /tasks creates
-        the task) and then drops the answer. ``delay`` sleeps before answering or dropping.
+        the task) and then drops the answer; "late" answers normally after ``delay``.
+        ``delay`` sleeps before answering or dropping.
         Rules are tried in the order they were added; the first with uses left wins.
         Injection happens before the key check, like a proxy or rate limiter would.
         """

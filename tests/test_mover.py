@@ -73,11 +73,11 @@ def test_disk_full_during_copy_keeps_the_source_and_leaves_no_temp(tmp_path, mon
     monkeypatch.setattr(mover.os, "link",
                         lambda *a, **k: (_ for _ in ()).throw(OSError(errno.EXDEV, "x")))
 
-    def full(src, dst, length=0):
+    def full(src, dst):
         dst.write(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(mover.shutil, "copyfileobj", full)
+    monkeypatch.setattr(mover, "copy_data", full)
     with pytest.raises(OSError) as caught:
         move_file(source, tmp_path / "done" / "clip.mp4")
     assert caught.value.errno == errno.ENOSPC

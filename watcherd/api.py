@@ -34,6 +34,7 @@ from .errors import (
     TransientError,
     WatcherdError,
 )
+from .threads import beat
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +162,7 @@ class TwelveLabsClient:
     # -- plumbing ------------------------------------------------------------
 
     def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        beat()  # each request is bounded by the timeouts; a run of them is progress
         headers = {"x-api-key": self._key_provider(), **kwargs.pop("headers", {})}
         url = self.base_url + path
         try:

@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 
 ENV_VAR = "TWELVELABS_API_KEY"
 CREDENTIAL_NAME = "api-key"
+# The key is read per request: warn about a loose file once, not per request.
+_loose_files_warned: set[Path] = set()
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ def _read_key_file(path: Path, key: str) -> str:
         raise ConfigError([f"{key}: cannot read {path}: {exc.strerror or exc}"]) from exc
     if not text:
         raise ConfigError([f"{key}: {path} is empty"])
-    if mode & stat.S_IROTH:
+    if mode & stat.S_IROTH and path not in _loose_files_warned:
+        _loose_files_warned.add(path)
         logger.warning("API key file %s is world-readable; chmod 600 it", path)
     return text

@@ -64,13 +64,22 @@ class Config:
     pause_check_seconds: float = 60.0
     # A task not terminal after this long fails the file rather than pinning it forever.
     task_timeout_seconds: float = 86400.0
+    # A service thread showing no progress for this long counts as hung (the
+    # systemd watchdog pings stop). Default: both API timeouts plus a minute.
+    stall_seconds: float = 370.0
     log_level: str = "info"
+    # Folders removed by a reload that still have files in flight: no longer
+    # watched or scanned, but their files finish with the settings they had.
+    retired: tuple[FolderConfig, ...] = ()
 
     def folder_for(self, path: str | os.PathLike) -> FolderConfig | None:
         """The configured folder whose tree holds ``path`` (deepest match)."""
         target = Path(path)
-        matches = [f for f in self.folders if target.is_relative_to(f.path)]
-        return max(matches, key=lambda f: len(f.path.parts), default=None)
+        for folders in (self.folders, self.retired):
+            matches = [f for f in folders if target.is_relative_to(f.path)]
+            if matches:
+                return max(matches, key=lambda f: len(f.path.parts))
+        return None
 
 
 class _Errors:
@@ -86,6 +95,7 @@ class _Errors:
 TOP_KEYS = {
     "api", "state_db", "settle_seconds", "poll_interval_seconds", "rescan_interval_seconds",
     "upload_workers", "folders", "log_level", "pause_check_seconds", "task_timeout_seconds",
+    "stall_seconds",
 }
 API_KEYS = {"base_url", "key_file", "connect_timeout_seconds", "io_timeout_seconds"}
 FOLDER_KEYS = {
@@ -138,6 +148,10 @@ def parse_config(
         ),
         task_timeout_seconds=reader.number(
             raw, "task_timeout_seconds", "task_timeout_seconds", 86400.0, minimum=1
+        ),
+        stall_seconds=reader.number(
+            raw, "stall_seconds", "stall_seconds",
+            api.connect_timeout_seconds + api.io_timeout_seconds + 60, minimum=5
         ),
         log_level=reader.choice(raw, "log_level", "log_level", LOG_LEVELS, "info"),
     )

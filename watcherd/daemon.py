@@ -3,7 +3,10 @@
 Threads: one observer per folder (watchdog's own), ``scanner``, ``settler``,
 ``upload-N``, ``poller``, ``finalizer`` and ``pause-check``. The main thread
 owns signals (handlers only enqueue the signal number; the loop acts on it),
-supervises the other threads and restarts dead observers.
+talks to systemd (READY, STATUS, WATCHDOG, RELOADING, STOPPING), supervises
+the other threads and restarts dead observers. Under a systemd watchdog a dead
+thread is not restarted in place: the pings stop and systemd restarts the
+whole service, which is the better-tested path back to health.
 """
 
 from __future__ import annotations
@@ -17,13 +20,17 @@ from collections.abc import Callable
 from .api import TwelveLabsClient
 from .apikey import resolve_api_key
 from .config import Config
+from .errors import ConfigError
 from .finalizer import Finalizer
+from .health import Monitor
 from .instance import InstanceLock
+from .notify import Notifier
 from .pausecheck import PauseCheck
 from .pipeline import Progress, UploadWorker
 from .poller import Poller
 from .preflight import preflight
 from .rebuild import move_aside, rebuild
+from .reload import prepare_reload
 from .retry import UploadGate
 from .settle import Hint, Settler
 from .states import State
@@ -41,13 +48,16 @@ HEALTH_CHECK_SECONDS = 5.0
 
 class Daemon:
     def __init__(self, config: Config, *, api: TwelveLabsClient | None = None,
-                 store: Store | None = None) -> None:
+                 store: Store | None = None, notifier: Notifier | None = None) -> None:
         self.config = config
         self.lock = InstanceLock(config.state_db)
         self.store = store or Store(config.state_db)
+        self.notifier = notifier or Notifier()
         self.api = api or TwelveLabsClient(
             config.api.base_url,
-            lambda: resolve_api_key(config.api.key_file).value,
+            # Read per request, from the config of the moment: a reload or a
+            # rotated key file applies to the next request.
+            lambda: resolve_api_key(self.config.api.key_file).value,
             connect_timeout=config.api.connect_timeout_seconds,
             io_timeout=config.api.io_timeout_seconds,
         )
@@ -61,22 +71,28 @@ class Daemon:
         self.watcher = Watcher(config, self.intake, self.scanner)
         self.factories: dict[str, Callable[[], ServiceThread]] = self._thread_factories()
         self.threads: dict[str, ServiceThread] = {}
+        self.monitor = Monitor(notifier=self.notifier, store=self.store, progress=self.progress,
+                               gate=self.gate, watcher=self.watcher,
+                               threads=lambda: [self.scanner, *self.threads.values()],
+                               stall_seconds=config.stall_seconds)
 
     def _thread_factories(self) -> dict[str, Callable[[], ServiceThread]]:
-        c = self.config
+        # Each factory reads self.config when called, so a thread restarted
+        # after a reload gets the reloaded settings.
         factories: dict[str, Callable[[], ServiceThread]] = {
-            "settler": lambda: Settler(config=c, store=self.store, intake=self.intake,
+            "settler": lambda: Settler(config=self.config, store=self.store, intake=self.intake,
                                        release=self.work.put),
             "poller": lambda: Poller(store=self.store, api=self.api, gate=self.gate,
                                      finalize=self.to_finalize.put,
-                                     interval=c.poll_interval_seconds,
-                                     task_timeout=c.task_timeout_seconds),
-            "finalizer": lambda: Finalizer(config=c, store=self.store, work=self.to_finalize),
-            "pause-check": lambda: PauseCheck(config=c, api=self.api, gate=self.gate),
+                                     interval=self.config.poll_interval_seconds,
+                                     task_timeout=self.config.task_timeout_seconds),
+            "finalizer": lambda: Finalizer(config=self.config, store=self.store,
+                                           work=self.to_finalize),
+            "pause-check": lambda: PauseCheck(config=self.config, api=self.api, gate=self.gate),
         }
-        for n in range(1, c.upload_workers + 1):
+        for n in range(1, self.config.upload_workers + 1):
             factories[f"upload-{n}"] = lambda name=f"upload-{n}": UploadWorker(
-                name, config=c, store=self.store, api=self.api, gate=self.gate,
+                name, config=self.config, store=self.store, api=self.api, gate=self.gate,
                 work=self.work, finalize=self.to_finalize.put,
                 settle_again=lambda path: self.intake.put(Hint(path, "recovery")),
                 progress=self.progress)
@@ -90,6 +106,8 @@ class Daemon:
             signal.signal(signum, lambda s, _frame: self.signals.put(s))
         self.start()
         try:
+            # Only now: the database is open, observers run, the first scan is queued.
+            self.notifier.ready(self.monitor.summary())
             self._main_loop()
         finally:
             self.shutdown()
@@ -152,17 +170,22 @@ class Daemon:
 
     def _main_loop(self) -> None:
         next_health = time.monotonic() + HEALTH_CHECK_SECONDS
+        turn = min(1.0, (self.notifier.watchdog_interval or 1.0) / 2)
         while True:
             try:
-                signum = self.signals.get(timeout=1.0)
+                signum = self.signals.get(timeout=turn)
             except queue.Empty:
                 signum = None
             if signum in (signal.SIGTERM, signal.SIGINT):
                 logger.info("received %s; shutting down", signal.Signals(signum).name)
+                self.notifier.stopping()
                 return
             if signum == signal.SIGHUP:
-                logger.warning("SIGHUP: live reload is not supported yet; restart to apply "
-                               "a new config")
+                self.reload()
+            try:
+                self.monitor.tick()
+            except Exception:  # a status line must never take the daemon down
+                logger.exception("health check failed")
             if time.monotonic() >= next_health:
                 next_health = time.monotonic() + HEALTH_CHECK_SECONDS
                 try:
@@ -171,17 +194,45 @@ class Daemon:
                     logger.exception("supervision failed; trying again in %.0fs",
                                      HEALTH_CHECK_SECONDS)
 
+    def reload(self) -> None:
+        """Apply a changed config to new work; a bad one is refused and the old kept."""
+        self.notifier.reloading()
+        logger.info("SIGHUP: reloading %s", self.config.source)
+        try:
+            new, changes = prepare_reload(self.config, self.store)
+        except ConfigError as exc:
+            logger.error("reload refused; still running with the previous config. "
+                         "Problems in %s:\n  %s", exc.source or self.config.source,
+                         "\n  ".join(exc.errors))
+        else:
+            self.apply(new)
+            logger.info("reloaded %s: %s", new.source, "; ".join(changes))
+        self.notifier.ready(self.monitor.summary())
+
+    def apply(self, config: Config) -> None:
+        """Hand ``config`` to every part; each applies it to work not yet started."""
+        self.config = config
+        logging.getLogger().setLevel(config.log_level.upper())
+        self.api.base_url = config.api.base_url.rstrip("/")
+        self.api.timeout = (config.api.connect_timeout_seconds, config.api.io_timeout_seconds)
+        self.monitor.stall_seconds = config.stall_seconds
+        for thread in [self.scanner, *self.threads.values()]:
+            thread.reconfigure(config)
+        self.watcher.reconfigure(config)
+        if self.gate.paused is not None:
+            self.gate.resume()  # perhaps the key was fixed: the next request tells
+
     def supervise(self) -> None:
-        """Replace dead threads, restart dead observers."""
+        """Replace dead threads (unless systemd's watchdog will), restart dead observers."""
         for name, thread in list(self.threads.items()):
-            if not thread.is_alive():
+            if not thread.is_alive() and not self.notifier.watchdog_enabled:
                 logger.error("thread %s died; starting a new one", name)
                 self.threads[name] = self.factories[name]()
                 self.threads[name].start()
                 if name == "settler":
                     self.recover()
                     self.scanner.request()
-        if not self.scanner.is_alive():
+        if not self.scanner.is_alive() and not self.notifier.watchdog_enabled:
             logger.error("thread scanner died; starting a new one")
             self.scanner = Scanner(self.config, self.intake)
             self.watcher.scanner = self.scanner
@@ -208,5 +259,6 @@ class Daemon:
         self.api.close()
         self.store.close()
         self.lock.release()
+        self.notifier.close()
         logger.info("watcherd stopped")
 

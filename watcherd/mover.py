@@ -18,9 +18,13 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+from .threads import beat
 
 logger = logging.getLogger(__name__)
+
+COPY_BLOCK = 1 << 20
 
 SIDECAR_SUFFIX = ".json"
 TEMP_PREFIX = ".watcherd-tmp-"
@@ -80,12 +84,18 @@ def _rename_checked(source: Path, target: Path) -> Path:
     return target
 
 
+def copy_data(src: BinaryIO, dst: BinaryIO) -> None:
+    while block := src.read(COPY_BLOCK):
+        dst.write(block)
+        beat()  # a 2 GB copy to a slow share is progress, not a hang
+
+
 def _copy_across(source: Path, target: Path) -> Path:
     _remove_stale_temps(target)
     temp = target.parent / f"{TEMP_PREFIX}{os.getpid()}-{target.name}"
     try:
         with open(source, "rb") as src, open(temp, "xb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
+            copy_data(src, dst)
             dst.flush()
             os.fsync(dst.fileno())
         shutil.copystat(source, temp)

@@ -15,7 +15,6 @@ import logging
 import os
 import queue
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,7 +26,7 @@ from .presence import folder_reachable
 from .retry import UploadGate
 from .states import State
 from .store import ContentTaken, FileRecord, Store
-from .threads import ServiceThread
+from .threads import ServiceThread, beat
 from .validate import check_file, human_bytes, raise_if_rejected
 
 logger = logging.getLogger(__name__)
@@ -137,6 +136,7 @@ class UploadWorker(ServiceThread):
         with open(record.path, "rb") as fh:
             while block := fh.read(HASH_BLOCK):
                 digest.update(block)
+                beat()
                 if self.abort_event.is_set():
                     raise FileChanged("hashing interrupted by shutdown")
         self._ensure_unchanged(record)
@@ -153,6 +153,7 @@ class UploadWorker(ServiceThread):
     def _upload(self, record: FileRecord, folder: FolderConfig) -> None:
         """Retry until the task exists, the file is refused, or we are stopped."""
         while not self.stop_event.is_set():
+            beat()  # waiting out a backoff or a pause is not being stuck
             if not self.gate.wait(self.stop_event):
                 continue
             self._ensure_unchanged(record)
@@ -198,7 +199,7 @@ class UploadWorker(ServiceThread):
 
     def _post(self, record: FileRecord, folder: FolderConfig) -> dict:
         def on_progress(done: int, total: int) -> None:
-            self.heartbeat_now()
+            beat()
             self.progress.update(record.id, done, total)
 
         def should_abort() -> bool:
@@ -285,9 +286,6 @@ class UploadWorker(ServiceThread):
         self.store.transition(file_id, State.FINALIZING, reason, outcome="failed",
                               reason=reason, **fields)
         self.finalize(file_id)
-
-    def heartbeat_now(self) -> None:
-        self.heartbeat = time.monotonic()
 
 
 def _upload_summary(record: FileRecord, now: float) -> str:

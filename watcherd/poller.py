@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 from .api import TwelveLabsClient
+from .config import Config
 from .errors import ApiRejected, TransientError, UploadsPaused
 from .retry import UploadGate, compute_backoff
 from .states import KNOWN_TASK_STATUSES, TERMINAL_TASK_STATUSES, State
@@ -51,6 +52,11 @@ class Poller(ServiceThread):
         self.next_poll: dict[int, float] = {}
         self.failures: dict[int, int] = {}
         self._unknown_logged: set[str] = set()
+
+    def reconfigure(self, config: Config) -> None:
+        self.interval = config.poll_interval_seconds
+        self.task_timeout = config.task_timeout_seconds
+        self.tick_seconds = min(self.tick_seconds, self.interval)
 
     def step(self) -> None:
         self.poll_due()

@@ -61,10 +61,13 @@ def _writable(directory: Path) -> str | None:
     return None
 
 
-def check_api(config: Config, api: TwelveLabsClient, key_source: str) -> list[str]:
-    """One cheap ``GET /indexes/{id}`` per index: proves the key and every index."""
+def check_api(config: Config, api: TwelveLabsClient, key_source: str,
+              only: set[str] | None = None) -> list[str]:
+    """One cheap ``GET /indexes/{id}`` per index (or those in ``only``): proves the key."""
     problems = []
     for index_id, keys in _indexes(config).items():
+        if only is not None and index_id not in only:
+            continue
         try:
             index = api.get_index(index_id)
         except AuthError as exc:

@@ -4,7 +4,9 @@ A ``ServiceThread`` has a name, a stop event and a ``step()`` that blocks for
 at most a short timeout, so it re-checks the stop event often. An exception
 in ``step()`` is logged with its traceback and the loop goes on after a
 pause (supervised in place); ``heartbeat`` tells the main thread the loop is
-still turning, which is what a systemd watchdog ping should rely on.
+still turning, which is what a systemd watchdog ping should rely on. Code that
+blocks for long inside one step (an upload, a hash, a copy, every API call)
+calls ``beat()`` as it makes progress, so "no heartbeat" means "stuck".
 """
 
 from __future__ import annotations
@@ -12,10 +14,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import Config
 
 logger = logging.getLogger(__name__)
 
 CRASH_PAUSE_SECONDS = 1.0
+
+_local = threading.local()
+
+
+def beat() -> None:
+    """Mark the calling service thread as making progress (no-op elsewhere)."""
+    thread = getattr(_local, "service", None)
+    if thread is not None:
+        thread.heartbeat = time.monotonic()
 
 
 class ServiceThread:
@@ -37,9 +52,22 @@ class ServiceThread:
     def is_alive(self) -> bool:
         return self._thread.is_alive()
 
+    @property
+    def ident(self) -> int | None:
+        return self._thread.ident
+
     def step(self) -> None:
         """One unit of work; must return within a second or so."""
         raise NotImplementedError
+
+    def reconfigure(self, config: Config) -> None:
+        """Take a reloaded config for work not yet started (runs on the main thread).
+
+        Swapping one reference is atomic, so no lock: an upload worker resolves
+        its file's folder once per file, and the next file sees the new settings.
+        """
+        if hasattr(self, "config"):
+            self.config = config
 
     def setup(self) -> None:
         """Runs once in the thread before the first step."""
@@ -48,6 +76,7 @@ class ServiceThread:
         """Runs once in the thread after the last step, even after a crash."""
 
     def run(self) -> None:
+        _local.service = self
         try:
             self.setup()
             while not self.stop_event.is_set():

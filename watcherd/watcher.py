@@ -25,7 +25,7 @@ from watchdog.observers.polling import PollingObserver
 from .config import Config, FolderConfig
 from .filters import ignore_reason
 from .settle import Hint
-from .threads import ServiceThread
+from .threads import ServiceThread, beat
 
 logger = logging.getLogger(__name__)
 
@@ -144,9 +144,34 @@ class Watcher:
 
     def __init__(self, config: Config, intake: queue.SimpleQueue[Hint],
                  scanner: Scanner) -> None:
-        poll = max(1.0, min(5.0, config.settle_seconds / 2))
-        self.watches = [FolderWatch(f, intake, poll) for f in config.folders]
+        self.intake = intake
+        self.poll_seconds = _poll_seconds(config)
+        self.watches = [FolderWatch(f, intake, self.poll_seconds) for f in config.folders]
         self.scanner = scanner
+
+    def reconfigure(self, config: Config) -> None:
+        """Watch added folders, stop removed ones, restart those whose watching changed."""
+        self.poll_seconds = _poll_seconds(config)
+        current = {w.folder.path: w for w in self.watches}
+        watches = []
+        for folder in config.folders:
+            watch = current.pop(folder.path, None)
+            if watch is not None and (watch.folder.recursive, watch.folder.polling) == \
+                    (folder.recursive, folder.polling):
+                watch.folder = folder  # the rest is read per file, so no restart
+            else:
+                if watch is not None:
+                    watch.stop()
+                watch = FolderWatch(folder, self.intake, self.poll_seconds)
+                if watch.start():
+                    logger.info("%s: watching (%s)", folder.path, watch.mode)
+                self.scanner.request(folder)
+            watches.append(watch)
+        for watch in current.values():
+            watch.stop()
+            logger.info("%s: no longer watched (removed from the config); files already "
+                        "tracked there are finished", watch.folder.path)
+        self.watches = watches
 
     def start(self) -> None:
         for watch in self.watches:
@@ -165,9 +190,19 @@ class Watcher:
             if watch.start():
                 self.scanner.request(watch.folder)
 
+    def broken(self) -> list[str]:
+        """Watches that cannot be restarted although their folder is there."""
+        return [f"cannot watch {w.folder.path}: {w.last_error}" for w in self.watches
+                if w.last_error and not w.healthy and w.folder.path.is_dir()]
+
     def stop(self) -> None:
         for watch in self.watches:
             watch.stop()
+
+
+def _poll_seconds(config: Config) -> float:
+    # Polling faster than half the settle time buys nothing: settling waits anyway.
+    return max(1.0, min(5.0, config.settle_seconds / 2))
 
 
 class Scanner(ServiceThread):
@@ -207,6 +242,7 @@ def scan_folder(folder: FolderConfig) -> Iterator[str]:
     pending = [folder.path]
     while pending:
         directory = pending.pop()
+        beat()  # a tree of 10,000 files on a share takes a while
         try:
             entries = list(os.scandir(directory))
         except OSError as exc:

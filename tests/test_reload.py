@@ -1,0 +1,118 @@
+"""SIGHUP reloads, one step at a time: what changed, what is refused, what is kept."""
+
+from __future__ import annotations
+
+import queue
+
+import pytest
+import yaml
+
+from tests.conftest import TEST_KEY
+from watcherd.config import load_config
+from watcherd.errors import ConfigError
+from watcherd.reload import describe_changes, prepare_reload
+from watcherd.states import State
+from watcherd.store import Store
+from watcherd.watcher import Scanner, Watcher
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch, fake_api):
+    monkeypatch.setenv("TWELVELABS_API_KEY", TEST_KEY)
+    folders = {name: tmp_path / name for name in ("a", "b", "c")}
+    for path in folders.values():
+        path.mkdir()
+    settings = {"api": {"base_url": fake_api.base_url}, "state_db": str(tmp_path / "s.db"),
+                "folders": [{"path": str(folders["a"]), "index_id": "idx_test"},
+                            {"path": str(folders["b"]), "index_id": "idx_test"}]}
+    config_path = tmp_path / "config.yaml"
+
+    def write(load=True, **changes):
+        config_path.write_text(yaml.safe_dump({**settings, **changes}))
+        return load_config(config_path) if load else None
+
+    store = Store(tmp_path / "s.db").open()
+    yield write, folders, store
+    store.close()
+
+
+def test_changes_are_described_folder_by_folder_and_setting_by_setting(setup):
+    write, folders, _ = setup
+    old = write()
+    new = write(settle_seconds=9, folders=[
+        {"path": str(folders["a"]), "index_id": "idx_test", "recursive": True},
+        {"path": str(folders["c"]), "index_id": "idx_test"}])
+    assert describe_changes(old, new) == [
+        f"added folder {folders['c']}", f"removed folder {folders['b']}",
+        f"changed folder {folders['a']}", "settle_seconds changed"]
+
+
+def test_a_bad_config_is_refused_with_every_error(setup):
+    write, _, store = setup
+    current = write()
+    write(load=False, settle_seconds=-1, upload_workers=99)
+    with pytest.raises(ConfigError) as caught:
+        prepare_reload(current, store)
+    assert any(e.startswith("settle_seconds:") for e in caught.value.errors)
+    assert any(e.startswith("upload_workers:") for e in caught.value.errors)
+
+
+def test_a_new_folder_with_an_unknown_index_is_refused(setup):
+    write, folders, store = setup
+    current = write()
+    write(folders=[{"path": str(folders["a"]), "index_id": "idx_test"},
+                   {"path": str(folders["c"]), "index_id": "idx_nope"}])
+    with pytest.raises(ConfigError) as caught:
+        prepare_reload(current, store)
+    assert caught.value.errors[0].startswith("folders[1].index_id: index idx_nope")
+
+
+def test_restart_only_settings_are_kept_and_named(setup, tmp_path):
+    write, _, store = setup
+    current = write()
+    write(state_db=str(tmp_path / "other.db"), upload_workers=4, poll_interval_seconds=3)
+    new, changes = prepare_reload(current, store)
+    assert (new.state_db, new.upload_workers) == (current.state_db, current.upload_workers)
+    assert new.poll_interval_seconds == 3
+    assert any(c.startswith("upload_workers changes only on restart") for c in changes)
+    assert any(c.startswith("state_db changes only on restart") for c in changes)
+
+
+def test_a_removed_folder_with_files_in_flight_is_retired_not_forgotten(setup):
+    write, folders, store = setup
+    current = write()
+    busy = store.add(path=str(folders["b"] / "x.mp4"), folder=str(folders["b"]),
+                     index_id="idx_test", size=1, mtime_ns=1)
+    store.transition(busy.id, State.QUEUED)
+    write(folders=[{"path": str(folders["a"]), "index_id": "idx_test"}])
+    new, _ = prepare_reload(current, store)
+    assert [f.path for f in new.folders] == [folders["a"]]
+    assert [f.path for f in new.retired] == [folders["b"]]
+    assert new.folder_for(folders["b"] / "x.mp4").path == folders["b"]
+    # Once its files are finished, a later reload forgets it.
+    store.transition(busy.id, State.VANISHED)
+    newer, _ = prepare_reload(new, store)
+    assert newer.retired == ()
+
+
+def test_the_watcher_follows_the_folders_of_a_reload(setup):
+    write, folders, _ = setup
+    old = write()
+    intake: queue.SimpleQueue = queue.SimpleQueue()
+    scanner = Scanner(old, intake)
+    watcher = Watcher(old, intake, scanner)
+    watcher.start()
+    kept = watcher.watches[0]
+    try:
+        new = write(folders=[{"path": str(folders["a"]), "index_id": "idx_test", "model": "pegasus"},
+                             {"path": str(folders["c"]), "index_id": "idx_test"}])
+        watcher.reconfigure(new)
+        assert [w.folder.path for w in watcher.watches] == [folders["a"], folders["c"]]
+        assert watcher.watches[0] is kept and kept.folder.model == "pegasus"
+        assert all(w.healthy for w in watcher.watches)
+        (folders["c"] / "new.mp4").write_bytes(b"x")
+        hints = []
+        while not hints or hints[-1].path != str(folders["c"] / "new.mp4"):
+            hints.append(intake.get(timeout=5))
+    finally:
+        watcher.stop()

@@ -1,0 +1,132 @@
+"""Health and a one-line summary, for systemd's watchdog and STATUS=.
+
+The main thread pings the watchdog only while every service thread is alive
+and has shown progress within ``stall_seconds`` and every observer whose
+folder exists is running. A hung upload or a dead thread therefore stops the
+pings, and systemd restarts the service (state is in SQLite, so a restart
+loses nothing). An unreachable folder is not a fault of ours: a restart
+would not bring a share back, so it does not stop the pings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable
+
+from .notify import Notifier
+from .pipeline import Progress
+from .retry import UploadGate
+from .states import State
+from .store import Store
+from .threads import ServiceThread
+from .watcher import Watcher
+
+logger = logging.getLogger(__name__)
+
+STATUS_EVERY_SECONDS = 1.0
+WAITING_STATES = (State.SETTLING, State.QUEUED, State.VALIDATING)
+
+
+def thread_problems(threads: Iterable[ServiceThread], stall_seconds: float) -> list[str]:
+    """What is wrong with ``threads``: dead ones, and stuck ones with where they are."""
+    problems = []
+    for thread in threads:
+        if not thread.is_alive():
+            problems.append(f"thread {thread.name} is dead")
+        elif (idle := thread.seconds_since_heartbeat()) > stall_seconds:
+            problems.append(f"thread {thread.name} has made no progress for {idle:.0f}s "
+                            f"(limit {stall_seconds:g}s), at {where(thread)}")
+    return problems
+
+
+def where(thread: ServiceThread, depth: int = 4) -> str:
+    """The innermost frames ``thread`` is executing, outermost first, for the log.
+
+    The full stack of every thread goes to the journal when systemd's watchdog
+    aborts us (faulthandler); this line says where to look before that.
+    """
+    frame = sys._current_frames().get(thread.ident or -1)
+    if frame is None:
+        return "an unknown place"
+    frames = traceback.extract_stack(frame)[-depth:]
+    return " > ".join(f"{os.path.basename(f.filename)}:{f.lineno} {f.name}()" for f in frames)
+
+
+def status_line(counts: dict[str, int], folders: tuple[int, int],
+                uploads: list[tuple[str, int]], held_back: str | None) -> str:
+    """E.g. ``watching 2 folders; uploading clip.mp4 43%; 3 indexing; 12 done, 1 failed``."""
+    watched, configured = folders
+    parts = [f"watching {configured} folder{'s' * (configured != 1)}" if watched == configured
+             else f"watching {watched} of {configured} folders"]
+    if uploads:
+        parts.append("uploading " + ", ".join(f"{name} {pct}%" for name, pct in uploads))
+    if held_back:
+        parts.append(f"uploads {held_back}")
+    waiting = sum(counts.get(state, 0) for state in WAITING_STATES)
+    if waiting:
+        parts.append(f"{waiting} waiting")
+    if counts.get(State.INDEXING):
+        parts.append(f"{counts[State.INDEXING]} indexing")
+    parts.append(f"{counts.get(State.DONE, 0)} done, {counts.get(State.FAILED, 0)} failed")
+    return "; ".join(parts)
+
+
+class Monitor:
+    """Called by the main thread every turn: keeps STATUS= current, pings when healthy."""
+
+    def __init__(self, *, notifier: Notifier, store: Store, progress: Progress,
+                 gate: UploadGate, watcher: Watcher,
+                 threads: Callable[[], list[ServiceThread]], stall_seconds: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.notifier = notifier
+        self.store = store
+        self.progress = progress
+        self.gate = gate
+        self.watcher = watcher
+        self.threads = threads
+        self.stall_seconds = stall_seconds
+        self.clock = clock
+        self.next_ping = 0.0
+        self.next_status = 0.0
+        self.reported: list[str] = []
+
+    def tick(self) -> None:
+        now = self.clock()
+        if now >= self.next_status:
+            self.next_status = now + STATUS_EVERY_SECONDS
+            self.notifier.status(self.summary())
+        problems = self.problems()
+        self._report(problems)
+        if self.notifier.watchdog_enabled and now >= self.next_ping and not problems:
+            self.next_ping = now + (self.notifier.watchdog_interval or 0.0)
+            self.notifier.watchdog()
+
+    def problems(self) -> list[str]:
+        return thread_problems(self.threads(), self.stall_seconds) + self.watcher.broken()
+
+    def summary(self) -> str:
+        uploads = []
+        for file_id, (done, total) in sorted(self.progress.snapshot().items()):
+            name = os.path.basename(self.store.get(file_id).path)
+            uploads.append((name, int(100 * done / total) if total else 0))
+        folders = (sum(w.healthy for w in self.watcher.watches), len(self.watcher.watches))
+        return status_line(self.store.counts(), folders, uploads, self.gate.describe())
+
+    def _report(self, problems: list[str]) -> None:
+        """Log each new problem once, and the recovery."""
+        if problems == self.reported:
+            return
+        # Stuck times grow every turn; compare what is wrong, not for how long.
+        if [p.split(" has made")[0] for p in problems] != \
+                [p.split(" has made")[0] for p in self.reported]:
+            if problems:
+                consequence = ("withholding watchdog pings so systemd restarts watcherd"
+                               if self.notifier.watchdog_enabled else "no watchdog to act on it")
+                logger.critical("unhealthy (%s): %s", consequence, "; ".join(problems))
+            else:
+                logger.info("healthy again")
+        self.reported = problems

@@ -188,6 +188,8 @@ def test_reload_applies_a_good_config_and_refuses_a_bad_one(service, notify, fak
     assert f"added folder {outbox}" in service.log()
     shutil.copy(first, outbox / "first.mp4")
     wait_for((outbox / "done" / "first.mp4.json").exists, 20, service.log)
+    assert "settle_seconds changed" in service.log()
+    assert "unchanged for 0.3s" in service.log()  # the new setting applied to new work
 
     # A bad config: refused, errors logged with their key path, the old one kept.
     good = dict(service.settings)

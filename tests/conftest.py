@@ -171,7 +171,7 @@ class DaemonRunner:
 
     def status(self) -> list[dict[str, Any]]:
         out = subprocess.run(
-            [sys.executable, "-m", "watcherd", "status", "--json", "-c", str(self.write_config())],
+            [sys.executable, "-m", "watcherd", "list", "--json", "-c", str(self.write_config())],
             capture_output=True, text=True, env=self.env, timeout=60, check=True).stdout
         return [json.loads(line) for line in out.splitlines()]
 

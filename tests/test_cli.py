@@ -1,4 +1,4 @@
-"""The command line: probe's verdicts and exit codes, status output, help."""
+"""The command line: probe's verdicts and exit codes, list output, help."""
 
 from __future__ import annotations
 
@@ -43,29 +43,35 @@ def test_probe_require_audio_and_missing_file(clip_dir):
     assert missing.returncode == 1 and "no such file" in missing.stderr
 
 
-def test_status_lists_every_tracked_file_as_text_and_json(tmp_path):
+def test_list_shows_every_tracked_file_newest_first_as_text_and_json(tmp_path):
     db = tmp_path / "state.db"
     config = tmp_path / "config.yaml"
     config.write_text(f"state_db: {db}\nfolders:\n  - {{path: {tmp_path}, index_id: idx}}\n")
     assert watcherd("status", "-c", str(config)).returncode == 1  # no database yet
+    assert watcherd("list", "-c", str(config)).stdout == "no tracked files\n"
+    assert watcherd("list", "--json", "-c", str(config)).stdout == ""
     store = Store(db).open()
     a = store.add(path=f"{tmp_path}/a.mp4", folder=str(tmp_path), index_id="idx")
     store.transition(a.id, State.INDEXING, task_id="t1", video_id="v1")
     b = store.add(path=f"{tmp_path}/b.mp4", folder=str(tmp_path), index_id="idx")
     store.transition(b.id, State.FAILED, reason="duration 3 s is below the minimum")
     store.close()
-    rows = [json.loads(line) for line in watcherd("status", "--json", "-c",
+    rows = [json.loads(line) for line in watcherd("list", "--json", "-c",
                                                   str(config)).stdout.splitlines()]
     assert [(r["path"], r["state"], r["task_id"], r["video_id"]) for r in rows] == [
-        (f"{tmp_path}/a.mp4", "indexing", "t1", "v1"), (f"{tmp_path}/b.mp4", "failed", None, None)]
-    assert rows[1]["reason"] == "duration 3 s is below the minimum"
-    text = watcherd("status", "-c", str(config)).stdout
+        (f"{tmp_path}/b.mp4", "failed", None, None), (f"{tmp_path}/a.mp4", "indexing", "t1", "v1")]
+    assert rows[0]["reason"] == "duration 3 s is below the minimum"
+    failed_only = watcherd("list", "--state", "failed", "--json", "-c", str(config)).stdout
+    assert [json.loads(line)["path"] for line in failed_only.splitlines()] == [f"{tmp_path}/b.mp4"]
+    text = watcherd("list", "-c", str(config)).stdout
     assert "indexing" in text and "t1" in text and "below the minimum" in text
 
 
 def test_every_command_has_help_with_examples():
     result = watcherd("--help")
     assert result.returncode == 0 and "examples:" in result.stdout
-    for command in ("run", "check-config", "probe", "status"):
-        assert watcherd(command, "--help").returncode == 0
+    for command in ("run", "check-config", "probe", "status", "list", "explain", "retry",
+                    "scan"):
+        result = watcherd(command, "--help")
+        assert result.returncode == 0 and "examples:\n  watcherd " + command in result.stdout
     assert watcherd("frobnicate").returncode == 2

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import FakeClock, wait_for
 from watcherd.health import Monitor, status_line, thread_problems
-from watcherd.pipeline import Progress
+from watcherd.progress import Progress
 from watcherd.retry import UploadGate
 from watcherd.store import Store
 from watcherd.threads import ServiceThread, beat

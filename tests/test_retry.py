@@ -92,3 +92,17 @@ def test_a_quota_pause_retries_uploads_ten_times_less_often():
     clock.now += 2
     check.check()
     assert check.gate.paused is None and api.calls == 0
+
+
+def test_gate_snapshot_says_running_backing_off_until_when_or_paused_with_the_fix():
+    clock = FakeClock()
+    gate = UploadGate(clock=clock, rng=lambda: 1.0)
+    assert gate.snapshot(wall_now=5000.0)["state"] == "running"
+    gate.note_failure(TransientError(429, "too_many_requests", "slow down", retry_after=30))
+    snap = gate.snapshot(wall_now=5000.0)
+    assert (snap["state"], snap["until"]) == ("backing_off", 5030.0)
+    assert "429" in snap["reason"]
+    gate.pause(AuthError(401, "api_key_invalid", "bad key"))
+    snap = gate.snapshot(wall_now=5000.0)
+    assert (snap["state"], snap["kind"]) == ("paused", "AuthError")
+    assert "API key" in snap["fix"] and "401" in snap["reason"]

@@ -1,4 +1,7 @@
-"""The ``watcherd`` command: run, check-config, probe, status.
+"""The ``watcherd`` command line: parsing, ``run`` and ``check-config``.
+
+The operator commands (status, list, explain, retry, scan, probe) live in
+``commands``.
 
 Exit codes: 0 success; 1 the file would be rejected (probe) or an operational
 error; 2 bad command line; 78 (EX_CONFIG) invalid configuration, which the
@@ -9,23 +12,22 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
-import json
 import logging
 import os
 import signal
 import sqlite3
 import sys
-from datetime import datetime
-from pathlib import Path
 
 from . import __version__
 from .apikey import resolve_api_key
+from .commands import cmd_explain, cmd_list, cmd_probe, cmd_retry, cmd_scan, cmd_status
 from .config import DEFAULT_CONFIG_PATH, Config, load_config
 from .errors import ConfigError
 from .instance import AlreadyRunning
-from .limits import MODEL_LIMITS, limits_for
+from .limits import MODEL_LIMITS
 from .logs import setup_logging
-from .store import FileRecord, Store
+from .render import terminal_console
+from .states import STATE_NAMES
 
 EXIT_OK = 0
 EXIT_FAIL = 1
@@ -33,12 +35,34 @@ EXIT_CONFIG = 78
 
 EPILOG = """examples:
   watcherd run --config /etc/watcherd/config.yaml
-  watcherd check-config -c ./config.yaml
+  watcherd status                         # what is it doing?
+  watcherd explain /srv/drop/inbox/interview.mp4
+  watcherd retry --failed --dry-run
   watcherd probe interview.mp4 --model pegasus
-  watcherd status --json | jq 'select(.state == "failed")'
 
-exit codes: 0 ok, 1 rejected/failed, 2 usage, 78 invalid configuration
+exit codes: 0 ok; 1 rejected, failed or not found; 2 usage; 78 invalid configuration
+colour only on a terminal, never with NO_COLOR; --json output is documented in the README
 """
+
+# Every command's --help ends with examples (and what its exit codes mean).
+EXAMPLES = {
+    "run": "watcherd run -c /etc/watcherd/config.yaml\n"
+           "signals: SIGTERM/SIGINT stop, SIGHUP reloads the config, SIGUSR1 dumps stacks\n"
+           "exit: 0 stopped, 1 another daemon holds the database, 78 invalid config/key/index",
+    "check-config": "watcherd check-config -c ./config.yaml\nexit: 0 valid, 78 invalid",
+    "status": "watcherd status\nwatcherd status --folder /srv/drop/inbox\n"
+              "watcherd status --json | jq '.active[] | select(.state == \"uploading\")'",
+    "list": "watcherd list --state failed\nwatcherd list --json | jq -r 'select(.task_id) | .path'",
+    "explain": "watcherd explain /srv/drop/inbox/interview.mp4\n"
+               "watcherd explain /srv/drop/failed/short.mp4 --json | jq .history",
+    "retry": "watcherd retry /srv/drop/failed/clip.mp4\nwatcherd retry 6650a8f2e5b8c1a0\n"
+             "watcherd retry --failed --folder /srv/drop/inbox --dry-run\n"
+             "exit: 0 every match moved (or would be), 1 nothing matched or some were skipped",
+    "scan": "watcherd scan --dry-run\n"
+            "watcherd scan --dry-run --json | jq -r '.[] | select(.verdict == \"invalid\") | .path'",
+    "probe": "watcherd probe interview.mp4\nwatcherd probe clip.mov --model pegasus "
+             "--require-audio --json\nexit: 0 would be accepted, 1 would be rejected",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,29 +72,55 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"watcherd {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def with_config(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("-c", "--config", default=os.environ.get("WATCHERD_CONFIG",
-                                                                 DEFAULT_CONFIG_PATH),
-                         help="config file (default: $WATCHERD_CONFIG or %(default)s)")
+    def command(name: str, help_text: str, config: bool = True) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text,
+                                  epilog="examples:\n  " + EXAMPLES[name].replace("\n", "\n  "),
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        if config:
+            sub.add_argument("-c", "--config", default=os.environ.get(
+                "WATCHERD_CONFIG", DEFAULT_CONFIG_PATH),
+                help="config file (default: $WATCHERD_CONFIG or %(default)s)")
         return sub
 
-    with_config("run", "run the daemon in the foreground until SIGTERM/SIGINT")
-    with_config("check-config", "validate the config and print a summary")
-    status = with_config("status", "show every tracked file")
-    status.add_argument("--json", action="store_true", help="one JSON object per line")
-    probe = commands.add_parser("probe", help="show a file's media facts and each rule's verdict")
+    def json_flag(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--json", action="store_true", help="machine-readable output")
+
+    command("run", "run the daemon in the foreground until SIGTERM/SIGINT")
+    command("check-config", "validate the config and print a summary")
+    status = command("status", "what the daemon is doing: folders, active files, recent "
+                     "results, pauses")
+    status.add_argument("--folder", metavar="PATH", help="only this configured folder")
+    json_flag(status)
+    listing = command("list", "one line per tracked file, newest first")
+    listing.add_argument("--state", choices=sorted(STATE_NAMES))
+    listing.add_argument("--folder", metavar="PATH", help="only this configured folder")
+    json_flag(listing)
+    why = command("explain", "why a file is where it is, with its whole history")
+    why.add_argument("path", help="a file in a drop folder, or where it was moved to")
+    json_flag(why)
+    retry = command("retry", "move failed files back into their inbox to be uploaded again")
+    retry.add_argument("target", nargs="?", metavar="PATH|TASK_ID",
+                       help="a failed file (in failed/ or by its inbox path) or its task id")
+    retry.add_argument("--failed", action="store_true", help="every failed file")
+    retry.add_argument("--folder", metavar="PATH", help="with --failed: only this folder")
+    retry.add_argument("--dry-run", action="store_true", help="show what would move")
+    json_flag(retry)
+    scan = command("scan", "classify every file in every folder without changing anything")
+    scan.add_argument("--dry-run", action="store_true", help="required: only look")
+    json_flag(scan)
+    probe = command("probe", "a file's media facts and each rule's verdict", config=False)
     probe.add_argument("file")
     probe.add_argument("--model", choices=sorted(MODEL_LIMITS), default="marengo")
     probe.add_argument("--require-audio", action="store_true")
-    probe.add_argument("--json", action="store_true")
+    json_flag(probe)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"run": cmd_run, "check-config": cmd_check_config, "probe": cmd_probe,
-               "status": cmd_status}[args.command]
+               "status": cmd_status, "list": cmd_list, "explain": cmd_explain,
+               "retry": cmd_retry, "scan": cmd_scan}[args.command]
     try:
         return handler(args)
     except ConfigError as exc:
@@ -88,18 +138,21 @@ def print_config_errors(exc: ConfigError) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     key = resolve_api_key(config.api.key_file)  # fail fast, before any thread starts
-    setup_logging(config.log_level)
+    console = terminal_console()
+    setup_logging(config.log_level, console=console)
     # A hang is diagnosable: SIGUSR1 (or systemd's watchdog SIGABRT) dumps every
     # thread's stack to stderr, i.e. the journal.
     faulthandler.enable()
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     from .daemon import Daemon  # imports PyAV and watchdog: only when running
+    from .progress import TerminalProgress
 
     logger = logging.getLogger(__name__)
     logger.info("watcherd %s: config %s, API %s, key from %s", __version__, config.source,
                 config.api.base_url, key.source)
     try:
-        return Daemon(config).run()
+        display = TerminalProgress(console) if console else None
+        return Daemon(config, display=display).run()
     except AlreadyRunning as exc:
         logger.critical("cannot run: %s", exc)
         return EXIT_FAIL
@@ -129,59 +182,3 @@ def _key_status(config: Config) -> str:
     except ConfigError as exc:
         # Only a warning here: under systemd the credential exists only inside the service.
         return f"NOT FOUND here ({exc.errors[0].split(': ', 1)[1]})"
-
-
-def cmd_probe(args: argparse.Namespace) -> int:
-    from .validate import check_file
-
-    try:
-        report = check_file(args.file, limits_for(args.model), require_audio=args.require_audio)
-    except FileNotFoundError:
-        print(f"watcherd: {args.file}: no such file", file=sys.stderr)
-        return EXIT_FAIL
-    if args.json:
-        print(json.dumps({"model": args.model, **report.as_dict()}, indent=2))
-    else:
-        print(f"{args.file}  (model {args.model})")
-        if report.facts:
-            for key, value in report.facts.as_dict().items():
-                print(f"  {key:<18} {value}")
-        print()
-        for v in report.verdicts:
-            print(f"  {v.status.upper():<5} {v.rule:<11} {v.measured:<28} expected {v.expected}")
-            if v.reason:
-                print(f"        {v.reason}")
-        print(f"\n{'ACCEPTED' if report.accepted else 'REJECTED'}")
-    return EXIT_OK if report.accepted else EXIT_FAIL
-
-
-STATUS_FIELDS = ("path", "state", "task_id", "video_id", "reason", "remote_status", "attempts",
-                 "dest_path", "updated_at")
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    if not Path(config.state_db).exists():
-        print(f"watcherd: no state database at {config.state_db} (has the daemon run yet?)",
-              file=sys.stderr)
-        return EXIT_FAIL
-    store = Store(config.state_db, readonly=True)
-    records = store.all()
-    store.close()
-    for record in reversed(records):
-        print(json.dumps(_status_row(record)) if args.json else _status_line(record))
-    return EXIT_OK
-
-
-def _status_row(record: FileRecord) -> dict:
-    row = {name: getattr(record, name) for name in STATUS_FIELDS}
-    row["updated_at"] = datetime.fromtimestamp(record.updated_at).astimezone().isoformat(
-        timespec="seconds")
-    return row
-
-
-def _status_line(record: FileRecord) -> str:
-    extra = record.task_id or ""
-    if record.reason:
-        extra = f"{extra} {record.reason}".strip()
-    return f"{record.state:<11} {record.path}  {extra}".rstrip()

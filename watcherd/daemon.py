@@ -11,6 +11,7 @@ whole service, which is the better-tested path back to health.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import signal
@@ -26,12 +27,14 @@ from .health import Monitor
 from .instance import InstanceLock
 from .notify import Notifier
 from .pausecheck import PauseCheck
-from .pipeline import Progress, UploadWorker
+from .pipeline import UploadWorker
 from .poller import Poller
 from .preflight import preflight
+from .progress import Progress, TerminalProgress
 from .rebuild import move_aside, rebuild
 from .reload import prepare_reload
 from .retry import UploadGate
+from .runtime import build_snapshot
 from .settle import Hint, Settler
 from .states import State
 from .store import CorruptDatabase, Store
@@ -48,7 +51,8 @@ HEALTH_CHECK_SECONDS = 5.0
 
 class Daemon:
     def __init__(self, config: Config, *, api: TwelveLabsClient | None = None,
-                 store: Store | None = None, notifier: Notifier | None = None) -> None:
+                 store: Store | None = None, notifier: Notifier | None = None,
+                 display: TerminalProgress | None = None) -> None:
         self.config = config
         self.lock = InstanceLock(config.state_db)
         self.store = store or Store(config.state_db)
@@ -74,7 +78,9 @@ class Daemon:
         self.monitor = Monitor(notifier=self.notifier, store=self.store, progress=self.progress,
                                gate=self.gate, watcher=self.watcher,
                                threads=lambda: [self.scanner, *self.threads.values()],
-                               stall_seconds=config.stall_seconds)
+                               stall_seconds=config.stall_seconds,
+                               publish=self._publish_runtime, display=display)
+        self.started_at = time.time()
 
     def _thread_factories(self) -> dict[str, Callable[[], ServiceThread]]:
         # Each factory reads self.config when called, so a thread restarted
@@ -108,7 +114,8 @@ class Daemon:
         try:
             # Only now: the database is open, observers run, the first scan is queued.
             self.notifier.ready(self.monitor.summary())
-            self._main_loop()
+            with self.monitor.display or contextlib.nullcontext():
+                self._main_loop()
         finally:
             self.shutdown()
         return 0
@@ -193,6 +200,11 @@ class Daemon:
                 except Exception:  # the main thread must outlive any one bad check
                     logger.exception("supervision failed; trying again in %.0fs",
                                      HEALTH_CHECK_SECONDS)
+
+    def _publish_runtime(self, problems: list[str]) -> None:
+        self.store.publish_runtime(build_snapshot(
+            watcher=self.watcher, scanner=self.scanner, progress=self.progress, gate=self.gate,
+            store=self.store, problems=problems, started_at=self.started_at))
 
     def reload(self) -> None:
         """Apply a changed config to new work; a bad one is refused and the old kept."""

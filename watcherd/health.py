@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable, Iterable
 
 from .notify import Notifier
-from .pipeline import Progress
+from .progress import Progress, TerminalProgress
 from .retry import UploadGate
 from .states import State
 from .store import Store
@@ -28,6 +28,7 @@ from .watcher import Watcher
 logger = logging.getLogger(__name__)
 
 STATUS_EVERY_SECONDS = 1.0
+PUBLISH_EVERY_SECONDS = 2.0  # the runtime row for ``watcherd status``
 WAITING_STATES = (State.SETTLING, State.QUEUED, State.VALIDATING)
 
 
@@ -81,6 +82,8 @@ class Monitor:
     def __init__(self, *, notifier: Notifier, store: Store, progress: Progress,
                  gate: UploadGate, watcher: Watcher,
                  threads: Callable[[], list[ServiceThread]], stall_seconds: float,
+                 publish: Callable[[list[str]], None] | None = None,
+                 display: TerminalProgress | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.notifier = notifier
         self.store = store
@@ -90,8 +93,11 @@ class Monitor:
         self.threads = threads
         self.stall_seconds = stall_seconds
         self.clock = clock
+        self.publish = publish
+        self.display = display
         self.next_ping = 0.0
         self.next_status = 0.0
+        self.next_publish = 0.0
         self.reported: list[str] = []
 
     def tick(self) -> None:
@@ -104,6 +110,13 @@ class Monitor:
         if self.notifier.watchdog_enabled and now >= self.next_ping and not problems:
             self.next_ping = now + (self.notifier.watchdog_interval or 0.0)
             self.notifier.watchdog()
+        if self.publish is not None and now >= self.next_publish:
+            self.next_publish = now + PUBLISH_EVERY_SECONDS
+            self.publish(problems)
+        if self.display is not None:
+            self.display.show({file_id: (os.path.basename(self.store.get(file_id).path), done,
+                                         total)
+                               for file_id, (done, total) in self.progress.snapshot().items()})
 
     def problems(self) -> list[str]:
         return thread_problems(self.threads(), self.stall_seconds) + self.watcher.broken()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 HUMAN_FORMAT = "%(asctime)s %(levelname)-7s [%(threadName)s] %(name)s: %(message)s"
 JOURNAL_FORMAT = "%(levelname)s [%(threadName)s] %(name)s: %(message)s"
@@ -47,12 +47,34 @@ def stderr_is_journal(stream: TextIO = sys.stderr, env: dict[str, str] | None = 
     return (st.st_dev, st.st_ino) == (device, inode)
 
 
-def setup_logging(level: str = "info", stream: TextIO | None = None) -> None:
+class ConsoleHandler(logging.Handler):
+    """Writes through a rich Console, so lines scroll above the live upload bars."""
+
+    def __init__(self, console: Any) -> None:
+        super().__init__()
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.console.print(self.format(record), markup=False, highlight=False,
+                               soft_wrap=True, style=_STYLES.get(record.levelno))
+        except Exception:
+            self.handleError(record)
+
+
+_STYLES = {logging.WARNING: "yellow", logging.ERROR: "red", logging.CRITICAL: "bold red"}
+
+
+def setup_logging(level: str = "info", stream: TextIO | None = None,
+                  console: Any = None) -> None:
+    """Journal format when stderr is the journal; else human lines (via ``console`` if given)."""
     stream = stream or sys.stderr
-    handler = logging.StreamHandler(stream)
+    handler: logging.Handler
     if stderr_is_journal(stream):
+        handler = logging.StreamHandler(stream)
         handler.setFormatter(JournalFormatter(JOURNAL_FORMAT))
     else:
+        handler = ConsoleHandler(console) if console else logging.StreamHandler(stream)
         handler.setFormatter(logging.Formatter(HUMAN_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]

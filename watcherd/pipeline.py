@@ -16,13 +16,13 @@ import os
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from .api import TwelveLabsClient, UploadAborted
 from .config import Config, FolderConfig
 from .dedupe import find_earlier_task, join_holder
 from .errors import ApiRejected, FileChanged, MediaRejected, TransientError, UploadsPaused
 from .presence import folder_reachable
+from .progress import Progress, ProgressLog
 from .retry import UploadGate
 from .states import State
 from .store import ContentTaken, FileRecord, Store
@@ -35,26 +35,6 @@ HASH_BLOCK = 1 << 20
 # A file waiting for an identical one to finish uploading is looked at again
 # this often (it goes to the back of the queue, so it never blocks others).
 DUPLICATE_RECHECK_SECONDS = 1.0
-
-
-@dataclass
-class Progress:
-    """Bytes sent per uploading file, shared with status views."""
-
-    sent: dict[int, tuple[int, int]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def update(self, file_id: int, done: int, total: int) -> None:
-        with self.lock:
-            self.sent[file_id] = (done, total)
-
-    def clear(self, file_id: int) -> None:
-        with self.lock:
-            self.sent.pop(file_id, None)
-
-    def snapshot(self) -> dict[int, tuple[int, int]]:
-        with self.lock:
-            return dict(self.sent)
 
 
 class UploadWorker(ServiceThread):
@@ -198,9 +178,12 @@ class UploadWorker(ServiceThread):
         self.store.transition(record.id, State.QUEUED, "stopped before upload")
 
     def _post(self, record: FileRecord, folder: FolderConfig) -> dict:
+        journal = ProgressLog(record.path)
+
         def on_progress(done: int, total: int) -> None:
             beat()
             self.progress.update(record.id, done, total)
+            journal.update(done, total)
 
         def should_abort() -> bool:
             # Checked once per 1 MiB block: a stat costs microseconds, and an

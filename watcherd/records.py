@@ -49,6 +49,17 @@ CREATE TABLE IF NOT EXISTS history (
     detail TEXT
 );
 CREATE INDEX IF NOT EXISTS history_file ON history(file_id);
+-- "Most recent done/failed" and "queue position" stay fast at 100,000 rows.
+CREATE INDEX IF NOT EXISTS files_state_updated ON files(state, updated_at);
+CREATE INDEX IF NOT EXISTS files_path ON files(path);
+CREATE INDEX IF NOT EXISTS files_task ON files(task_id);
+-- What the running daemon knows and the database does not (observer health,
+-- upload progress, pauses): one row, rewritten every few seconds, for the CLI.
+CREATE TABLE IF NOT EXISTS runtime (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    snapshot TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
 """
 
 COLUMNS = (

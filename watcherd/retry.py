@@ -75,6 +75,20 @@ class UploadGate:
             self.paused = None
             self._cond.notify_all()
 
+    def snapshot(self, wall_now: float) -> dict[str, object]:
+        """For ``watcherd status``: running, paused (why, how to fix) or backing off until."""
+        with self._cond:
+            if self.paused is not None:
+                return {"state": "paused", "reason": self.paused.describe(),
+                        "kind": type(self.paused).__name__, "fix": self.paused.fix,
+                        "until": None}
+            delay = self._delay()
+            if delay > 0:
+                return {"state": "backing_off", "reason": self._wait_reason, "kind": None,
+                        "fix": None, "until": wall_now + delay}
+            return {"state": "running", "reason": None, "kind": None, "fix": None,
+                    "until": None}
+
     def describe(self) -> str | None:
         """Why uploads are held back right now, for status lines."""
         with self._cond:

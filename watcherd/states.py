@@ -34,6 +34,7 @@ ACTIVE_STATES = (
     State.FINALIZING,
 )
 FINAL_STATES = (State.DONE, State.FAILED, State.VANISHED)
+STATE_NAMES = (*ACTIVE_STATES, *FINAL_STATES)
 # The file is still in the inbox and has not reached the API yet.
 PRE_UPLOAD_STATES = (State.SETTLING, State.QUEUED, State.VALIDATING)
 

@@ -103,7 +103,7 @@ class Store:
         row = self._conn().execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
         if row is None:
             raise KeyError(file_id)
-        return _record(row)
+        return record_from_row(row)
 
     def active_by_path(self, path: str) -> FileRecord | None:
         placeholders = ",".join("?" * len(ACTIVE_STATES))
@@ -111,19 +111,19 @@ class Store:
             f"SELECT * FROM files WHERE path = ? AND state IN ({placeholders})",
             (path, *ACTIVE_STATES),
         ).fetchone()
-        return _record(row) if row else None
+        return record_from_row(row) if row else None
 
     def in_states(self, *states: str) -> list[FileRecord]:
         placeholders = ",".join("?" * len(states))
         rows = self._conn().execute(
             f"SELECT * FROM files WHERE state IN ({placeholders}) ORDER BY id", states
         ).fetchall()
-        return [_record(r) for r in rows]
+        return [record_from_row(r) for r in rows]
 
     def all(self, limit: int | None = None) -> list[FileRecord]:
         sql = "SELECT * FROM files ORDER BY id DESC" + (" LIMIT ?" if limit else "")
         rows = self._conn().execute(sql, (limit,) if limit else ()).fetchall()
-        return [_record(r) for r in rows]
+        return [record_from_row(r) for r in rows]
 
     def history(self, file_id: int) -> list[dict[str, Any]]:
         rows = self._conn().execute(
@@ -135,6 +135,18 @@ class Store:
     def content_holder(self, record: FileRecord) -> FileRecord | None:
         """Another row that has (or may soon have) a task for the same content and index."""
         return _content_holder(self._conn(), record.id, record.sha256, record.index_id)
+
+    def query(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
+        """Read-only SQL for the reports in ``queries`` (one place owns the connections)."""
+        return self._conn().execute(sql, params).fetchall()
+
+    def runtime(self) -> tuple[dict[str, Any], float] | None:
+        """The daemon's last published snapshot and when (wall clock), if any."""
+        try:
+            row = self._conn().execute("SELECT snapshot, updated_at FROM runtime").fetchone()
+        except sqlite3.OperationalError:  # a database from before the runtime table
+            return None
+        return (json.loads(row[0]), row[1]) if row else None
 
     def counts(self) -> dict[str, int]:
         rows = self._conn().execute("SELECT state, COUNT(*) FROM files GROUP BY state")
@@ -194,6 +206,18 @@ class Store:
             _log_transition(record, old, detail)
         return record
 
+    def note(self, file_id: int, detail: str) -> None:
+        """Add a history line without changing the state (e.g. an operator's retry)."""
+        with self._write() as conn:
+            state = conn.execute("SELECT state FROM files WHERE id = ?", (file_id,)).fetchone()[0]
+            conn.execute("INSERT INTO history (file_id, at, from_state, to_state, detail) "
+                         "VALUES (?, ?, ?, ?, ?)", (file_id, self.clock(), state, state, detail))
+
+    def publish_runtime(self, snapshot: dict[str, Any]) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO runtime (id, snapshot, updated_at) "
+                         "VALUES (1, ?, ?)", (json.dumps(snapshot), self.clock()))
+
     def update(self, file_id: int, **fields: Any) -> None:
         """Change columns without a state change (e.g. the remote status)."""
         updates = {**_checked(fields), "updated_at": self.clock()}
@@ -241,7 +265,7 @@ def _content_holder(conn: sqlite3.Connection, file_id: int, sha256: str | None,
     if sha256 is None:
         return None
     row = conn.execute(HOLDER_SQL, {"sha": sha256, "index": index_id, "id": file_id}).fetchone()
-    return _record(row) if row else None
+    return record_from_row(row) if row else None
 
 
 def _claim_content(conn: sqlite3.Connection, file_id: int) -> None:
@@ -274,7 +298,7 @@ def _checked(fields: dict[str, Any]) -> dict[str, Any]:
             and not isinstance(v, str) else v for k, v in fields.items()}
 
 
-def _record(row: sqlite3.Row) -> FileRecord:
+def record_from_row(row: sqlite3.Row) -> FileRecord:
     return FileRecord(**{k: row[k] for k in COLUMNS})
 
 

@@ -1,0 +1,102 @@
+"""``watcherd scan --dry-run``: what the daemon would do with every file, changing nothing.
+
+Each file in each folder gets one verdict, decided the way the daemon
+decides: ignored (by which naming rule), tracked (the daemon already has it),
+settling (still changing), invalid (the media rule and its reason),
+duplicate (of which file: same content already uploaded to that index, or
+earlier in this scan) or would_upload. No API call, no database write, no
+move; media checks and hashes read the files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from . import queries
+from .config import Config, FolderConfig
+from .filters import ignore_reason
+from .render import styled_state, table
+from .store import Store
+
+HASH_BLOCK = 1 << 20
+
+
+def dry_scan(config: Config, store: Store | None, now: float | None = None
+             ) -> list[dict[str, Any]]:
+    now = time.time() if now is None else now
+    seen: dict[tuple[str, str], str] = {}  # (sha256, index) -> first path in this scan
+    results = []
+    for folder in config.folders:
+        for path in sorted(_all_files(folder)):
+            verdict, detail = _classify(config, store, folder, path, now, seen)
+            results.append({"folder": str(folder.path), "path": path, "verdict": verdict,
+                            "detail": detail})
+    return results
+
+
+def _classify(config: Config, store: Store | None, folder: FolderConfig, path: str,
+              now: float, seen: dict[tuple[str, str], str]) -> tuple[str, str | None]:
+    reason = ignore_reason(path, folder)
+    if reason is not None:
+        return "ignored", reason
+    record = store.active_by_path(path) if store is not None else None
+    if record is not None:
+        return "tracked", record.state
+    st = os.stat(path)
+    quiet = now - max(st.st_mtime, st.st_ctime)
+    if quiet < config.settle_seconds:
+        return "settling", f"changed {quiet:.0f}s ago (needs {config.settle_seconds:g}s)"
+    from .validate import check_file  # PyAV: only when a file must be looked at
+
+    report = check_file(path, folder.limits, require_audio=folder.require_audio)
+    if not report.accepted:
+        failure = report.first_failure
+        return "invalid", f"{failure.rule}: {failure.reason}"
+    if folder.dedupe:
+        sha = _sha256(path)
+        holder = queries.content_match(store, sha, folder.index_id) if store else None
+        if holder is not None:
+            return "duplicate", f"of {holder.path} ({holder.state})"
+        first = seen.setdefault((sha, folder.index_id), path)
+        if first != path:
+            return "duplicate", f"of {first} (earlier in this scan)"
+    return "would_upload", f"to index {folder.index_id}"
+
+
+def _all_files(folder: FolderConfig) -> Iterator[str]:
+    """Every file the daemon could see: the top level, or the tree when recursive."""
+    for directory, subdirs, files in os.walk(folder.path):
+        here = Path(directory)
+        subdirs[:] = [] if not folder.recursive else [
+            d for d in subdirs if not d.startswith(".")
+            and here / d not in (folder.done_dir, folder.failed_dir)]
+        yield from (str(here / name) for name in files if (here / name).is_file())
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def render_scan(results: list[dict[str, Any]], console: Console) -> None:
+    if not results:
+        console.print("no files in any folder")
+        return
+    console.print(table(("verdict", "file", "detail"),
+                        ((styled_state(r["verdict"].replace("_", " ")), r["path"],
+                          r["detail"] or "") for r in results)))
+    tally: dict[str, int] = {}
+    for r in results:
+        tally[r["verdict"]] = tally.get(r["verdict"], 0) + 1
+    console.print("\n" + ", ".join(f"{n} {v.replace('_', ' ')}" for v, n in sorted(tally.items())))
+

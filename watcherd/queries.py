@@ -1,0 +1,67 @@
+"""Read-only questions the operator commands ask of the state database.
+
+Each is one indexed query, so ``status`` and ``explain`` answer in well under
+a second at 100,000 rows (``bench/status_rows.py`` measures it).
+"""
+
+from __future__ import annotations
+
+from .records import FileRecord
+from .states import State
+from .store import HOLDER_SQL, Store, record_from_row
+
+
+def records_for_path(store: Store, path: str) -> list[FileRecord]:
+    """Every row for ``path``, oldest first (a retried file has several)."""
+    return _records(store, "SELECT * FROM files WHERE path = ? ORDER BY id", (path,))
+
+
+def records_at(store: Store, path: str) -> list[FileRecord]:
+    """Rows whose file now lives at ``path`` (moved to done/ or failed/)."""
+    return _records(store, "SELECT * FROM files WHERE dest_path = ? ORDER BY id", (path,))
+
+
+def records_for_task(store: Store, task_id: str) -> list[FileRecord]:
+    return _records(store, "SELECT * FROM files WHERE task_id = ? ORDER BY id", (task_id,))
+
+
+def in_state(store: Store, state: str, folder: str | None = None) -> list[FileRecord]:
+    sql = "SELECT * FROM files WHERE state = ?" + (" AND folder = ?" if folder else "")
+    return _records(store, sql + " ORDER BY id", (state, folder) if folder else (state,))
+
+
+def recent(store: Store, state: str, limit: int, folder: str | None = None) -> list[FileRecord]:
+    sql = "SELECT * FROM files WHERE state = ?" + (" AND folder = ?" if folder else "")
+    return _records(store, sql + " ORDER BY updated_at DESC LIMIT ?",
+                    (state, folder, limit) if folder else (state, limit))
+
+
+def active(store: Store, limit: int = 50) -> list[FileRecord]:
+    """Files being validated, uploaded or indexed right now."""
+    return _records(store, "SELECT * FROM files WHERE state IN (?, ?, ?) ORDER BY id LIMIT ?",
+                    (State.VALIDATING, State.UPLOADING, State.INDEXING, limit))
+
+
+def queue_position(store: Store, record: FileRecord) -> int:
+    """1 for the next file to upload: queued files go roughly in the order they settled."""
+    row = store.query("SELECT COUNT(*) FROM files WHERE state = ? AND id < ?",
+                      (State.QUEUED, record.id))
+    return row[0][0] + 1
+
+
+def counts_by_folder(store: Store) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for folder, state, n in store.query(
+            "SELECT folder, state, COUNT(*) FROM files GROUP BY folder, state"):
+        counts.setdefault(folder, {})[state] = n
+    return counts
+
+
+def content_match(store: Store, sha256: str, index_id: str) -> FileRecord | None:
+    """The file whose task a new file with this content would share (as the daemon decides)."""
+    found = _records(store, HOLDER_SQL, {"sha": sha256, "index": index_id, "id": 0})
+    return found[0] if found else None
+
+
+def _records(store: Store, sql: str, params: tuple | dict) -> list[FileRecord]:
+    return [record_from_row(row) for row in store.query(sql, params)]

@@ -229,6 +229,48 @@ def test_poller_fails_a_task_that_no_longer_exists(indexing):
     assert "resource_not_exist" in store.get(record.id).reason
 
 
+def test_poller_lists_an_index_once_for_all_its_running_tasks(indexing):
+    store, first, poller, finalized = indexing
+    second = store.add(path="/in/b.mp4", folder="/in", index_id="idx", state=State.INDEXING,
+                       task_id="t2")
+    third = store.add(path="/in/c.mp4", folder="/in", index_id="idx", state=State.INDEXING,
+                      task_id="t3")
+    api = ScriptedApi(
+        listed=[[{"_id": "t1", "status": "indexing"}, {"_id": "t2", "status": "pending"}]],
+        tasks=[{"_id": "t3", "status": "ready", "video_id": "v3"}])
+    poller(api).poll_due()
+    # One list for the index; only the task missing from it (finished) is read alone.
+    assert api.names() == ["list_tasks", "get_task"]
+    assert api.calls[0][1]["index_id"] == "idx"
+    assert set(api.calls[0][1]["statuses"]) == {"uploading", "validating", "pending", "queued",
+                                                "indexing"}
+    assert api.calls[1][1] == {"task_id": "t3"}
+    assert store.get(first.id).remote_status == "indexing"
+    assert store.get(second.id).remote_status == "pending"
+    assert store.get(third.id).state == State.FINALIZING and finalized == [third.id]
+
+
+def test_poller_falls_back_to_one_get_each_when_listing_fails_or_is_off(indexing):
+    store, first, poller, _ = indexing
+    store.add(path="/in/b.mp4", folder="/in", index_id="idx", state=State.INDEXING, task_id="t2")
+    api = ScriptedApi(listed=[TransientError(503, None, "busy")],
+                      tasks=[{"status": "pending"}, {"status": "pending"}])
+    poller(api).poll_due()
+    assert api.names() == ["list_tasks", "get_task", "get_task"]
+    api = ScriptedApi(tasks=[{"status": "pending"}, {"status": "pending"}])
+    p = poller(api)
+    p.batch = False
+    p.poll_due()
+    assert api.names() == ["get_task", "get_task"]
+
+
+def test_a_single_task_is_polled_with_a_get_not_a_list(indexing):
+    _, _, poller, _ = indexing
+    api = ScriptedApi(tasks=[{"status": "pending"}])
+    poller(api).poll_due()
+    assert api.names() == ["get_task"]
+
+
 def test_a_file_missing_from_an_empty_folder_waits_instead_of_vanishing(rig, tmp_path):
     """An unmounted share leaves an empty mount point: that is no proof of deletion."""
     queued, worker, store, _, resettled = rig

@@ -59,6 +59,8 @@ class Config:
     folders: tuple[FolderConfig, ...]
     settle_seconds: float = 5.0
     poll_interval_seconds: float = 10.0
+    # One list request per index for all unfinished tasks instead of a GET each.
+    poll_batch: bool = True
     rescan_interval_seconds: float = 300.0
     upload_workers: int = 1
     pause_check_seconds: float = 60.0
@@ -95,7 +97,7 @@ class _Errors:
 TOP_KEYS = {
     "api", "state_db", "settle_seconds", "poll_interval_seconds", "rescan_interval_seconds",
     "upload_workers", "folders", "log_level", "pause_check_seconds", "task_timeout_seconds",
-    "stall_seconds",
+    "stall_seconds", "poll_batch",
 }
 API_KEYS = {"base_url", "key_file", "connect_timeout_seconds", "io_timeout_seconds"}
 FOLDER_KEYS = {
@@ -138,6 +140,7 @@ def parse_config(
         poll_interval_seconds=reader.number(
             raw, "poll_interval_seconds", "poll_interval_seconds", 10.0, minimum=0.05
         ),
+        poll_batch=reader.boolean(raw, "poll_batch", "poll_batch", True),
         rescan_interval_seconds=reader.number(
             raw, "rescan_interval_seconds", "rescan_interval_seconds", 300.0, minimum=0.1
         ),

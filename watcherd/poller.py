@@ -1,7 +1,9 @@
 """Follow every uploaded file's task until Twelve Labs says ready or failed.
 
 Each task is polled every ``poll_interval_seconds`` with ±20 % jitter, so a
-burst of uploads does not turn into a burst of polls. Any status other than
+burst of uploads does not turn into a burst of polls. With several tasks in
+one index, one ``GET /tasks?index_id=…&status=…`` (the unfinished ones)
+answers for all of them, and only tasks missing from it get a GET of their own. Any status other than
 ``ready``/``failed`` counts as still working (unknown ones are logged once).
 Accepts both the v1.3 (``system_metadata``) and v1.2 (``metadata``,
 ``process.percentage``) task shapes.
@@ -25,6 +27,12 @@ from .threads import ServiceThread
 logger = logging.getLogger(__name__)
 
 
+# From two tasks in an index on, one list request replaces a GET per task
+# (bench/api_economy.py measures it); a task missing from the list is GET.
+BATCH_MIN_TASKS = 2
+RUNNING_TASK_STATUSES = tuple(s for s in KNOWN_TASK_STATUSES if s not in TERMINAL_TASK_STATUSES)
+
+
 class Poller(ServiceThread):
     def __init__(
         self,
@@ -35,6 +43,7 @@ class Poller(ServiceThread):
         finalize: Callable[[int], None],
         interval: float,
         task_timeout: float = 86400.0,
+        batch: bool = True,
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
         tick_seconds: float = 0.5,
@@ -46,6 +55,7 @@ class Poller(ServiceThread):
         self.finalize = finalize
         self.interval = interval
         self.task_timeout = task_timeout
+        self.batch = batch
         self.clock = clock
         self.rng = rng
         self.tick_seconds = min(tick_seconds, interval)
@@ -56,6 +66,7 @@ class Poller(ServiceThread):
     def reconfigure(self, config: Config) -> None:
         self.interval = config.poll_interval_seconds
         self.task_timeout = config.task_timeout_seconds
+        self.batch = config.poll_batch
         self.tick_seconds = min(self.tick_seconds, self.interval)
 
     def step(self) -> None:
@@ -63,17 +74,50 @@ class Poller(ServiceThread):
         self.stop_event.wait(self.tick_seconds)
 
     def poll_due(self) -> None:
-        """Poll every indexing task whose turn has come."""
+        """Poll the indexes with a task whose turn has come."""
         if self.gate.paused is not None:
             return  # every request would be refused; the pause check resumes us
         now = self.clock()
+        by_index: dict[str, list[FileRecord]] = {}
+        due: set[str] = set()
         for record in self.store.in_states(State.INDEXING):
-            if self.stop_event.is_set():
-                return
             if self._timed_out(record):
                 continue
+            by_index.setdefault(record.index_id, []).append(record)
             if self.next_poll.get(record.id, 0.0) <= now:
+                due.add(record.index_id)
+        for index_id in sorted(due):
+            records = by_index[index_id]
+            if self.batch and len(records) >= BATCH_MIN_TASKS:
+                records = self.poll_batch(index_id, records)
+            for record in records:
+                if self.stop_event.is_set():
+                    return
                 self.poll(record)
+
+    def poll_batch(self, index_id: str, records: list[FileRecord]) -> list[FileRecord]:
+        """One list request for all of an index's unfinished tasks, instead of one GET each.
+
+        Returns the records whose task is not in that list: most likely just
+        finished, they get a GET of their own (the sidecar wants the full task).
+        """
+        try:
+            running = {task.get("_id"): task for task in self.api.list_tasks(
+                index_id=index_id, statuses=RUNNING_TASK_STATUSES)}
+        except (TransientError, UploadsPaused, ApiRejected) as exc:
+            logger.debug("listing tasks of index %s failed (%s); polling one by one",
+                         index_id, exc.describe())
+            return records
+        rest = []
+        for record in records:
+            task = running.get(record.task_id)
+            if task is None:
+                rest.append(record)
+                continue
+            self.failures.pop(record.id, None)
+            self._schedule(record.id)
+            self._note_status(record, task)
+        return rest
 
     def poll(self, record: FileRecord) -> None:
         try:

@@ -140,3 +140,16 @@ def test_monitor_status_names_the_upload_with_its_percent(store):
     monitor.tick()
     assert notifier.sent == ["STATUS=watching 0 folders; uploading видео.mp4 43%; 1 waiting; "
                              "0 done, 0 failed"]
+
+
+def test_a_failing_status_query_never_stops_the_pings(store, blocker, caplog):
+    monitor, notifier, clock, _ = make_monitor(store, [blocker])
+    store.close()
+    monitor.store = None  # every status query now fails
+    for _ in range(4):
+        blocker.heartbeat = time.monotonic()
+        monitor.tick()
+        clock.now += 0.5
+    assert notifier.sent.count("WATCHDOG=1") == 2
+    warnings = [r for r in caplog.records if "cannot update the status line" in r.message]
+    assert len(warnings) == 1

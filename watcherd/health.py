@@ -99,24 +99,41 @@ class Monitor:
         self.next_status = 0.0
         self.next_publish = 0.0
         self.reported: list[str] = []
+        self.share_error: str | None = None
 
     def tick(self) -> None:
         now = self.clock()
-        if now >= self.next_status:
-            self.next_status = now + STATUS_EVERY_SECONDS
-            self.notifier.status(self.summary())
+        # Health and the ping first: they touch no database, so a slow or
+        # failing status query can never starve the watchdog by itself.
         problems = self.problems()
         self._report(problems)
         if self.notifier.watchdog_enabled and now >= self.next_ping and not problems:
             self.next_ping = now + (self.notifier.watchdog_interval or 0.0)
             self.notifier.watchdog()
+        try:
+            if self._share(now, problems):
+                self.share_error = None
+        except Exception as exc:  # the next turn tries again; say so once per kind of failure
+            if str(exc) != self.share_error:
+                logger.warning("cannot update the status line or runtime row: %s", exc)
+            self.share_error = str(exc)
+
+    def _share(self, now: float, problems: list[str]) -> bool:
+        """STATUS= for systemd, the runtime row for the CLI, the bars; True if any was due."""
+        due = False
+        if now >= self.next_status:
+            self.next_status = now + STATUS_EVERY_SECONDS
+            self.notifier.status(self.summary())
+            due = True
         if self.publish is not None and now >= self.next_publish:
             self.next_publish = now + PUBLISH_EVERY_SECONDS
             self.publish(problems)
+            due = True
         if self.display is not None:
             self.display.show({file_id: (os.path.basename(self.store.get(file_id).path), done,
                                          total)
                                for file_id, (done, total) in self.progress.snapshot().items()})
+        return due
 
     def problems(self) -> list[str]:
         return thread_problems(self.threads(), self.stall_seconds) + self.watcher.broken()

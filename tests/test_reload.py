@@ -116,3 +116,32 @@ def test_the_watcher_follows_the_folders_of_a_reload(setup):
             hints.append(intake.get(timeout=5))
     finally:
         watcher.stop()
+
+
+def test_an_unexpected_reload_failure_keeps_the_daemon_and_its_config(setup, monkeypatch,
+                                                                      caplog):
+    from watcherd import daemon as daemon_module
+    from watcherd.daemon import Daemon
+
+    write, _, store = setup
+    config = write()
+
+    class Quiet:
+        sent: list[str] = []
+
+        def reloading(self):
+            self.sent.append("RELOADING=1")
+
+        def ready(self, status=None):
+            self.sent.append("READY=1")
+
+    def broken(*_args):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(daemon_module, "prepare_reload", broken)
+    d = Daemon(config, store=store, notifier=Quiet())
+    d.monitor.summary = lambda: "status"
+    d.reload()
+    assert d.config is config and Quiet.sent == ["RELOADING=1", "READY=1"]
+    assert "reload failed" in caplog.text and "disk on fire" in caplog.text
+    d.api.close()

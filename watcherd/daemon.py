@@ -217,6 +217,8 @@ class Daemon:
             logger.error("reload refused; still running with the previous config. "
                          "Problems in %s:\n  %s", exc.source or self.config.source,
                          "\n  ".join(exc.errors))
+        except Exception:  # whatever went wrong, the running config stays and so do we
+            logger.exception("reload failed; still running with the previous config")
         else:
             self.apply(new)
             logger.info("reloaded %s: %s", new.source, "; ".join(changes))

@@ -244,6 +244,23 @@ def test_retry_by_failed_path_moves_it_home_and_notes_it(capsys, tree):
     assert code == 1 and "skipped: no longer in failed/" in text
 
 
+def test_a_file_that_failed_twice_is_retried_from_its_latest_row(capsys, tree):
+    failed = tree["inbox"] / "failed" / "short.mp4"
+    assert run(capsys, "retry", str(failed), "-c", tree["config"])[0] == 0
+    store = Store(tree["db"])  # the daemon picked it up again and it failed again
+    again = store.add(path=str(tree["inbox"] / "short.mp4"), folder=str(tree["inbox"]),
+                      index_id="idx")
+    store.transition(again.id, State.FAILED, "again", reason="still too short",
+                     dest_path=str(failed))
+    store.close()
+    (tree["inbox"] / "short.mp4").rename(failed)
+    for args in ([str(failed)], ["--failed"]):
+        code, out = run(capsys, "retry", *args, "--dry-run", "-c", tree["config"], "--json")
+        results = json.loads(out)
+        mine = [r for r in results if r["to"].endswith("short.mp4")]
+        assert code == 0 and [r["file_id"] for r in mine] == [again.id], results
+
+
 def test_retry_by_task_id_and_by_folder(capsys, tree):
     code, out = run(capsys, "retry", "task_bad", "-c", tree["config"], "--json")
     assert code == 0 and json.loads(out)[0]["moved"]

@@ -9,6 +9,7 @@ the README and kept stable; the human view is the same data in tables.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +145,6 @@ def _active_row(entry: dict[str, Any]) -> tuple:
 def _ago_iso(value: str | None) -> str:
     if value is None:
         return "never"
-    from datetime import datetime
     return ago(datetime.fromisoformat(value).timestamp())
 
 

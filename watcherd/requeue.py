@@ -31,7 +31,10 @@ def select_failed(store: Store, target: str | None, folder: Path | None) -> list
         path = str(Path(target).expanduser().absolute())
         records = (queries.records_at(store, path) or queries.records_for_path(store, path)
                    or queries.records_for_task(store, target))
-    return [r for r in records if r.state == State.FAILED]
+    # A path that failed, was retried and failed again has older failed rows:
+    # only its latest row says where the file is now.
+    latest = {r.path: r for r in records}
+    return [r for r in latest.values() if r.state == State.FAILED]
 
 
 def plan(store: Store, record: FileRecord) -> dict[str, Any]:

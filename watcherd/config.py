@@ -15,7 +15,8 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
-from .limits import LIMIT_KEYS, MODEL_LIMITS, Limits, limits_for
+from .limits import MODEL_LIMITS, Limits, limits_for
+from .yamlreader import Errors, Reader
 
 DEFAULT_CONFIG_PATH = "/etc/watcherd/config.yaml"
 DEFAULT_BASE_URL = "https://api.twelvelabs.io/v1.3"
@@ -84,16 +85,6 @@ class Config:
         return None
 
 
-class _Errors:
-    """Collects ``key.path: message`` lines while walking the YAML."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def add(self, key: str, message: str) -> None:
-        self.lines.append(f"{key}: {message}")
-
-
 TOP_KEYS = {
     "api", "state_db", "settle_seconds", "poll_interval_seconds", "rescan_interval_seconds",
     "upload_workers", "folders", "log_level", "pause_check_seconds", "task_timeout_seconds",
@@ -123,8 +114,8 @@ def load_config(path: str | os.PathLike, env: dict[str, str] | None = None) -> C
 def parse_config(
     raw: Any, *, base_dir: Path, env: dict[str, str], source: Path | None = None
 ) -> Config:
-    errors = _Errors()
-    reader = _Reader(errors, base_dir)
+    errors = Errors()
+    reader = Reader(errors, base_dir)
     if not isinstance(raw, dict):
         raise ConfigError(["(top level): must be a mapping with a 'folders' list"], str(source))
     reader.unknown_keys(raw, TOP_KEYS, "")
@@ -171,7 +162,7 @@ def _default_state_db(env: dict[str, str]) -> Path:
     return Path("~/.local/state/watcherd/state.db").expanduser()
 
 
-def _parse_api(reader: _Reader, raw: Any) -> ApiConfig:
+def _parse_api(reader: Reader, raw: Any) -> ApiConfig:
     if not isinstance(raw, dict):
         reader.errors.add("api", "must be a mapping")
         return ApiConfig()
@@ -191,7 +182,7 @@ def _parse_api(reader: _Reader, raw: Any) -> ApiConfig:
     )
 
 
-def _parse_folders(reader: _Reader, raw: Any) -> list[tuple[int, FolderConfig]]:
+def _parse_folders(reader: Reader, raw: Any) -> list[tuple[int, FolderConfig]]:
     """The valid folders, each with its position in the YAML list."""
     if raw is None:
         reader.errors.add("folders", "required: a list of drop folders")
@@ -207,7 +198,7 @@ def _parse_folders(reader: _Reader, raw: Any) -> list[tuple[int, FolderConfig]]:
     return folders
 
 
-def _parse_folder(reader: _Reader, raw: Any, key: str) -> FolderConfig | None:
+def _parse_folder(reader: Reader, raw: Any, key: str) -> FolderConfig | None:
     if not isinstance(raw, dict):
         reader.errors.add(key, "must be a mapping with at least 'path' and 'index_id'")
         return None
@@ -225,7 +216,7 @@ def _parse_folder(reader: _Reader, raw: Any, key: str) -> FolderConfig | None:
         require_audio=reader.boolean(raw, "require_audio", f"{key}.require_audio"),
         language=reader.string(raw, "language", f"{key}.language"),
         dedupe=reader.boolean(raw, "dedupe", f"{key}.dedupe", default=True),
-        extensions=reader.extensions(raw, f"{key}.extensions"),
+        extensions=reader.extensions(raw, VIDEO_EXTENSIONS, f"{key}.extensions"),
         limits=limits_for(model, reader.limits(raw, f"{key}.limits")),
     )
     if path is None or index_id is None:
@@ -235,7 +226,7 @@ def _parse_folder(reader: _Reader, raw: Any, key: str) -> FolderConfig | None:
     return FolderConfig(path=path, index_id=index_id, **values)
 
 
-def _check_folder_overlaps(numbered: list[tuple[int, FolderConfig]], errors: _Errors) -> None:
+def _check_folder_overlaps(numbered: list[tuple[int, FolderConfig]], errors: Errors) -> None:
     """Cross-field checks, run after every field parsed."""
     for n, (i, folder) in enumerate(numbered):
         for name in ("done_dir", "failed_dir"):
@@ -257,92 +248,3 @@ def _check_folder_overlaps(numbered: list[tuple[int, FolderConfig]], errors: _Er
                 errors.add(f"folders[{i}].path", f"inside folders[{j}], which is recursive")
             elif folder.recursive and other.path.is_relative_to(folder.path):
                 errors.add(f"folders[{i}].path", f"recursive and contains folders[{j}]")
-
-
-class _Reader:
-    """Typed accessors that record an error and return a default on bad input."""
-
-    def __init__(self, errors: _Errors, base_dir: Path) -> None:
-        self.errors = errors
-        self.base_dir = base_dir
-
-    def unknown_keys(self, raw: dict, allowed: set[str], prefix: str) -> None:
-        for key in raw:
-            if key not in allowed:
-                where = f"{prefix}.{key}" if prefix else str(key)
-                self.errors.add(where, f"unknown key (allowed: {', '.join(sorted(allowed))})")
-
-    def string(self, raw: dict, name: str, key: str, default: str | None = None,
-               required: bool = False) -> str | None:
-        value = raw.get(name)
-        if value is None:
-            if required:
-                self.errors.add(key, "required")
-            return default
-        if not isinstance(value, str) or not value.strip():
-            self.errors.add(key, f"must be a non-empty string (got {value!r})")
-            return default
-        return value.strip()
-
-    def path(self, raw: dict, name: str, key: str, required: bool = False) -> Path | None:
-        value = self.string(raw, name, key, required=required)
-        if value is None:
-            return None
-        expanded = Path(value).expanduser()
-        return Path(os.path.normpath(self.base_dir / expanded))
-
-    def number(self, raw: dict, name: str, key: str, default: float, *, minimum: float,
-               maximum: float | None = None, integer: bool = False) -> float:
-        value = raw.get(name, default)
-        wrong_type = isinstance(value, bool) or not isinstance(value, (int, float))
-        if wrong_type or (integer and not isinstance(value, int)):
-            kind = "an integer" if integer else "a number"
-            self.errors.add(key, f"must be {kind} (got {value!r})")
-            return default
-        if value < minimum or (maximum is not None and value > maximum):
-            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-            self.errors.add(key, f"must be {bound} (got {value!r})")
-            return default
-        return value
-
-    def boolean(self, raw: dict, name: str, key: str, default: bool = False) -> bool:
-        value = raw.get(name, default)
-        if not isinstance(value, bool):
-            self.errors.add(key, f"must be true or false (got {value!r})")
-            return default
-        return value
-
-    def choice(self, raw: dict, name: str, key: str, options: tuple[str, ...], default: str) -> str:
-        value = raw.get(name, default)
-        if value not in options:
-            self.errors.add(key, f"must be one of {', '.join(options)} (got {value!r})")
-            return default
-        return value
-
-    def extensions(self, raw: dict, key: str) -> tuple[str, ...]:
-        value = raw.get("extensions")
-        if value is None:
-            return tuple(VIDEO_EXTENSIONS)
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-            self.errors.add(key, "must be a non-empty list of suffixes like .mp4")
-            return tuple(VIDEO_EXTENSIONS)
-        return tuple("." + v.lower().lstrip(".") for v in value)
-
-    def limits(self, raw: dict, key: str) -> dict[str, Any]:
-        value = raw.get("limits")
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            self.errors.add(key, "must be a mapping of limit names to numbers")
-            return {}
-        overrides: dict[str, Any] = {}
-        for name in value:
-            expected = LIMIT_KEYS.get(name)
-            if expected is None:
-                allowed = ", ".join(LIMIT_KEYS)
-                self.errors.add(f"{key}.{name}", f"unknown limit (allowed: {allowed})")
-                continue
-            number = self.number(value, name, f"{key}.{name}", 0, minimum=0,
-                                 integer=expected is int)
-            overrides[name] = expected(number)
-        return overrides

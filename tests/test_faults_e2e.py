@@ -87,6 +87,20 @@ def test_an_unknown_index_at_start_names_the_folder(daemon, fake_api):
     assert "resource_not_exist" in result.stderr
 
 
+def test_an_api_that_does_not_answer_the_start_check_does_not_hold_up_start(daemon, fake_api,
+                                                                           valid_clip):
+    # Under systemd, READY=1 waits for start: a hung check must not run into TimeoutStartSec.
+    daemon.settings["api"]["io_timeout_seconds"] = 300
+    fake_api.inject("GET", "/indexes/", action="late", delay=60)
+    started = time.monotonic()
+    daemon.start()
+    assert time.monotonic() - started < 20
+    assert "cannot check index idx_test at start" in daemon.log()
+    shutil.copy(valid_clip, daemon.inbox / "after.mp4")
+    daemon.wait_done("after.mp4")
+    assert daemon.stop() == 0
+
+
 def test_an_unwritable_failed_dir_is_refused_at_start(daemon, tmp_path):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where a folder should be")

@@ -17,7 +17,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,16 @@ class TwelveLabsClient:
 
     def close(self) -> None:
         self.session.close()
+
+    @contextmanager
+    def short_timeouts(self, connect: float, io: float) -> Iterator[TwelveLabsClient]:
+        """Cap the timeouts for quick checks (only while no other thread uses the client)."""
+        saved = self.timeout
+        self.timeout = (min(connect, saved[0]), min(io, saved[1]))
+        try:
+            yield self
+        finally:
+            self.timeout = saved
 
     # -- the four operations -------------------------------------------------
 

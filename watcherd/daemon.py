@@ -29,7 +29,7 @@ from .notify import Notifier
 from .pausecheck import PauseCheck
 from .pipeline import UploadWorker
 from .poller import Poller
-from .preflight import preflight
+from .preflight import CHECK_TIMEOUTS, preflight
 from .progress import Progress, TerminalProgress
 from .rebuild import move_aside, rebuild
 from .reload import prepare_reload
@@ -125,7 +125,8 @@ class Daemon:
         """Lock, check, open and recover; then start every thread."""
         self.lock.acquire()
         try:
-            preflight(self.config, self.api, resolve_api_key(self.config.api.key_file).source)
+            with self.api.short_timeouts(*CHECK_TIMEOUTS) as quick:
+                preflight(self.config, quick, resolve_api_key(self.config.api.key_file).source)
             self._open_store()
             self.recover()
         except BaseException:

@@ -19,6 +19,10 @@ from .mover import TEMP_PREFIX
 
 logger = logging.getLogger(__name__)
 
+# Checks must not hold up start (READY=1, TimeoutStartSec=) or a reload (the
+# watchdog): an API slower than this is warned about and retried later anyway.
+CHECK_TIMEOUTS = (3.0, 10.0)
+
 
 def preflight(config: Config, api: TwelveLabsClient, key_source: str) -> None:
     """Raise ConfigError listing every problem that would make uploads fail."""

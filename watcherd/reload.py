@@ -17,7 +17,7 @@ from .api import TwelveLabsClient
 from .apikey import resolve_api_key
 from .config import Config, load_config
 from .errors import ConfigError
-from .preflight import check_api, check_folder
+from .preflight import CHECK_TIMEOUTS, check_api, check_folder
 from .states import ACTIVE_STATES
 from .store import Store
 
@@ -26,9 +26,6 @@ logger = logging.getLogger(__name__)
 # Fields whose change needs a restart: another database means another daemon's
 # state, and the worker count sizes threads that may be mid-upload.
 RESTART_ONLY = ("state_db", "upload_workers")
-# A reload runs on the main thread, which also pings the watchdog: keep the
-# index check short. A timeout only warns, like at start.
-CHECK_TIMEOUTS = (3.0, 10.0)
 
 
 def prepare_reload(current: Config, store: Store) -> tuple[Config, list[str]]:

@@ -272,6 +272,18 @@ def test_retry_by_task_id_and_by_folder(capsys, tree):
     assert code == 1 and "no failed file matches task_nobody" in text
 
 
+def test_retry_will_not_strand_a_file_whose_folder_left_the_config(capsys, tree, tmp_path):
+    other = tmp_path / "other-config.yaml"
+    (tmp_path / "elsewhere").mkdir()
+    other.write_text(f"state_db: {tree['db']}\n"
+                     f"folders:\n  - {{path: {tmp_path / 'elsewhere'}, index_id: idx}}\n")
+    code, out = run(capsys, "retry", "--failed", "-c", str(other), "--json")
+    results = json.loads(out)
+    assert code == 1 and results and not any(r["moved"] for r in results)
+    assert all("no longer in the config" in r["skipped"] for r in results)
+    assert (tree["inbox"] / "failed" / "short.mp4").exists()
+
+
 def test_retry_needs_exactly_one_target(tree):
     with pytest.raises(SystemExit, match="not both"):
         cli.main(["retry", "-c", tree["config"]])

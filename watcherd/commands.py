@@ -115,7 +115,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
     store = Store(config.state_db)
     try:
         records = select_failed(store, args.target, _folder(config, args.folder))
-        results = retry(store, records, dry_run=args.dry_run)
+        results = retry(store, records, config, dry_run=args.dry_run)
     finally:
         store.close()
     if args.json:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import queries
+from .config import Config
 from .mover import SIDECAR_SUFFIX, move_file
 from .records import FileRecord
 from .states import State
@@ -37,7 +38,7 @@ def select_failed(store: Store, target: str | None, folder: Path | None) -> list
     return [r for r in latest.values() if r.state == State.FAILED]
 
 
-def plan(store: Store, record: FileRecord) -> dict[str, Any]:
+def plan(store: Store, record: FileRecord, config: Config) -> dict[str, Any]:
     """What retrying ``record`` would do, or why it cannot."""
     entry: dict[str, Any] = {"file_id": record.id, "from": record.dest_path,
                              "to": record.path, "reason": record.reason, "skipped": None}
@@ -46,13 +47,17 @@ def plan(store: Store, record: FileRecord) -> dict[str, Any]:
         entry["skipped"] = f"the file was picked up again since (now {latest.state})"
     elif not record.dest_path or not Path(record.dest_path).is_file():
         entry["skipped"] = "no longer in failed/ (moved or deleted by someone)"
+    elif not any(f.path == Path(record.folder) for f in config.folders):
+        # Moving it back would strand it: nothing watches that folder any more.
+        entry["skipped"] = f"its folder {record.folder} is no longer in the config"
     return entry
 
 
-def retry(store: Store, records: list[FileRecord], dry_run: bool) -> list[dict[str, Any]]:
+def retry(store: Store, records: list[FileRecord], config: Config,
+          dry_run: bool) -> list[dict[str, Any]]:
     results = []
     for record in records:
-        entry = plan(store, record)
+        entry = plan(store, record, config)
         if entry["skipped"] is None and not dry_run:
             entry["to"] = str(_move_back(store, record))
         entry["moved"] = entry["skipped"] is None and not dry_run

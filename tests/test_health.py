@@ -136,7 +136,7 @@ def test_monitor_pings_on_schedule_while_healthy_and_stops_when_stuck(store, blo
 def test_monitor_status_names_the_upload_with_its_percent(store):
     monitor, notifier, _, progress = make_monitor(store, [], interval=None)
     record = store.add(path="/in/видео.mp4", folder="/in", index_id="idx", size=10, mtime_ns=1)
-    progress.update(record.id, 43, 100)
+    progress.update(record.id, 43, 100, record.path)
     monitor.tick()
     assert notifier.sent == ["STATUS=watching 0 folders; uploading видео.mp4 43%; 1 waiting; "
                              "0 done, 0 failed"]

@@ -43,7 +43,7 @@ def test_a_slow_upload_still_says_something_every_ten_seconds(caplog):
 
 def test_progress_rate_and_clear():
     progress = Progress()
-    progress.update(1, 10, 100)
+    progress.update(1, 10, 100, "/in/a.mp4")
     assert progress.snapshot() == {1: (10, 100)}
     progress.started[1] -= 2  # two seconds ago
     assert 4.9 < progress.rate(1) < 5.1

@@ -206,7 +206,7 @@ class Daemon:
     def _publish_runtime(self, problems: list[str]) -> None:
         self.store.publish_runtime(build_snapshot(
             watcher=self.watcher, scanner=self.scanner, progress=self.progress, gate=self.gate,
-            store=self.store, problems=problems, started_at=self.started_at))
+            problems=problems, started_at=self.started_at))
 
     def reload(self) -> None:
         """Apply a changed config to new work; a bad one is refused and the old kept."""

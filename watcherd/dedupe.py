@@ -13,7 +13,9 @@ Two questions are asked before any upload:
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -22,6 +24,19 @@ from .states import State
 from .store import FileRecord, Store
 
 logger = logging.getLogger(__name__)
+
+HASH_BLOCK = 1 << 20
+
+
+def sha256_file(path: str, each_block: Callable[[], None] | None = None) -> str:
+    """The content identity used for dedupe; ``each_block`` runs after every 1 MiB read."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(HASH_BLOCK):
+            digest.update(block)
+            if each_block is not None:
+                each_block()
+    return digest.hexdigest()
 
 # How far before our attempt's start a remote task may claim to be created
 # and still be ours (clock skew between this host and the API).

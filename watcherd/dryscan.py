@@ -10,7 +10,6 @@ move; media checks and hashes read the files.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Iterator
@@ -21,11 +20,11 @@ from rich.console import Console
 
 from . import queries
 from .config import Config, FolderConfig
+from .dedupe import sha256_file
 from .filters import ignore_reason
 from .render import styled_state, table
+from .settle import seconds_unchanged
 from .store import Store
-
-HASH_BLOCK = 1 << 20
 
 
 def dry_scan(config: Config, store: Store | None, now: float | None = None
@@ -49,8 +48,7 @@ def _classify(config: Config, store: Store | None, folder: FolderConfig, path: s
     record = store.active_by_path(path) if store is not None else None
     if record is not None:
         return "tracked", record.state
-    st = os.stat(path)
-    quiet = now - max(st.st_mtime, st.st_ctime)
+    quiet = seconds_unchanged(path, now) or 0.0
     if quiet < config.settle_seconds:
         return "settling", f"changed {quiet:.0f}s ago (needs {config.settle_seconds:g}s)"
     from .validate import check_file  # PyAV: only when a file must be looked at
@@ -60,7 +58,7 @@ def _classify(config: Config, store: Store | None, folder: FolderConfig, path: s
         failure = report.first_failure
         return "invalid", f"{failure.rule}: {failure.reason}"
     if folder.dedupe:
-        sha = _sha256(path)
+        sha = sha256_file(path)
         holder = queries.content_match(store, sha, folder.index_id) if store else None
         if holder is not None:
             return "duplicate", f"of {holder.path} ({holder.state})"
@@ -78,14 +76,6 @@ def _all_files(folder: FolderConfig) -> Iterator[str]:
             d for d in subdirs if not d.startswith(".")
             and here / d not in (folder.done_dir, folder.failed_dir)]
         yield from (str(here / name) for name in files if (here / name).is_file())
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def render_scan(results: list[dict[str, Any]], console: Console) -> None:

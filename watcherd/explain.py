@@ -8,7 +8,6 @@ the database read-only and never calls the API.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from .filters import ignore_reason
 from .records import FileRecord
 from .render import ago, duration, iso, styled_state, table
 from .runtime import daemon_state
+from .settle import seconds_unchanged
 from .states import State
 from .store import Store
 
@@ -53,7 +53,7 @@ def explain(config: Config, store: Store | None, path: str, now: float | None = 
 def _tracked(config: Config, store: Store, record: FileRecord, now: float) -> dict[str, Any]:
     state = record.state
     if state == State.SETTLING:
-        quiet = _quiet_for(record.path, now)
+        quiet = seconds_unchanged(record.path, now)
         wait = config.settle_seconds
         return _say("settling", f"waiting for the file to stop changing: unchanged for "
                     f"{duration(quiet or 0)} of {wait:g}s", quiet_seconds=quiet,
@@ -95,7 +95,7 @@ def _untracked(config: Config, path: str, now: float) -> dict[str, Any]:
     reason = ignore_reason(path, folder)
     if reason is not None:
         return _say("ignored", f"never picked up: {reason}", rule=reason)
-    quiet = _quiet_for(path, now)
+    quiet = seconds_unchanged(path, now)
     if quiet is None:
         return _say("missing", "no such file, and the daemon has no record of it")
     if quiet < config.settle_seconds:
@@ -115,14 +115,6 @@ def _untracked(config: Config, path: str, now: float) -> dict[str, Any]:
 
 def _say(status: str, summary: str, **details: Any) -> dict[str, Any]:
     return {"status": status, "summary": summary, "details": details}
-
-
-def _quiet_for(path: str, now: float) -> float | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return max(0.0, now - max(st.st_mtime, st.st_ctime))
 
 
 def _upload_progress(store: Store, record: FileRecord) -> str:

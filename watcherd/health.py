@@ -130,19 +130,16 @@ class Monitor:
             self.publish(problems)
             due = True
         if self.display is not None:
-            self.display.show({file_id: (os.path.basename(self.store.get(file_id).path), done,
-                                         total)
-                               for file_id, (done, total) in self.progress.snapshot().items()})
+            self.display.show({file_id: (os.path.basename(path), done, total)
+                               for file_id, path, done, total in self.progress.uploads()})
         return due
 
     def problems(self) -> list[str]:
         return thread_problems(self.threads(), self.stall_seconds) + self.watcher.broken()
 
     def summary(self) -> str:
-        uploads = []
-        for file_id, (done, total) in sorted(self.progress.snapshot().items()):
-            name = os.path.basename(self.store.get(file_id).path)
-            uploads.append((name, int(100 * done / total) if total else 0))
+        uploads = [(os.path.basename(path), int(100 * done / total) if total else 0)
+                   for _, path, done, total in self.progress.uploads()]
         folders = (sum(w.healthy for w in self.watcher.watches), len(self.watcher.watches))
         return status_line(self.store.counts(), folders, uploads, self.gate.describe())
 

@@ -10,7 +10,6 @@ number and start time before the POST, the task id the moment it answers.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import queue
@@ -19,7 +18,7 @@ from collections.abc import Callable
 
 from .api import TwelveLabsClient, UploadAborted
 from .config import Config, FolderConfig
-from .dedupe import find_earlier_task, join_holder
+from .dedupe import find_earlier_task, join_holder, sha256_file
 from .errors import ApiRejected, FileChanged, MediaRejected, TransientError, UploadsPaused
 from .presence import folder_reachable
 from .progress import Progress, ProgressLog
@@ -31,7 +30,6 @@ from .validate import check_file, human_bytes, raise_if_rejected
 
 logger = logging.getLogger(__name__)
 
-HASH_BLOCK = 1 << 20
 # A file waiting for an identical one to finish uploading is looked at again
 # this often (it goes to the back of the queue, so it never blocks others).
 DUPLICATE_RECHECK_SECONDS = 1.0
@@ -112,15 +110,14 @@ class UploadWorker(ServiceThread):
         return record
 
     def _hash(self, record: FileRecord) -> FileRecord:
-        digest = hashlib.sha256()
-        with open(record.path, "rb") as fh:
-            while block := fh.read(HASH_BLOCK):
-                digest.update(block)
-                beat()
-                if self.abort_event.is_set():
-                    raise FileChanged("hashing interrupted by shutdown")
+        def each_block() -> None:
+            beat()
+            if self.abort_event.is_set():
+                raise FileChanged("hashing interrupted by shutdown")
+
+        sha256 = sha256_file(record.path, each_block)
         self._ensure_unchanged(record)
-        self.store.update(record.id, sha256=digest.hexdigest())
+        self.store.update(record.id, sha256=sha256)
         return self.store.get(record.id)
 
     def _hash_for_sidecar(self, record: FileRecord) -> None:
@@ -182,7 +179,7 @@ class UploadWorker(ServiceThread):
 
         def on_progress(done: int, total: int) -> None:
             beat()
-            self.progress.update(record.id, done, total)
+            self.progress.update(record.id, done, total, record.path)
             journal.update(done, total)
 
         def should_abort() -> bool:

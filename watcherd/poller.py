@@ -3,8 +3,9 @@
 Each task is polled every ``poll_interval_seconds`` with ±20 % jitter, so a
 burst of uploads does not turn into a burst of polls. With several tasks in
 one index, one ``GET /tasks?index_id=…&status=…`` (the unfinished ones)
-answers for all of them, and only tasks missing from it get a GET of their own. Any status other than
-``ready``/``failed`` counts as still working (unknown ones are logged once).
+answers for all of them, and only tasks missing from it get a GET of their
+own. Any status other than ``ready``/``failed`` counts as still working
+(unknown ones are logged once).
 Accepts both the v1.3 (``system_metadata``) and v1.2 (``metadata``,
 ``process.percentage``) task shapes.
 """

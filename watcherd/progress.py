@@ -28,21 +28,30 @@ class Progress:
 
     sent: dict[int, tuple[int, int]] = field(default_factory=dict)
     started: dict[int, float] = field(default_factory=dict)
+    # Kept here so status views name an upload without a database read.
+    paths: dict[int, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def update(self, file_id: int, done: int, total: int) -> None:
+    def update(self, file_id: int, done: int, total: int, path: str) -> None:
         with self.lock:
             self.sent[file_id] = (done, total)
             self.started.setdefault(file_id, time.monotonic())
+            self.paths[file_id] = path
 
     def clear(self, file_id: int) -> None:
         with self.lock:
             self.sent.pop(file_id, None)
             self.started.pop(file_id, None)
+            self.paths.pop(file_id, None)
 
     def snapshot(self) -> dict[int, tuple[int, int]]:
         with self.lock:
             return dict(self.sent)
+
+    def uploads(self) -> list[tuple[int, str, int, int]]:
+        """(file id, path, bytes sent, total bytes) of every upload, by file id."""
+        with self.lock:
+            return [(i, self.paths[i], *self.sent[i]) for i in sorted(self.sent)]
 
     def rate(self, file_id: int) -> float | None:
         """Bytes per second since this upload's first block, or None."""

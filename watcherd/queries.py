@@ -25,11 +25,6 @@ def records_for_task(store: Store, task_id: str) -> list[FileRecord]:
     return _records(store, "SELECT * FROM files WHERE task_id = ? ORDER BY id", (task_id,))
 
 
-def in_state(store: Store, state: str, folder: str | None = None) -> list[FileRecord]:
-    sql = "SELECT * FROM files WHERE state = ?" + (" AND folder = ?" if folder else "")
-    return _records(store, sql + " ORDER BY id", (state, folder) if folder else (state,))
-
-
 def recent(store: Store, state: str, limit: int, folder: str | None = None) -> list[FileRecord]:
     sql = "SELECT * FROM files WHERE state = ?" + (" AND folder = ?" if folder else "")
     return _records(store, sql + " ORDER BY updated_at DESC LIMIT ?",

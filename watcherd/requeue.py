@@ -27,7 +27,8 @@ logger = logging.getLogger(__name__)
 def select_failed(store: Store, target: str | None, folder: Path | None) -> list[FileRecord]:
     """Failed rows for a path (inbox or failed/ location), a task id, or all (in a folder)."""
     if target is None:
-        records = queries.in_state(store, State.FAILED, str(folder) if folder else None)
+        records = [r for r in store.in_states(State.FAILED)
+                   if folder is None or r.folder == str(folder)]
     else:
         path = str(Path(target).expanduser().absolute())
         records = (queries.records_at(store, path) or queries.records_for_path(store, path)

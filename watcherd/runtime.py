@@ -23,13 +23,11 @@ STALE_SECONDS = 15.0  # several missed publications (every 2 s)
 
 
 def build_snapshot(*, watcher: Watcher, scanner: Scanner, progress: Progress,
-                   gate: UploadGate, store: Store, problems: list[str],
-                   started_at: float) -> dict[str, Any]:
+                   gate: UploadGate, problems: list[str], started_at: float) -> dict[str, Any]:
     now = time.time()
-    uploads = []
-    for file_id, (done, total) in sorted(progress.snapshot().items()):
-        uploads.append({"file_id": file_id, "path": store.get(file_id).path, "sent": done,
-                        "total": total, "rate": progress.rate(file_id)})
+    uploads = [{"file_id": file_id, "path": path, "sent": done, "total": total,
+                "rate": progress.rate(file_id)}
+               for file_id, path, done, total in progress.uploads()]
     return {
         "pid": os.getpid(),
         "version": __version__,

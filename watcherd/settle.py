@@ -175,6 +175,19 @@ class Settler(ServiceThread):
         return None if cand is None else self.clock() - cand.quiet_since
 
 
+def seconds_unchanged(path: str, now: float) -> float | None:
+    """How long ``path`` has not changed, judged from outside (None if it is not there).
+
+    The settler watches the signature change over time; a one-off look can
+    only go by mtime and ctime (ctime catches a rename into the folder).
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return max(0.0, now - max(st.st_mtime, st.st_ctime))
+
+
 def _regular_file_stat(path: str) -> os.stat_result | None:
     """The file's stat if it is a regular file (symlinks are not followed)."""
     try:

@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -68,8 +69,12 @@ def get(api: FakeTwelveLabs, path: str, session: requests.Session | None = None,
 
 
 def tricky_content(size: int, boundary: bytes) -> bytes:
-    """Random bytes plus near-miss delimiters, some straddling the 1 MiB read pieces."""
-    data = bytearray(os.urandom(size))
+    """Random bytes plus near-miss delimiters, some straddling the 1 MiB read pieces.
+
+    Seeded: with fresh random bytes, the byte after a truncated delimiter could
+    complete it (1 in 256) and turn the near miss into a real boundary.
+    """
+    data = bytearray(random.Random(size).randbytes(size))
     near_misses = [b"\r\n--" + boundary[:-1], b"--" + boundary, b"\r\n-" + boundary,
                    b"\r\n--" + boundary[:5]]
     for at, fake in zip([10, 1000, (1 << 20) - 3, (2 << 20) - 7, size - 40], near_misses * 2):

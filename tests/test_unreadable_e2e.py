@@ -95,3 +95,47 @@ def test_an_unreadable_file_waits_in_the_inbox_and_is_taken_once_readable(
     assert daemon.sidecar(moved)["status"] == "ready" and len(fake_api.uploads()) == 1
     (row,) = daemon.status()
     assert row["state"] == "done" and row["reason"] is None
+
+
+def test_a_file_that_turns_unreadable_during_validation_goes_back_to_settling(
+        tmp_path, valid_clip, monkeypatch):
+    """The settler checked it, then the permissions changed: still no "not decodable"."""
+    import errno
+    import queue
+
+    import av
+
+    from watcherd.config import parse_config
+    from watcherd.pipeline import UploadWorker
+    from watcherd.retry import UploadGate
+    from watcherd.states import State
+    from watcherd.store import Store
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    config = parse_config({"folders": [{"path": str(inbox), "index_id": "idx"}]},
+                          base_dir=tmp_path, env={})
+    store = Store(tmp_path / "state.db").open()
+    source = inbox / "clip.mp4"
+    shutil.copy(valid_clip, source)
+    st = source.stat()
+    record = store.add(path=str(source), folder=str(inbox), index_id="idx",
+                       state=State.QUEUED, size=st.st_size, mtime_ns=st.st_mtime_ns)
+
+    def refused(path, *args, **kwargs):  # what FFmpeg's EACCES becomes in PyAV
+        raise av.error.PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    monkeypatch.setattr(av, "open", refused)
+    finalized: list[int] = []
+    resettled: list[str] = []
+    worker = UploadWorker("upload-1", config=config, store=store, api=None,  # type: ignore
+                          gate=UploadGate(rng=lambda: 0.0), work=queue.Queue(),
+                          finalize=finalized.append, settle_again=resettled.append)
+    try:
+        worker.process(record.id)
+        row = store.get(record.id)
+        assert (row.state, row.outcome, finalized) == (State.SETTLING, None, [])
+        assert resettled == [str(source)] and "Permission denied" in \
+            store.history(record.id)[-1]["detail"]
+    finally:
+        store.close()

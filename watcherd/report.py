@@ -82,7 +82,8 @@ def _active(record: FileRecord, upload: dict[str, Any] | None, now: float) -> di
 
 
 def _finished(record: FileRecord) -> dict[str, Any]:
-    return {"path": display(record.path), "dest_path": _shown(record.dest_path), "video_id": record.video_id,
+    return {"path": display(record.path), "dest_path": _shown(record.dest_path),
+            "video_id": record.video_id,
             "task_id": record.task_id, "reason": record.reason, "error_code": record.error_code,
             "finished_at": iso(record.finished_at or record.updated_at)}
 

@@ -332,9 +332,13 @@ def _db_value(column: str, value: Any) -> Any:
     return db_path(value) if column in PATH_COLUMNS else _db_text(value)
 
 
+def _path_from_db(value: Any) -> Any:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
 def record_from_row(row: sqlite3.Row) -> FileRecord:
-    return FileRecord(**{k: os.fsdecode(row[k]) if k in PATH_COLUMNS and isinstance(
-        row[k], bytes) else row[k] for k in COLUMNS})
+    return FileRecord(**{k: _path_from_db(row[k]) if k in PATH_COLUMNS else row[k]
+                         for k in COLUMNS})
 
 
 def _log_transition(record: FileRecord, old: str, detail: str | None) -> None:

@@ -19,7 +19,7 @@ LONGEST_NAME = "w" * 242 + "ééé.mp4"    # 252 bytes: "<name>.json" would be 2
 def watcherd(daemon, *args: str | bytes) -> subprocess.CompletedProcess:
     config = daemon.write_config()
     return subprocess.run([sys.executable, "-m", "watcherd", *args, "-c", str(config)],
-                          capture_output=True, env=daemon.env, timeout=120)
+                          capture_output=True, env=daemon.env, timeout=120, check=False)
 
 
 def test_a_name_that_is_not_utf8_reaches_done_and_is_shown_escaped(daemon, fake_api,

@@ -53,7 +53,7 @@ def unprivileged_daemon(fake_api) -> Iterator[DaemonRunner]:
 def _can_run(options: dict) -> bool:
     try:
         probe = subprocess.run([sys.executable, "-c", "import watcherd.daemon"],
-                               capture_output=True, timeout=60, **options)
+                               capture_output=True, timeout=60, check=False, **options)
     except PermissionError:  # the interpreter itself is out of reach
         return False
     return probe.returncode == 0
@@ -62,7 +62,8 @@ def _can_run(options: dict) -> bool:
 def cli(runner: DaemonRunner, *args: str) -> dict:
     done = subprocess.run([sys.executable, "-m", "watcherd", *args, "--json",
                            "-c", str(runner.write_config())],
-                          capture_output=True, text=True, env=runner.env, timeout=60)
+                          capture_output=True, text=True, env=runner.env, timeout=60,
+                          check=False)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 

@@ -119,6 +119,7 @@ class DaemonRunner:
         self.env = {**os.environ, "TWELVELABS_API_KEY": TEST_KEY}
         self.env.pop("CREDENTIALS_DIRECTORY", None)
         self.env.pop("JOURNAL_STREAM", None)
+        self.popen_options: dict[str, Any] = {}  # e.g. user=/group= to drop root
 
     @property
     def done(self) -> Path:
@@ -138,7 +139,8 @@ class DaemonRunner:
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             [*self.command, "run", "--config", str(config)],
-            stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.root)
+            stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.root,
+            **self.popen_options)
         log.close()
         wait_for(lambda: "watcherd started" in self.log() or self.proc.poll() is not None,
                  timeout=30, what="daemon start")

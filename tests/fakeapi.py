@@ -68,6 +68,19 @@ class _Rule:
     delay: float
 
 
+def _strict_json_text(text: str | None) -> bool:
+    """JSON a strict parser takes: a lone surrogate escape (\\udcff) is not text."""
+    if text is None:
+        return True
+    try:
+        json.dumps(json.loads(text), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    except ValueError:
+        pass  # not JSON at all: not what this check is about
+    return True
+
+
 def _rfc3339(ms: int) -> str:
     return (EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")[:-6] + "Z"
 
@@ -231,6 +244,9 @@ class _Handler(BaseHTTPRequestHandler):
             if missing:
                 raise ApiError(400, "parameter_not_provided",
                                 f"The `{missing[0]}` parameter is required but was not provided.")
+            if not _strict_json_text(rec.fields.get("user_metadata")):
+                raise ApiError(400, "parameter_invalid",
+                               "The `user_metadata` parameter is invalid.")
             index_id = rec.fields["index_id"]
             if index_id not in fake.indexes:
                 raise ApiError(400, "resource_not_exist",

@@ -193,7 +193,11 @@ def read_form(body: Body, boundary: bytes,
                 more()
                 continue
             headers = {}
-            for line in buf[:end].decode("utf-8", "replace").split("\r\n"):
+            try:  # RFC 7578: a filename is UTF-8; anything else is the client's bug
+                head = bytes(buf[:end]).decode("utf-8")
+            except UnicodeDecodeError:
+                raise bad("part headers are not valid UTF-8") from None
+            for line in head.split("\r\n"):
                 key, _, val = line.partition(":")
                 headers[key.strip().lower()] = val.strip()
             buf = buf[end + (2 if end == 0 else 4):]

@@ -7,9 +7,13 @@
 - ``TransientError``: the network or the API hiccupped; retry with backoff.
 - ``UploadsPaused`` (``AuthError``, ``QuotaError``): nothing is wrong with the
   file; every upload waits until the account works again.
+- ``StorageRefused``: done/ or failed/ refuses the name for good; reported
+  once as an ERROR, never retried with a reassuring message.
 """
 
 from __future__ import annotations
+
+import errno
 
 
 class WatcherdError(Exception):
@@ -100,3 +104,17 @@ class QuotaError(UploadsPaused):
     """``usage_limit_exceeded``: the account has no credit left."""
 
     fix = "add credit or a payment method to the Twelve Labs account; watcherd resumes by itself"
+
+
+class StorageRefused(WatcherdError):
+    """The filesystem refuses a name or operation for good (ENAMETOOLONG, EINVAL, EILSEQ):
+    retrying the same thing cannot succeed, so it is reported once, not retried."""
+
+    def __init__(self, path: str, error: OSError) -> None:
+        self.path = path
+        self.error = error
+        super().__init__(f"{error.strerror or error} ({errno_name(error)})")
+
+
+def errno_name(error: OSError) -> str:
+    return errno.errorcode.get(error.errno or 0, str(error.errno))

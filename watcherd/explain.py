@@ -2,8 +2,9 @@
 
 Works for a file the daemon tracks (its inbox path, or where it was moved
 to), and for one it has never seen: then it says which rule would apply, as
-the daemon would decide it (naming rules, settling, the media checks). Reads
-the database read-only and never calls the API.
+the daemon would decide it, with the daemon's own functions (naming rules
+and symlinks, settling, readability, the media checks). Reads the database
+read-only and never calls the API. Paths are shown escaped (``names.display``).
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from rich.text import Text
 
 from . import queries
 from .config import Config
-from .filters import ignore_reason
+from .dedupe import sha256_file
+from .filters import skip_reason
+from .names import display
 from .records import FileRecord
 from .render import ago, duration, iso, styled_state, table
 from .runtime import daemon_state
-from .settle import seconds_unchanged
+from .settle import READ_FIX, UNREADABLE, seconds_unchanged, unreadable_reason
 from .states import State
 from .store import Store
 
@@ -45,13 +48,16 @@ def explain(config: Config, store: Store | None, path: str, now: float | None = 
                               "to": h["to_state"], "detail": h["detail"]}
                              for r in records for h in store.history(r.id)]
     else:
-        result.update(_untracked(config, target, now))
+        result.update(_untracked(config, store, target, now))
         result["record"], result["history"] = None, []
-    return result
+    return _shown(result)
 
 
 def _tracked(config: Config, store: Store, record: FileRecord, now: float) -> dict[str, Any]:
     state = record.state
+    if state == State.SETTLING and record.error_code == UNREADABLE:
+        return _say("unreadable", f"{record.reason}; it stays in the inbox and is taken by "
+                    f"itself once readable. Fix: {READ_FIX}", reason=record.reason)
     if state == State.SETTLING:
         quiet = seconds_unchanged(record.path, now)
         wait = config.settle_seconds
@@ -88,11 +94,12 @@ def _tracked(config: Config, store: Store, record: FileRecord, now: float) -> di
     return _say("vanished", f"disappeared from the folder before upload ({record.reason})")
 
 
-def _untracked(config: Config, path: str, now: float) -> dict[str, Any]:
+def _untracked(config: Config, store: Store | None, path: str, now: float
+               ) -> dict[str, Any]:
     folder = config.folder_for(path)
     if folder is None:
         return _say("outside", "not in any configured folder: it will never be picked up")
-    reason = ignore_reason(path, folder)
+    reason = skip_reason(path, folder)
     if reason is not None:
         return _say("ignored", f"never picked up: {reason}", rule=reason)
     quiet = seconds_unchanged(path, now)
@@ -101,6 +108,10 @@ def _untracked(config: Config, path: str, now: float) -> dict[str, Any]:
     if quiet < config.settle_seconds:
         return _say("settling", f"still changing: unchanged for {duration(quiet)} of "
                     f"{config.settle_seconds:g}s", quiet_seconds=quiet)
+    problem = unreadable_reason(path)
+    if problem is not None:
+        return _say("unreadable", f"{problem}: it will wait in the inbox until it is "
+                    f"readable. Fix: {READ_FIX}", reason=problem)
     from .validate import check_file  # PyAV: only when a file must be looked at
 
     report = check_file(path, folder.limits, require_audio=folder.require_audio)
@@ -108,9 +119,24 @@ def _untracked(config: Config, path: str, now: float) -> dict[str, Any]:
         failure = report.first_failure
         return _say("would_reject", f"would be rejected by rule '{failure.rule}': "
                     f"{failure.reason} (measured {failure.measured})", rule=failure.rule)
+    holder = store.holder_for_new(sha256_file(path), folder.index_id) \
+        if folder.dedupe and store is not None else None
+    if holder is not None:
+        return _say("would_join", f"not seen by the daemon yet; same content as "
+                    f"{holder.path} ({holder.state}): it will share that task, no second "
+                    "upload", duplicate_of=holder.path)
     return _say("would_upload", "not seen by the daemon yet; it passes every rule and "
                 f"will be uploaded to index {folder.index_id} after the next event or scan "
                 f"(every {config.rescan_interval_seconds:g}s)")
+
+
+def _shown(value: Any) -> Any:
+    """Every string in ``value`` fit for JSON and terminals (undecodable bytes escaped)."""
+    if isinstance(value, dict):
+        return {k: _shown(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shown(v) for v in value]
+    return display(value) if isinstance(value, str) else value
 
 
 def _say(status: str, summary: str, **details: Any) -> dict[str, Any]:

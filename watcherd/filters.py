@@ -1,12 +1,16 @@
 """Which paths are candidates: the naming rules, each with a name.
 
-``ignore_reason`` returns the rule that excludes a path (so ``explain`` and
-debug logs can say why) or None for a candidate. Pure functions of the path
-and the folder config: no I/O.
+``ignore_reason`` returns the naming rule that excludes a path (so ``explain``
+and debug logs can say why) or None; it is a pure function of the path and
+the folder config. ``kind_reason`` says why what is at a path is not taken
+(a symlink, a directory…) from its ``lstat``; ``skip_reason`` is both, as
+the daemon applies them, for ``scan --dry-run`` and ``explain``.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path, PurePath
 
 from .config import FolderConfig
@@ -49,3 +53,24 @@ def _name_reason(relative: PurePath, folder: FolderConfig) -> str | None:
 
 def is_candidate(path: str | PurePath, folder: FolderConfig) -> bool:
     return ignore_reason(path, folder) is None
+
+
+def kind_reason(st: os.stat_result) -> str | None:
+    """Why the thing ``lstat`` describes is not taken: only regular files are."""
+    if stat.S_ISLNK(st.st_mode):
+        return "symbolic link (links are never followed)"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    return None
+
+
+def skip_reason(path: str | PurePath, folder: FolderConfig) -> str | None:
+    """``ignore_reason``, then ``kind_reason`` of what is there (None if nothing is)."""
+    reason = ignore_reason(path, folder)
+    if reason is not None:
+        return reason
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return kind_reason(st)

@@ -3,11 +3,15 @@
 The target path is recorded before the move, so after a crash the next run
 can tell "moved but not recorded" from "not moved yet". A storage error
 (full disk, read-only share) keeps the row in ``finalizing`` and retries
-later; the source is only removed once the copy is complete.
+later; the source is only removed once the copy is complete. An error that
+no retry can cure (the filesystem refuses the name: ENAMETOOLONG, EINVAL,
+EILSEQ) is one ERROR with the fix, and the file is left alone until the
+next start instead of being retried forever.
 """
 
 from __future__ import annotations
 
+import errno
 import heapq
 import logging
 import os
@@ -16,22 +20,27 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from . import __version__
 from .config import Config, FolderConfig
+from .errors import StorageRefused
 from .mover import free_target, move_file, write_sidecar
+from .names import display
 from .presence import folder_reachable
 from .states import State
 from .store import FileRecord, Store
 from .threads import ServiceThread
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # A storage error (full disk, share away) is retried after 5 s, doubling to
 # at most 5 min: quick once space is freed, quiet while it is not.
 RETRY_FIRST_SECONDS = 5.0
 RETRY_MAX_SECONDS = 300.0
+# The same call with the same name fails the same way, however long we wait.
+PERMANENT_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ})
 
 
 class Finalizer(ServiceThread):
@@ -55,16 +64,28 @@ class Finalizer(ServiceThread):
             return
         try:
             self.finalize(file_id)
+        except StorageRefused as exc:
+            self._failures.pop(file_id, None)
+            self._refused(file_id, exc)
         except OSError as exc:
             failures = self._failures.get(file_id, 0) + 1
             self._failures[file_id] = failures
             delay = min(RETRY_MAX_SECONDS, self.retry_seconds * 2 ** (failures - 1))
             logger.error("%s: cannot move it to done/failed yet (%s); nothing is lost: the "
                          "file stays where it is, retrying in %.0fs",
-                         self.store.get(file_id).path, exc, delay)
+                         display(self.store.get(file_id).path), exc, delay)
             heapq.heappush(self._later, (self.clock() + delay, file_id))
         else:
             self._failures.pop(file_id, None)
+
+    def _refused(self, file_id: int, exc: StorageRefused) -> None:
+        """Not retried: the row stays ``finalizing`` (shown by status) until the next start."""
+        record = self.store.get(file_id)
+        self.store.note(file_id, f"cannot be moved, retrying cannot help: {exc}")
+        logger.error("%s: the filesystem refuses %s: %s. Retrying cannot help; the file stays "
+                     "where it is and is tried again at the next start. Fix: give done_dir/"
+                     "failed_dir a filesystem that takes this name, or rename the file",
+                     display(record.path), display(exc.path), exc)
 
     def _requeue_due(self) -> None:
         now = self.clock()
@@ -78,10 +99,10 @@ class Finalizer(ServiceThread):
         folder = self.config.folder_for(record.path)
         target = self._target(record, folder)
         source = Path(record.path)
-        moved = self._move(source, target)
+        moved = _permanent_as_refused(self._move, source, target)
         if moved is None and not folder_reachable(record.folder):
-            raise FileNotFoundError(f"folder {record.folder} is unreachable; {source.name} "
-                                    "will be moved when it is back")
+            raise FileNotFoundError(f"folder {record.folder} is unreachable; "
+                                    f"{display(source.name)} will be moved when it is back")
         if moved is None:
             self.store.transition(file_id, State.VANISHED,
                                   f"file disappeared before it could be moved to {target.parent}",
@@ -90,7 +111,8 @@ class Finalizer(ServiceThread):
         finished = self.store.clock()
         record = self.store.transition(file_id, State.FINALIZING, None, dest_path=str(moved))
         original = self.store.get(record.duplicate_of) if record.duplicate_of else None
-        write_sidecar(moved, sidecar_document(record, folder, finished, original))
+        _permanent_as_refused(write_sidecar, moved,
+                              sidecar_document(record, folder, finished, original))
         final = State.DONE if record.outcome == "ready" else State.FAILED
         self.store.transition(file_id, final, f"moved to {moved}", finished_at=finished)
 
@@ -123,12 +145,26 @@ class Finalizer(ServiceThread):
         return move_file(source, target)
 
 
+def _permanent_as_refused(call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)``, with an OSError that no retry can cure raised as StorageRefused."""
+    try:
+        return call(*args)
+    except OSError as exc:
+        if exc.errno in PERMANENT_ERRNOS:
+            raise StorageRefused(os.fsdecode(exc.filename2 or exc.filename or args[0]),
+                                 exc) from exc
+        raise
+
+
 def sidecar_document(record: FileRecord, folder: FolderConfig | None, finished: float,
                      original: FileRecord | None = None) -> dict[str, Any]:
     """What happened to the file, for people and scripts reading done/ or failed/.
 
     ``original`` is the earlier file with the same content whose task this
-    one shares (``dedupe``); its bytes were not uploaded again.
+    one shares (``dedupe``); its bytes were not uploaded again. Paths are
+    shown with undecodable bytes escaped (``names.display``); ``original_name``
+    is the name the file had in the inbox, which differs from the moved name
+    when that was taken or too long.
     """
     return {
         "status": "ready" if record.outcome == "ready" else "failed",
@@ -139,13 +175,15 @@ def sidecar_document(record: FileRecord, folder: FolderConfig | None, finished: 
         "video_id": record.video_id,
         "index_id": record.index_id,
         "model": folder.model if folder else None,
-        "source_path": record.path,
-        "moved_to": record.dest_path,
+        "source_path": display(record.path),
+        "original_name": display(Path(record.path).name),
+        "moved_to": None if record.dest_path is None else display(record.dest_path),
         "size": record.size,
         "sha256": record.sha256,
         "attempts": record.attempts,
         "duplicate_of": None if original is None else {
-            "source_path": original.path, "moved_to": original.dest_path,
+            "source_path": display(original.path),
+            "moved_to": None if original.dest_path is None else display(original.dest_path),
             "task_id": original.task_id, "video_id": original.video_id},
         "media": record.media_facts(),
         "task": record.task(),

@@ -1,7 +1,9 @@
 """Move finished files without ever overwriting or losing one.
 
 - A taken name gets a distinct suffix (``clip-1.mp4``); the sidecar name
-  (``clip-1.mp4.json``) must be free too.
+  (``clip-1.mp4.json``) must be free too. Every name written here fits in
+  NAME_MAX with its sidecar: a longer one is cut short (``names.fit_name``),
+  and temp names have a bounded length (``names.temp_name``).
 - Same filesystem: ``link`` + ``unlink``, which fails instead of clobbering
   when the name was taken in the meantime (``rename`` would silently replace).
 - Another filesystem (EXDEV): copy to a hidden temp name in the target
@@ -12,7 +14,6 @@
 from __future__ import annotations
 
 import errno
-import glob
 import json
 import logging
 import os
@@ -20,30 +21,27 @@ import shutil
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .names import SIDECAR_SUFFIX, fit_name, is_temp_for, temp_name
 from .threads import beat
 
 logger = logging.getLogger(__name__)
 
 COPY_BLOCK = 1 << 20
 
-SIDECAR_SUFFIX = ".json"
 TEMP_PREFIX = ".watcherd-tmp-"
 MAX_SUFFIX = 10_000
 
 
 def free_target(directory: Path, name: str) -> Path:
-    """The first ``name``, ``stem-1.ext``, ``stem-2.ext``… not taken (with its sidecar)."""
-    stem, suffix = _split(name)
+    """The first ``name``, ``stem-1.ext``, ``stem-2.ext``… not taken (with its sidecar).
+
+    Each is shortened to fit NAME_MAX with ``.json`` appended (``names.fit_name``).
+    """
     for n in range(MAX_SUFFIX):
-        candidate = directory / (name if n == 0 else f"{stem}-{n}{suffix}")
+        candidate = directory / fit_name(name, f"-{n}" if n else "")
         if not _taken(candidate):
             return candidate
     raise FileExistsError(f"no free name for {name} in {directory}")
-
-
-def _split(name: str) -> tuple[str, str]:
-    path = Path(name)
-    return path.stem, path.suffix
 
 
 def _taken(candidate: Path) -> bool:
@@ -92,7 +90,7 @@ def copy_data(src: BinaryIO, dst: BinaryIO) -> None:
 
 def _copy_across(source: Path, target: Path) -> Path:
     _remove_stale_temps(target)
-    temp = target.parent / f"{TEMP_PREFIX}{os.getpid()}-{target.name}"
+    temp = target.parent / temp_name(TEMP_PREFIX, target.name)
     try:
         with open(source, "rb") as src, open(temp, "xb") as dst:
             copy_data(src, dst)
@@ -112,7 +110,7 @@ def write_sidecar(moved: Path, document: dict[str, Any]) -> Path:
     """Write ``<moved name>.json`` atomically (temp file, fsync, rename)."""
     sidecar = moved.with_name(moved.name + SIDECAR_SUFFIX)
     _remove_stale_temps(sidecar)  # a run killed mid-write left its own (pid-named) temp
-    temp = moved.parent / f"{TEMP_PREFIX}{os.getpid()}-{sidecar.name}"
+    temp = moved.parent / temp_name(TEMP_PREFIX, sidecar.name)
     try:
         with open(temp, "w", encoding="utf-8") as fh:
             json.dump(document, fh, indent=2, sort_keys=True, ensure_ascii=False)
@@ -142,8 +140,10 @@ def _fsync_dir(directory: Path) -> None:
 
 def _remove_stale_temps(target: Path) -> None:
     """Partial writes of ``target`` left by an earlier run that was killed mid-write."""
-    # Escaped: a name like "take [2].mp4" must not be read as a glob pattern.
-    for stale in target.parent.glob(f"{TEMP_PREFIX}*-{glob.escape(target.name)}"):
+    # Matched by name, not by a glob of it: "take [2].mp4" is no pattern.
+    for stale in target.parent.glob(f"{TEMP_PREFIX}*"):
+        if not is_temp_for(stale.name, TEMP_PREFIX, target.name):
+            continue
         logger.info("removing a partial copy left by an earlier run: %s", stale)
         _remove_quietly(stale)
 

@@ -3,7 +3,8 @@
 The exception type decides a file's fate:
 ``MediaRejected``/``ApiRejected`` → failed/, ``TransientError`` → retry after
 the shared backoff, ``UploadsPaused`` → back to the queue until the account
-works, ``FileChanged`` → settle again, ``FileNotFoundError`` → vanished.
+works, ``FileChanged`` → settle again, ``FileNotFoundError`` → vanished,
+``PermissionError`` → settle again (the settler holds an unreadable file).
 Intent is written before every side effect: ``uploading`` with the attempt
 number and start time before the POST, the task id the moment it answers.
 """
@@ -20,6 +21,7 @@ from .api import TwelveLabsClient, UploadAborted
 from .config import Config, FolderConfig
 from .dedupe import find_earlier_task, join_holder, sha256_file
 from .errors import ApiRejected, FileChanged, MediaRejected, TransientError, UploadsPaused
+from .names import display
 from .presence import folder_reachable
 from .progress import Progress, ProgressLog
 from .retry import UploadGate
@@ -86,6 +88,9 @@ class UploadWorker(ServiceThread):
             self.settle_again(record.path)
         except FileNotFoundError:
             self._missing(record, folder)
+        except PermissionError as exc:  # permissions, not media: the settler holds it
+            self.store.transition(file_id, State.SETTLING, f"cannot read it: {exc.strerror}")
+            self.settle_again(record.path)
         except MediaRejected as exc:
             self._hash_for_sidecar(record)
             self._fail(file_id, exc.reason, rule=exc.rule)
@@ -190,8 +195,9 @@ class UploadWorker(ServiceThread):
         return self.api.create_task(
             record.path,
             index_id=folder.index_id,
+            filename=record.name,
             language=folder.language,
-            user_metadata={"sha256": record.sha256, "source_path": record.path,
+            user_metadata={"sha256": record.sha256, "source_path": display(record.path),
                            "watcherd_file_id": record.id},
             on_progress=on_progress,
             should_abort=should_abort,

@@ -55,16 +55,16 @@ class ProbeFailed(Exception):
 def probe(path: str | os.PathLike) -> MediaFacts:
     """Media facts of ``path``; ProbeFailed when it is not a decodable video.
 
-    FileNotFoundError propagates: a vanished file is the caller's business,
-    not a property of the media.
+    FileNotFoundError and PermissionError propagate: a vanished or unreadable
+    file is the caller's business, not a property of the media.
     """
     started = time.perf_counter()
     size = os.stat(path).st_size
     try:
         with av.open(os.fspath(path), mode="r", metadata_errors="ignore") as container:
             facts = _read_facts(container, size)
-    except FileNotFoundError:
-        raise
+    except (FileNotFoundError, PermissionError):
+        raise  # the file is gone or the service user may not read it: not bad media
     except av.error.FFmpegError as exc:
         # Covers InvalidDataError, IsADirectoryError, DecoderNotFoundError, ...
         raise ProbeFailed(f"not a media file FFmpeg can read: {_describe(exc)}") from exc

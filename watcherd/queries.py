@@ -7,8 +7,9 @@ a second at 100,000 rows (``bench/status_rows.py`` measures it).
 from __future__ import annotations
 
 from .records import FileRecord
+from .settle import UNREADABLE
 from .states import State
-from .store import HOLDER_SQL, Store, record_from_row
+from .store import Store, record_from_row
 
 
 def records_for_path(store: Store, path: str) -> list[FileRecord]:
@@ -52,10 +53,11 @@ def counts_by_folder(store: Store) -> dict[str, dict[str, int]]:
     return counts
 
 
-def content_match(store: Store, sha256: str, index_id: str) -> FileRecord | None:
-    """The file whose task a new file with this content would share (as the daemon decides)."""
-    found = _records(store, HOLDER_SQL, {"sha": sha256, "index": index_id, "id": 0})
-    return found[0] if found else None
+def unreadable(store: Store, folder: str, limit: int = 50) -> list[FileRecord]:
+    """Files waiting in ``folder`` because the service user cannot read them."""
+    return _records(store, "SELECT * FROM files WHERE state = ? AND error_code = ? AND "
+                    "folder = ? ORDER BY id LIMIT ?",
+                    (State.SETTLING, UNREADABLE, folder, limit))
 
 
 def _records(store: Store, sql: str, params: tuple | dict) -> list[FileRecord]:

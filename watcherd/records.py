@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
+
+from .names import api_filename
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -103,7 +104,8 @@ class FileRecord:
 
     @property
     def name(self) -> str:
-        return Path(self.path).name
+        """The file name as Twelve Labs knows it (valid UTF-8, ``names.api_filename``)."""
+        return api_filename(self.path)
 
     def task(self) -> dict | None:
         return json.loads(self.task_json) if self.task_json else None

@@ -18,6 +18,7 @@ from rich.text import Text
 
 from . import queries
 from .config import Config
+from .names import display
 from .records import FileRecord
 from .render import ago, duration, iso, size, styled_state, table
 from .runtime import daemon_state
@@ -45,6 +46,8 @@ def build_status(config: Config, store: Store, folder: Path | None = None,
             "path": str(f.path), "index_id": f.index_id,
             "counts": {s: counts.get(str(f.path), {}).get(s, 0) for s in COUNTED_STATES},
             "watch": _watch(watched.get(str(f.path))),
+            "unreadable": [{"path": display(r.path), "reason": r.reason}
+                           for r in queries.unreadable(store, str(f.path))],
         } for f in wanted],
         "active": [_active(r, uploads.get(r.id), now) for r in active],
         "recent": {state: [_finished(r) for r in queries.recent(store, state, RECENT, only)]
@@ -69,7 +72,7 @@ def _watch(watch: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def _active(record: FileRecord, upload: dict[str, Any] | None, now: float) -> dict[str, Any]:
     since = record.uploaded_at if record.state == "indexing" else record.updated_at
-    entry = {"path": record.path, "state": record.state, "task_id": record.task_id,
+    entry = {"path": display(record.path), "state": record.state, "task_id": record.task_id,
              "remote_status": record.remote_status, "age_seconds": round(now - (since or now)),
              "percent": None, "rate_bytes_per_second": None, "size": record.size}
     if upload and upload["total"]:
@@ -79,7 +82,8 @@ def _active(record: FileRecord, upload: dict[str, Any] | None, now: float) -> di
 
 
 def _finished(record: FileRecord) -> dict[str, Any]:
-    return {"path": record.path, "dest_path": record.dest_path, "video_id": record.video_id,
+    return {"path": display(record.path), "dest_path": _shown(record.dest_path),
+            "video_id": record.video_id,
             "task_id": record.task_id, "reason": record.reason, "error_code": record.error_code,
             "finished_at": iso(record.finished_at or record.updated_at)}
 
@@ -97,6 +101,12 @@ def render_status(status: dict[str, Any], console: Console) -> None:
                      c["uploading"], c["indexing"], c["done"], c["failed"], c["vanished"]))
     console.print(table(("folder", "watch", "last scan", "waiting", "uploading", "indexing",
                          "done", "failed", "vanished"), rows))
+    unreadable = [u for f in status["folders"] for u in f["unreadable"]]
+    if unreadable:
+        console.print()
+        console.print(table(("file", "why"), ((u["path"], u["reason"]) for u in unreadable),
+                            title="Unreadable (waiting in the inbox: let the service user "
+                                  "read them)"))
     if status["active"]:
         console.print()
         console.print(table(("state", "file", "progress", "task", "remote", "for"),
@@ -166,5 +176,9 @@ def list_rows(store: Store, state: str | None, folder: Path | None) -> list[dict
         sql += " WHERE " + " AND ".join(clauses)
     rows = [record_from_row(r) for r in store.query(sql + " ORDER BY id DESC",
                                                             tuple(params))]
-    return [{**{name: getattr(r, name) for name in LIST_FIELDS},
+    return [{**{name: _shown(getattr(r, name)) for name in LIST_FIELDS},
              "updated_at": iso(r.updated_at)} for r in rows]
+
+
+def _shown(value: Any) -> Any:
+    return display(value) if isinstance(value, str) else value

@@ -5,6 +5,10 @@ timer; any change of size, mtime, ctime or inode, and any new event for it,
 restarts its quiet period. A file is released to the upload queue once it
 has been unchanged for ``settle_seconds``, however it was found. Timing uses
 an injectable monotonic clock so the gate can be stepped in tests.
+
+A quiet file the service user cannot read stays here: it is an environment
+problem (permissions), not bad media. Its row is marked ``unreadable``, one
+WARNING says the fix, and it is released by itself once it can be opened.
 """
 
 from __future__ import annotations
@@ -12,14 +16,14 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config
-from .filters import ignore_reason
+from .filters import ignore_reason, kind_reason
+from .names import display
 from .presence import folder_reachable
 from .states import State
 from .store import StaleState, Store
@@ -29,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 Signature = tuple[int, int, int, int]  # size, mtime_ns, ctime_ns, inode
 IGNORED_LOG_LIMIT = 10_000
+UNREADABLE = "unreadable"  # the row's error_code while the file cannot be opened
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,7 @@ class Settler(ServiceThread):
         self.candidates: dict[str, Candidate] = {}
         self._ignored_logged: set[str] = set()
         self._unreachable_logged: set[str] = set()
+        self._unreadable_logged: set[str] = set()
 
     def step(self) -> None:
         deadline = self.clock() + self.tick_seconds
@@ -95,7 +101,11 @@ class Settler(ServiceThread):
         if reason is not None:
             self._note_ignored(hint.path, reason)
             return
-        st = _regular_file_stat(hint.path)
+        st = _lstat(hint.path)
+        kind = None if st is None else kind_reason(st)
+        if kind is not None:
+            self._note_ignored(hint.path, kind)
+            st = None
         record = self.store.active_by_path(hint.path)
         if st is None:
             if record is not None and record.state == State.SETTLING:
@@ -113,7 +123,7 @@ class Settler(ServiceThread):
         # Once per path and run: a .part file being written fires many events.
         if path not in self._ignored_logged and len(self._ignored_logged) < IGNORED_LOG_LIMIT:
             self._ignored_logged.add(path)
-            logger.debug("ignoring %s: %s", path, reason)
+            logger.debug("ignoring %s: %s", display(path), reason)
 
     def tick(self) -> None:
         """Re-stat every candidate; release the ones quiet for long enough."""
@@ -155,8 +165,15 @@ class Settler(ServiceThread):
         self.candidates[path] = Candidate(file_id, (-1, -1, -1, -1), self.clock())
 
     def _release(self, path: str, cand: Candidate, st: os.stat_result) -> None:
+        problem = unreadable_reason(path)
+        if problem is not None:
+            self._hold_unreadable(path, cand, problem)
+            return
         del self.candidates[path]
         self._unreachable_logged.discard(path)
+        if path in self._unreadable_logged:
+            self._unreadable_logged.discard(path)
+            logger.info("%s: readable now; taking it", display(path))
         try:
             # sha256 is cleared so the worker validates and hashes this version.
             self.store.transition(
@@ -164,10 +181,24 @@ class Settler(ServiceThread):
                 f"unchanged for {self.config.settle_seconds:g}s ({st.st_size} bytes)",
                 expect=(State.SETTLING,), size=st.st_size, mtime_ns=st.st_mtime_ns,
                 settled_at=self.store.clock(), sha256=None, duplicate_of=None,
+                error_code=None, reason=None,
             )
         except StaleState:
             return
         self.release(cand.file_id)
+
+    def _hold_unreadable(self, path: str, cand: Candidate, problem: str) -> None:
+        """Keep it settling; try again after another quiet period (a chmod restarts it too)."""
+        cand.quiet_since = self.clock()
+        if path in self._unreadable_logged:
+            return
+        self._unreadable_logged.add(path)
+        record = self.store.get(cand.file_id)
+        if record.error_code != UNREADABLE:
+            self.store.transition(cand.file_id, State.SETTLING, problem,
+                                  error_code=UNREADABLE, reason=problem)
+        logger.warning("%s: %s; it stays in the inbox and is taken once readable. Fix: let "
+                       "the service user read it (%s)", display(path), problem, READ_FIX)
 
     def quiet_for(self, path: str) -> float | None:
         """How long ``path`` has been quiet, if it is settling (for status views)."""
@@ -188,11 +219,32 @@ def seconds_unchanged(path: str, now: float) -> float | None:
     return max(0.0, now - max(st.st_mtime, st.st_ctime))
 
 
-def _regular_file_stat(path: str) -> os.stat_result | None:
-    """The file's stat if it is a regular file (symlinks are not followed)."""
+READ_FIX = "e.g. chmod o+r FILE, or give the group of the service user read access"
+
+
+def unreadable_reason(path: str) -> str | None:
+    """Why the service user cannot open ``path`` for reading, or None (it can, or it is gone)."""
     try:
-        st = os.stat(path, follow_symlinks=False)
+        with open(path, "rb"):
+            return None
+    except PermissionError as exc:
+        return f"cannot read it as user {_user()}: {exc.strerror}"
     except OSError:
         return None
-    return st if stat.S_ISREG(st.st_mode) else None
+
+
+def _user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError):
+        return str(os.geteuid())
+
+
+def _lstat(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except OSError:
+        return None
 

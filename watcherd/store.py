@@ -4,12 +4,18 @@ Discipline from dependency-trials.md section 6: WAL, one connection per
 thread, autocommit with explicit ``BEGIN IMMEDIATE`` for read-modify-write
 (a DEFERRED transaction that upgrades to a write fails at once with
 "database is locked", busy timeout or not).
+
+Paths are stored exactly: a name that is UTF-8 as TEXT, one with other bytes
+as a BLOB of those bytes (``os.fsencode``), so every name round-trips and
+``WHERE path = ?`` matches either way. Free text (history details, reasons)
+is stored escaped for display (``names.display``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -18,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .names import display, is_utf8
 from .records import ADDED_COLUMNS, COLUMNS, SCHEMA, UPDATABLE, FileRecord
 from .states import ACTIVE_STATES, State
 
@@ -109,7 +116,7 @@ class Store:
         placeholders = ",".join("?" * len(ACTIVE_STATES))
         row = self._conn().execute(
             f"SELECT * FROM files WHERE path = ? AND state IN ({placeholders})",
-            (path, *ACTIVE_STATES),
+            (db_path(path), *ACTIVE_STATES),
         ).fetchone()
         return record_from_row(row) if row else None
 
@@ -136,9 +143,17 @@ class Store:
         """Another row that has (or may soon have) a task for the same content and index."""
         return _content_holder(self._conn(), record.id, record.sha256, record.index_id)
 
+    def holder_for_new(self, sha256: str, index_id: str) -> FileRecord | None:
+        """The row a file not tracked yet would join or wait for (``scan --dry-run``):
+        ``content_holder`` for a row newer than every row there is, as its would be."""
+        return _content_holder(self._conn(), NEWEST_ID, sha256, index_id)
+
     def query(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
         """Read-only SQL for the reports in ``queries`` (one place owns the connections)."""
-        return self._conn().execute(sql, params).fetchall()
+        if isinstance(params, dict):
+            return self._conn().execute(sql, {k: db_path(v) for k, v in params.items()}
+                                        ).fetchall()
+        return self._conn().execute(sql, tuple(db_path(v) for v in params)).fetchall()
 
     def runtime(self) -> tuple[dict[str, Any], float] | None:
         """The daemon's last published snapshot and when (wall clock), if any."""
@@ -158,8 +173,8 @@ class Store:
             detail: str | None = None, **fields: Any) -> FileRecord:
         """Insert a live row for ``path`` (which must not have one already)."""
         now = self.clock()
-        cols = {"path": path, "folder": folder, "index_id": index_id, "state": state,
-                "discovered_at": now, "updated_at": now, **_checked(fields)}
+        cols = {"path": db_path(path), "folder": db_path(folder), "index_id": index_id,
+                "state": state, "discovered_at": now, "updated_at": now, **_checked(fields)}
         with self._write() as conn:
             cur = conn.execute(
                 f"INSERT INTO files ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})",
@@ -167,7 +182,7 @@ class Store:
             )
             conn.execute(
                 "INSERT INTO history (file_id, at, from_state, to_state, detail) "
-                "VALUES (?, ?, NULL, ?, ?)", (cur.lastrowid, now, state, detail),
+                "VALUES (?, ?, NULL, ?, ?)", (cur.lastrowid, now, state, _db_text(detail)),
             )
         return self.get(cur.lastrowid)
 
@@ -199,7 +214,7 @@ class Store:
             if old != state or detail:
                 conn.execute(
                     "INSERT INTO history (file_id, at, from_state, to_state, detail) "
-                    "VALUES (?, ?, ?, ?, ?)", (file_id, now, old, state, detail),
+                    "VALUES (?, ?, ?, ?, ?)", (file_id, now, old, state, _db_text(detail)),
                 )
         record = self.get(file_id)
         if old != state:
@@ -211,7 +226,8 @@ class Store:
         with self._write() as conn:
             state = conn.execute("SELECT state FROM files WHERE id = ?", (file_id,)).fetchone()[0]
             conn.execute("INSERT INTO history (file_id, at, from_state, to_state, detail) "
-                         "VALUES (?, ?, ?, ?, ?)", (file_id, self.clock(), state, state, detail))
+                         "VALUES (?, ?, ?, ?, ?)", (file_id, self.clock(), state, state,
+                                                    _db_text(detail)))
 
     def publish_runtime(self, snapshot: dict[str, Any]) -> None:
         with self._write() as conn:
@@ -247,6 +263,8 @@ class CorruptDatabase(Exception):
         self.path = path
         self.detail = detail
 
+
+NEWEST_ID = 2**63 - 1  # SQLite's largest rowid: newer than any real row
 
 # A holder has a task for the content, is sending it now, or sent it once and
 # waits to retry (that attempt may have created a task). Among waiting rows
@@ -294,15 +312,36 @@ def _checked(fields: dict[str, Any]) -> dict[str, Any]:
     unknown = set(fields) - UPDATABLE
     if unknown:
         raise ValueError(f"unknown columns: {sorted(unknown)}")
-    return {k: json.dumps(v) if k in ("facts", "task_json") and v is not None
-            and not isinstance(v, str) else v for k, v in fields.items()}
+    return {k: _db_value(k, json.dumps(v) if k in ("facts", "task_json") and v is not None
+                         and not isinstance(v, str) else v) for k, v in fields.items()}
+
+
+PATH_COLUMNS = ("path", "folder", "dest_path")
+
+
+def db_path(value: Any) -> Any:
+    """A path for SQLite: a name that is not UTF-8 as the BLOB of its exact bytes."""
+    return os.fsencode(value) if isinstance(value, str) and not is_utf8(value) else value
+
+
+def _db_text(value: Any) -> Any:
+    return display(value) if isinstance(value, str) else value
+
+
+def _db_value(column: str, value: Any) -> Any:
+    return db_path(value) if column in PATH_COLUMNS else _db_text(value)
+
+
+def _path_from_db(value: Any) -> Any:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
 
 
 def record_from_row(row: sqlite3.Row) -> FileRecord:
-    return FileRecord(**{k: row[k] for k in COLUMNS})
+    return FileRecord(**{k: _path_from_db(row[k]) if k in PATH_COLUMNS else row[k]
+                         for k in COLUMNS})
 
 
 def _log_transition(record: FileRecord, old: str, detail: str | None) -> None:
     task = f" task={record.task_id}" if record.task_id else ""
     why = f": {detail}" if detail else ""
-    logger.info("%s: %s -> %s%s%s", record.path, old, record.state, task, why)
+    logger.info("%s: %s -> %s%s%s", display(record.path), old, record.state, task, why)

@@ -48,7 +48,8 @@ colour only on a terminal, never with NO_COLOR; --json output is documented in t
 EXAMPLES = {
     "run": "watcherd run -c /etc/watcherd/config.yaml\n"
            "signals: SIGTERM/SIGINT stop, SIGHUP reloads the config, SIGUSR1 dumps stacks\n"
-           "exit: 0 stopped, 1 another daemon holds the database, 78 invalid config/key/index",
+           "exit: 0 stopped, 1 another daemon holds the database or a folder, 78 invalid "
+           "config/folder/key/index",
     "check-config": "watcherd check-config -c ./config.yaml\n"
                     "watcherd check-config --online    # also ask Twelve Labs about the key "
                     "and every index\n"

@@ -203,7 +203,9 @@ class FolderLock:
         real = Path(os.path.realpath(self.folder.path))
         for parent in real.parents:
             holder = holder_of(parent)
-            if holder is not None and _other(holder) and holder.recursive and not _hidden(real.relative_to(parent)):
+            if holder is None or not _other(holder) or not holder.recursive:
+                continue
+            if not _hidden(real.relative_to(parent)):
                 raise AlreadyRunning(
                     f"{key}: {self.folder.path} is inside {parent}, which {holder.describe()} "
                     "watches recursively; stop it first, or take the folder out of one of "

@@ -19,11 +19,11 @@ import stat
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import preflight
 from .api import TwelveLabsClient
 from .apikey import ApiKey, resolve_api_key
 from .config import Config
 from .errors import ConfigError, QuotaError, TransientError
-from . import preflight
 from .preflight import CHECK_TIMEOUTS, check_api
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from watcherd.config import VIDEO_EXTENSIONS, load_config
+from watcherd.config import VIDEO_EXTENSIONS, load_config, parse_config
 from watcherd.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,17 +37,28 @@ def test_example_config_is_valid_and_documents_every_key():
 
 def test_defaults_and_relative_paths_resolve_against_the_config_folder(tmp_path):
     config = load_config(write(tmp_path, "folders:\n  - {path: inbox, index_id: idx}\n"),
-                         env={"STATE_DIRECTORY": "/var/lib/watcherd"})
+                         env={"STATE_DIRECTORY": "/var/lib/watcherd", "HOME": "/home/op"})
     folder = config.folders[0]
     assert folder.path == tmp_path / "inbox"
     assert folder.done_dir == tmp_path / "inbox" / "done"
     assert folder.failed_dir == tmp_path / "inbox" / "failed"
     assert folder.model == "marengo" and folder.limits.min_duration_seconds == 4.0
     assert folder.extensions == tuple(VIDEO_EXTENSIONS)
-    assert config.state_db == Path("/var/lib/watcherd/state.db")
+    # Not $STATE_DIRECTORY: only the service sees it, and its operator must find the same file.
+    assert config.state_db == Path("/home/op/.local/state/watcherd/state.db")
     assert config.settle_seconds == 5 and config.upload_workers == 1
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.settle_seconds = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("env", [
+    {"STATE_DIRECTORY": "/var/lib/watcherd", "HOME": "/var/lib/watcherd"},  # the service
+    {"HOME": "/root"}, {"HOME": "/home/operator"}, {}])  # whoever runs a command
+def test_the_system_config_keeps_its_database_in_var_lib_for_everyone(env):
+    raw = {"folders": [{"path": "/srv/drop/inbox", "index_id": "idx"}]}
+    config = parse_config(raw, base_dir=Path("/etc/watcherd"), env=env,
+                          source=Path("/etc/watcherd/config.yaml"))
+    assert config.state_db == Path("/var/lib/watcherd/state.db")
 
 
 def test_pegasus_model_and_limit_overrides(tmp_path):
@@ -120,12 +131,12 @@ def test_cli_exits_78_with_the_key_path_and_no_traceback(tmp_path, command):
 
 
 def test_check_config_prints_a_summary(tmp_path):
-    path = write(tmp_path, "folders:\n  - {path: /in, index_id: idx, polling: true}\n")
+    path = write(tmp_path, f"folders:\n  - {{path: {tmp_path}, index_id: idx, polling: true}}\n")
     result = subprocess.run([sys.executable, "-m", "watcherd", "check-config", "-c", str(path)],
                             capture_output=True, text=True, timeout=60,
                             env={"TWELVELABS_API_KEY": "tlk_secret_value", "PATH": "/usr/bin"})
     assert result.returncode == 0, result.stderr
-    assert "folders[0]: /in -> index idx (marengo, polling" in result.stdout
+    assert f"folders[0]: {tmp_path} -> index idx (marengo, polling" in result.stdout
     assert "environment variable TWELVELABS_API_KEY" in result.stdout
     assert "tlk_secret_value" not in result.stdout
 

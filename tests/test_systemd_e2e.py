@@ -243,9 +243,13 @@ def test_journald_lines_carry_priorities_and_no_timestamps(daemon, fake_api):
     daemon.log_path.touch()
     st = daemon.log_path.stat()
     daemon.env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
-    daemon.settings["folders"].append({"path": str(daemon.root / "missing"),
-                                       "index_id": "idx_test"})
+    missing = daemon.root / "missing"
+    missing.mkdir()
+    daemon.settings["folders"].append({"path": str(missing), "index_id": "idx_test"})
     daemon.start()
+    shutil.rmtree(missing)  # at start it would be a configuration error (exit 78)
+    wait_for(lambda: re.search(r"^<3>.*missing", daemon.log(), flags=re.MULTILINE),
+             timeout=30, what="the error about the folder gone")
     assert daemon.stop() == 0
     lines = daemon.log().splitlines()
     assert lines and all(line[:3] in {"<7>", "<6>", "<4>", "<3>", "<2>"} for line in lines)

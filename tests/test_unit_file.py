@@ -79,6 +79,17 @@ def test_the_unit_has_what_the_service_contract_needs():
                                                                   "AF_INET6"}
 
 
+def test_the_service_and_its_operator_derive_one_database_from_the_shipped_config():
+    from watcherd.config import DEFAULT_CONFIG_PATH, SYSTEM_CONFIG_DIR, SYSTEM_STATE_DB
+    service = service_section()
+    # %E is /etc for a system unit: ExecStart reads the commands' default config ...
+    config = re.search(r"--config (\S+)", service["ExecStart"][0]).group(1)
+    assert config.replace("%E", "/etc") == DEFAULT_CONFIG_PATH
+    assert service["ConfigurationDirectory"] == [SYSTEM_CONFIG_DIR.name]
+    # ... whose default state_db is in the unit's StateDirectory (the one it may write).
+    assert Path("/var/lib") / service["StateDirectory"][0] == SYSTEM_STATE_DB.parent
+
+
 def test_sysusers_creates_the_service_user():
     fields = (ROOT / "systemd" / "watcherd.sysusers").read_text().split("\n")
     user_lines = [line.split() for line in fields if line.startswith("u ")]

@@ -19,7 +19,6 @@ import sqlite3
 import sys
 
 from . import __version__
-from .apikey import resolve_api_key
 from .commands import cmd_explain, cmd_list, cmd_probe, cmd_retry, cmd_scan, cmd_status
 from .config import DEFAULT_CONFIG_PATH, Config, load_config
 from .errors import ConfigError
@@ -27,6 +26,7 @@ from .instance import AlreadyRunning
 from .limits import MODEL_LIMITS
 from .logs import setup_logging
 from .render import terminal_console
+from .startcheck import check_at_start, check_online
 from .states import STATE_NAMES
 
 EXIT_OK = 0
@@ -48,8 +48,13 @@ colour only on a terminal, never with NO_COLOR; --json output is documented in t
 EXAMPLES = {
     "run": "watcherd run -c /etc/watcherd/config.yaml\n"
            "signals: SIGTERM/SIGINT stop, SIGHUP reloads the config, SIGUSR1 dumps stacks\n"
-           "exit: 0 stopped, 1 another daemon holds the database, 78 invalid config/key/index",
-    "check-config": "watcherd check-config -c ./config.yaml\nexit: 0 valid, 78 invalid",
+           "exit: 0 stopped, 1 another daemon holds the database or a folder, 78 invalid "
+           "config/folder/key/index",
+    "check-config": "watcherd check-config -c ./config.yaml\n"
+                    "watcherd check-config --online    # also ask Twelve Labs about the key "
+                    "and every index\n"
+                    "exit: 0 valid, 1 --online could not reach the API, 78 invalid (config, "
+                    "folder, key or index)",
     "status": "watcherd status\nwatcherd status --folder /srv/drop/inbox\n"
               "watcherd status --json | jq '.active[] | select(.state == \"uploading\")'",
     "list": "watcherd list --state failed\nwatcherd list --json | jq -r 'select(.task_id) | .path'",
@@ -86,7 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--json", action="store_true", help="machine-readable output")
 
     command("run", "run the daemon in the foreground until SIGTERM/SIGINT")
-    command("check-config", "validate the config and print a summary")
+    check = command("check-config", "validate the config, the folders and the key source the "
+                    "way run does at start, and print a summary")
+    check.add_argument("--online", action="store_true",
+                       help="also check the key and every index with Twelve Labs (the same "
+                            "requests as run's start-up checks)")
     status = command("status", "what the daemon is doing: folders, active files, recent "
                      "results, pauses")
     status.add_argument("--folder", metavar="PATH", help="only this configured folder")
@@ -137,7 +146,7 @@ def print_config_errors(exc: ConfigError) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    key = resolve_api_key(config.api.key_file)  # fail fast, before any thread starts
+    key = check_at_start(config)  # what check-config refuses too, before any thread starts
     console = terminal_console()
     setup_logging(config.log_level, console=console)
     # A hang is diagnosable: SIGUSR1 (or systemd's watchdog SIGABRT) dumps every
@@ -150,6 +159,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     logger = logging.getLogger(__name__)
     logger.info("watcherd %s: config %s, API %s, key from %s", __version__, config.source,
                 config.api.base_url, key.source)
+    _warn_outside_state_directory(config, logger)
     try:
         display = TerminalProgress(console) if console else None
         return Daemon(config, display=display).run()
@@ -161,10 +171,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_FAIL
 
 
+def _warn_outside_state_directory(config: Config, logger: logging.Logger) -> None:
+    # The default state_db no longer follows $STATE_DIRECTORY (only the service
+    # sees it); a unit with a config elsewhere must name its state_db.
+    state_directory = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if state_directory and not config.state_db.is_relative_to(state_directory):
+        logger.warning("state_db %s is outside the unit's StateDirectory %s; if watcherd "
+                       "cannot write there, set state_db in %s", config.state_db,
+                       state_directory, config.source)
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    key = check_at_start(config)
+    online = check_online(config, key) if args.online else None
+    if online is not None and online.problems:
+        raise ConfigError(online.problems, str(config.source) if config.source else None)
     print(f"config {config.source}: OK")
-    print(f"  api: {config.api.base_url}; key: {_key_status(config)}")
+    print(f"  api: {config.api.base_url}; key: found ({key.source})")
     print(f"  state_db: {config.state_db}")
     print(f"  settle {config.settle_seconds:g}s, poll {config.poll_interval_seconds:g}s, "
           f"rescan {config.rescan_interval_seconds:g}s, {config.upload_workers} upload worker(s)")
@@ -173,12 +197,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         traits += ["recursive"] * f.recursive + ["audio required"] * f.require_audio
         print(f"  folders[{i}]: {f.path} -> index {f.index_id} ({', '.join(traits)})")
         print(f"    done: {f.done_dir}  failed: {f.failed_dir}")
-    return EXIT_OK
-
-
-def _key_status(config: Config) -> str:
-    try:
-        return f"found ({resolve_api_key(config.api.key_file).source})"
-    except ConfigError as exc:
-        # Only a warning here: under systemd the credential exists only inside the service.
-        return f"NOT FOUND here ({exc.errors[0].split(': ', 1)[1]})"
+    if online is None:
+        return EXIT_OK
+    for index_id, name in online.reachable.items():
+        print(f"  online: index {index_id} ({name}) answers to the key from {key.source}")
+    for index_id, why in online.unchecked.items():
+        print(f"watcherd: index {index_id} could not be checked: {why}", file=sys.stderr)
+    return EXIT_FAIL if online.unchecked else EXIT_OK

@@ -19,6 +19,7 @@ from rich.text import Text
 
 from .config import Config, load_config
 from .explain import explain, render_explain
+from .instance import other_databases
 from .limits import limits_for
 from .render import output_console, styled_state, table
 from .report import build_status, list_rows, render_status
@@ -31,6 +32,16 @@ VERDICT_STYLES = {"pass": "green", "fail": "red"}
 
 def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _load_config(args: argparse.Namespace) -> Config:
+    """The config, with a note when a daemon runs its folders on another database."""
+    config = load_config(args.config)
+    for holder in other_databases(config):
+        print(f"watcherd: note: {holder.folder} is run by {holder.describe()}, not with "
+              f"{config.state_db}: to see what it does, give -c the config it runs with",
+              file=sys.stderr)
+    return config
 
 
 def _readonly_store(config: Config) -> Store | None:
@@ -66,7 +77,7 @@ def _emit(data: Any, as_json: bool, render: Callable[[Any, Any], None]) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = _load_config(args)
     if not Path(config.state_db).exists():
         print(f"watcherd: no state database at {config.state_db} (has the daemon run yet?)",
               file=sys.stderr)
@@ -78,7 +89,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = _load_config(args)
     folder = _folder(config, args.folder)
     rows = _read(config, lambda store: list_rows(store, args.state, folder) if store else [])
     if args.json:
@@ -96,7 +107,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = _load_config(args)
     _emit(_read(config, lambda store: explain(config, store, args.path)), args.json,
           render_explain)
     return EXIT_OK
@@ -107,7 +118,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
     if (args.target is None) == (not args.failed):
         raise SystemExit("watcherd retry: give a PATH or TASK_ID, or --failed (not both)")
-    config = load_config(args.config)
+    config = _load_config(args)
     if not Path(config.state_db).exists():
         print(f"watcherd: no state database at {config.state_db}", file=sys.stderr)
         return EXIT_FAIL
@@ -144,7 +155,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if not args.dry_run:
         raise SystemExit("watcherd scan: only --dry-run exists; the daemon rescans by itself "
                          "every rescan_interval_seconds")
-    config = load_config(args.config)
+    config = _load_config(args)
     _emit(_read(config, lambda store: dry_scan(config, store)), args.json, render_scan)
     return EXIT_OK
 

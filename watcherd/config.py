@@ -19,6 +19,11 @@ from .limits import MODEL_LIMITS, Limits, limits_for
 from .yamlreader import Errors, Reader
 
 DEFAULT_CONFIG_PATH = "/etc/watcherd/config.yaml"
+# The unit's ConfigurationDirectory= and StateDirectory= (systemd/watcherd.service):
+# a config in the first keeps its database in the second, whoever reads it.
+SYSTEM_CONFIG_DIR = Path(DEFAULT_CONFIG_PATH).parent
+SYSTEM_STATE_DB = Path("/var/lib/watcherd/state.db")
+USER_STATE_DB = Path(".local/state/watcherd/state.db")  # under the user's home
 DEFAULT_BASE_URL = "https://api.twelvelabs.io/v1.3"
 VIDEO_EXTENSIONS = (
     ".mp4 .mov .m4v .mkv .webm .avi .mxf .mts .m2ts .ts .wmv .flv .mpg .mpeg .3gp".split()
@@ -121,7 +126,7 @@ def parse_config(
     reader.unknown_keys(raw, TOP_KEYS, "")
     api = _parse_api(reader, raw.get("api") or {})
     numbered = _parse_folders(reader, raw.get("folders"))
-    state_db = reader.path(raw, "state_db", "state_db") or _default_state_db(env)
+    state_db = reader.path(raw, "state_db", "state_db") or default_state_db(source, env)
     config = Config(
         source=source,
         api=api,
@@ -155,11 +160,17 @@ def parse_config(
     return config
 
 
-def _default_state_db(env: dict[str, str]) -> Path:
-    if env.get("STATE_DIRECTORY"):
-        # systemd may pass several colon-separated directories; ours is first.
-        return Path(env["STATE_DIRECTORY"].split(":")[0]) / "state.db"
-    return Path("~/.local/state/watcherd/state.db").expanduser()
+def default_state_db(source: Path | None, env: dict[str, str]) -> Path:
+    """Where the database is when ``state_db`` is unset: derived from the config file alone.
+
+    Not from ``$STATE_DIRECTORY``, which only the service sees: an operator's
+    ``watcherd status`` (or a second ``run``) with the same config must land on
+    the same database as the service.
+    """
+    if source is not None and Path(os.path.normpath(source)).parent == SYSTEM_CONFIG_DIR:
+        return SYSTEM_STATE_DB
+    home = env.get("HOME") or str(Path.home())
+    return Path(home) / USER_STATE_DB
 
 
 def _parse_api(reader: Reader, raw: Any) -> ApiConfig:

@@ -24,7 +24,7 @@ from .config import Config
 from .errors import ConfigError
 from .finalizer import Finalizer
 from .health import Monitor
-from .instance import InstanceLock
+from .instance import AlreadyRunning, InstanceLock
 from .notify import Notifier
 from .pausecheck import PauseCheck
 from .pipeline import UploadWorker
@@ -54,7 +54,7 @@ class Daemon:
                  store: Store | None = None, notifier: Notifier | None = None,
                  display: TerminalProgress | None = None) -> None:
         self.config = config
-        self.lock = InstanceLock(config.state_db)
+        self.lock = InstanceLock(config)
         self.store = store or Store(config.state_db)
         self.notifier = notifier or Notifier()
         self.api = api or TwelveLabsClient(
@@ -214,6 +214,9 @@ class Daemon:
         logger.info("SIGHUP: reloading %s", self.config.source)
         try:
             new, changes = prepare_reload(self.config, self.store)
+            self.lock.hold(new)  # an added folder another daemon runs refuses the reload
+        except AlreadyRunning as exc:
+            logger.error("reload refused; still running with the previous config: %s", exc)
         except ConfigError as exc:
             logger.error("reload refused; still running with the previous config. "
                          "Problems in %s:\n  %s", exc.source or self.config.source,

@@ -14,6 +14,7 @@ import stat
 from pathlib import Path, PurePath
 
 from .config import FolderConfig
+from .instance import FOLDER_LOCK_NAME
 
 # Partial/temp names written by browsers, WinSCP, rsync and friends
 # (watch-folder-peers.md appendix A). Checked on the final suffix only:
@@ -35,6 +36,8 @@ def ignore_reason(path: str | PurePath, folder: FolderConfig) -> str | None:
 
 
 def _name_reason(relative: PurePath, folder: FolderConfig) -> str | None:
+    if relative.name == FOLDER_LOCK_NAME:
+        return "watcherd's folder lock (one daemon per folder)"
     hidden = [part for part in relative.parts if part.startswith(".")]
     if hidden:
         return f"hidden name ({hidden[0]})"

@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import os
 
+from .instance import FOLDER_LOCK_NAME
+
 
 def folder_reachable(folder: str | os.PathLike) -> bool:
-    """True when ``folder`` is a readable directory with at least one entry."""
+    """True when ``folder`` is a readable directory with at least one entry.
+
+    Our own lock file does not count: it may sit in the empty mount point of a
+    share that is not mounted.
+    """
     try:
         with os.scandir(folder) as entries:
-            return next(entries, None) is not None
+            return any(entry.name != FOLDER_LOCK_NAME for entry in entries)
     except OSError:
         return False
 

@@ -25,11 +25,12 @@ from watcherd.store import Store
 class ScriptedApi:
     """Answers from a script; records every call. Stands in for TwelveLabsClient."""
 
-    def __init__(self, creates=(), tasks=(), listed=(), videos=()):
+    def __init__(self, creates=(), tasks=(), listed=(), videos=(), video=()):
         self.creates = list(creates)
         self.tasks = list(tasks)
         self.listed = list(listed)
         self.videos = list(videos)
+        self.video = list(video)
         self.calls: list[tuple[str, dict]] = []
 
     def _next(self, script):
@@ -53,6 +54,10 @@ class ScriptedApi:
     def list_videos(self, **kwargs):
         self.calls.append(("list_videos", kwargs))
         return self._next(self.videos)
+
+    def get_video(self, index_id, video_id):
+        self.calls.append(("get_video", {"index_id": index_id, "video_id": video_id}))
+        return self._next(self.video)
 
     def names(self):
         return [name for name, _ in self.calls]
@@ -117,15 +122,18 @@ def test_a_valid_file_is_uploaded_and_its_task_recorded(rig):
 def test_after_a_transient_failure_an_existing_task_is_adopted_not_reuploaded(rig):
     queued, worker, store, _, _ = rig
     record = queued("ok.mp4")
+    sha = hashlib.sha256(Path(record.path).read_bytes()).hexdigest()
     lost = TransientError(None, None, "reset", maybe_created=True)
     api = ScriptedApi(creates=[lost], listed=[[{"_id": "t9", "video_id": "v9",
-                                                "system_metadata": {"filename": "ok.mp4"}}]])
+                                                "system_metadata": {"filename": "ok.mp4"}}]],
+                      videos=[[{"_id": "v9", "user_metadata": {"sha256": sha}}]])
     w = worker(api)
     w.gate = UploadGate(rng=lambda: 0.0, cap=0.01)
     w.process(record.id)
     record = store.get(record.id)
-    assert api.names() == ["create_task", "list_tasks"]
+    assert api.names() == ["create_task", "list_tasks", "list_videos"]
     assert (record.state, record.task_id, record.attempts) == (State.INDEXING, "t9", 1)
+    assert record.task_may_exist == 0
 
 
 def test_an_auth_error_pauses_uploads_and_keeps_the_file_queued(rig):
@@ -333,7 +341,7 @@ def test_dedupe_off_uploads_every_copy(rig, tmp_path):
 def test_after_a_rebuild_only_a_content_match_is_adopted(rig, confirmed):
     """upload_started_at=0: an upload may have happened at an unknown time."""
     queued, worker, store, _, _ = rig
-    record = queued("ok.mp4", upload_started_at=0.0)
+    record = queued("ok.mp4", upload_started_at=0.0, task_may_exist=1)
     task = {"_id": "t9", "video_id": "v9", "system_metadata": {"filename": "ok.mp4"}}
     api = ScriptedApi(listed=[[task]], creates=[{"_id": "t2", "video_id": "v2"}],
                       videos=[[{"_id": "v9", "user_metadata": {"sha256": "someone else"}}]])
@@ -353,9 +361,10 @@ def test_a_task_that_never_finishes_fails_after_task_timeout(tmp_path):
     record = store.add(path="/in/a.mp4", folder="/in", index_id="idx", state=State.INDEXING,
                        task_id="t1", uploaded_at=clock.now, remote_status="indexing")
     finalized: list[int] = []
-    api = ScriptedApi(tasks=[{"_id": "t1", "status": "indexing"}])
+    api = ScriptedApi(tasks=[{"_id": "t1", "status": "indexing"}] * 2)
     p = Poller(store=store, api=api, gate=UploadGate(), finalize=finalized.append,
-               interval=0.0, task_timeout=3600, rng=lambda: 0.5)
+               interval=0.0, task_timeout=3600, rng=lambda: 0.5, clock=clock)
+    p.poll_due()
     clock.now += 3599
     p.poll_due()
     assert store.get(record.id).state == State.INDEXING
@@ -365,7 +374,54 @@ def test_a_task_that_never_finishes_fails_after_task_timeout(tmp_path):
     assert (failed.state, failed.outcome, failed.error_code) == (State.FINALIZING, "failed",
                                                                  "task_timeout")
     assert "still indexing after 1.0 h" in failed.reason and finalized == [record.id]
-    assert api.names() == ["get_task"]  # a timed-out task is not polled again
+    assert api.names() == ["get_task"] * 2  # a timed-out task is not polled again
+    store.close()
+
+
+def test_a_wall_clock_step_neither_fails_nor_prolongs_a_task(tmp_path):
+    """task_timeout_seconds counts monotonic time: NTP steps of the wall clock do not count."""
+    wall, mono = FakeClock(1_000_000.0), FakeClock(50.0)
+    store = Store(tmp_path / "state.db", clock=wall).open()
+    record = store.add(path="/in/a.mp4", folder="/in", index_id="idx", state=State.INDEXING,
+                       task_id="t1", uploaded_at=wall.now, remote_status="indexing")
+    api = ScriptedApi(tasks=[{"_id": "t1", "status": "indexing"}] * 3)
+    p = Poller(store=store, api=api, gate=UploadGate(), finalize=lambda _: None,
+               interval=0.0, task_timeout=3600, rng=lambda: 0.5, clock=mono)
+    p.poll_due()
+    wall.now += 2 * 86400  # the wall clock jumps two days ahead
+    mono.now += 10
+    p.poll_due()
+    assert store.get(record.id).state == State.INDEXING
+    wall.now -= 5 * 86400  # and then far behind: the task still times out on time
+    mono.now += 3600
+    p.poll_due()
+    assert store.get(record.id).error_code == "task_timeout"
+    store.close()
+
+
+def test_the_time_a_task_was_followed_survives_a_restart(tmp_path):
+    """Monotonic time restarts at boot: the seconds followed are saved in the row."""
+    store = Store(tmp_path / "state.db", clock=FakeClock(1_000_000.0)).open()
+    record = store.add(path="/in/a.mp4", folder="/in", index_id="idx", state=State.INDEXING,
+                       task_id="t1", remote_status="indexing")
+    api = ScriptedApi(tasks=[{"_id": "t1", "status": "indexing"}] * 4)
+    before = FakeClock(90_000.0)
+    first = Poller(store=store, api=api, gate=UploadGate(), finalize=lambda _: None,
+                   interval=0.0, task_timeout=3600, rng=lambda: 0.5, clock=before)
+    first.poll_due()
+    before.now += 3000
+    first.poll_due()
+    assert store.get(record.id).indexing_seconds == 3000
+    after = FakeClock(7.0)  # a reboot: the monotonic clock starts low again
+    second = Poller(store=store, api=api, gate=UploadGate(), finalize=lambda _: None,
+                    interval=0.0, task_timeout=3600, rng=lambda: 0.5, clock=after)
+    second.poll_due()
+    after.now += 599
+    second.poll_due()
+    assert store.get(record.id).state == State.INDEXING
+    after.now += 2
+    second.poll_due()
+    assert store.get(record.id).error_code == "task_timeout"
     store.close()
 
 

@@ -75,19 +75,20 @@ def rig(tmp_path, valid_clip):
     finalized: list[int] = []
     resettled: list[str] = []
 
-    def queued(name, source=valid_clip, folder=inbox, **fields):
+    def queued(name, source=valid_clip, folder=inbox, index_id="idx", **fields):
         path = folder / name
         path.parent.mkdir(exist_ok=True)
         shutil.copy(source, path)
         st = path.stat()
-        return store.add(path=str(path), folder=str(folder), index_id="idx",
+        return store.add(path=str(path), folder=str(folder), index_id=index_id,
                          state=State.QUEUED, size=st.st_size, mtime_ns=st.st_mtime_ns,
                          **fields)
 
-    def worker(api, work=None):
+    def worker(api, work=None, clock=None):
         return UploadWorker("upload-1", config=config, store=store, api=api,
                             gate=UploadGate(rng=lambda: 0.0), work=work or queue.Queue(),
-                            finalize=finalized.append, settle_again=resettled.append)
+                            finalize=finalized.append, settle_again=resettled.append,
+                            **({"clock": clock} if clock else {}))
 
     yield queued, worker, store, finalized, resettled
     store.close()
@@ -134,6 +135,108 @@ def test_after_a_transient_failure_an_existing_task_is_adopted_not_reuploaded(ri
     assert api.names() == ["create_task", "list_tasks", "list_videos"]
     assert (record.state, record.task_id, record.attempts) == (State.INDEXING, "t9", 1)
     assert record.task_may_exist == 0
+
+
+def test_after_a_refused_attempt_the_upload_is_retried_without_looking_for_a_task(rig):
+    """A 429 answered the request: no task can exist, so nothing is looked up."""
+    queued, worker, store, _, _ = rig
+    record = queued("ok.mp4")
+    refused = TransientError(429, None, "slow down", retry_after=0.01, maybe_created=False)
+    api = ScriptedApi(creates=[refused, {"_id": "t2", "video_id": "v2"}])
+    worker(api).process(record.id)
+    record = store.get(record.id)
+    assert api.names() == ["create_task", "create_task"]
+    assert (record.task_id, record.attempts, record.task_may_exist) == ("t2", 2, 0)
+
+
+def sha_of(record) -> str:
+    return hashlib.sha256(Path(record.path).read_bytes()).hexdigest()
+
+
+def candidate(status: str, name: str = "ok.mp4") -> dict:
+    return {"_id": "t9", "video_id": "v9", "status": status,
+            "system_metadata": {"filename": name}}
+
+
+def test_a_candidate_still_indexing_is_waited_for_then_adopted_once_its_video_proves_it(rig):
+    queued, worker, store, _, _ = rig
+    record = queued("ok.mp4", attempts=1, upload_started_at=1000.0, task_may_exist=1)
+    clock = FakeClock(50.0)
+    work: queue.Queue[int] = queue.Queue()
+    api = ScriptedApi(listed=[[candidate("indexing")], [candidate("ready")]],
+                      videos=[[], [{"_id": "v9", "user_metadata": {"sha256": sha_of(record)}}]])
+    w = worker(api, work, clock)
+    w.process(record.id)
+    assert work.get_nowait() == record.id and store.get(record.id).state == State.QUEUED
+    assert "to finish indexing" in store.history(record.id)[-1]["detail"]
+    w.process(record.id)  # not due yet: straight back to the queue, no request
+    assert work.get_nowait() == record.id and api.names() == ["list_tasks", "list_videos"]
+    clock.now += w.config.poll_interval_seconds + 0.5  # looked at again at the poll pace
+    w.process(record.id)
+    record = store.get(record.id)
+    assert (record.state, record.task_id, record.task_may_exist) == (State.INDEXING, "t9", 0)
+    assert "create_task" not in api.names()
+
+
+def test_a_candidate_that_never_finishes_is_given_up_and_the_duplicate_named(rig, caplog):
+    queued, worker, store, _, _ = rig
+    record = queued("ok.mp4", attempts=1, upload_started_at=1000.0, task_may_exist=1)
+    clock = FakeClock(50.0)
+    api = ScriptedApi(listed=[[candidate("indexing")]] * 2, videos=[[]] * 2,
+                      creates=[{"_id": "t2", "video_id": "v2"}])
+    w = worker(api, clock=clock)
+    w.process(record.id)
+    clock.now += w.config.task_timeout_seconds + 1
+    w.process(record.id)
+    record = store.get(record.id)
+    assert (record.state, record.task_id, record.attempts) == (State.INDEXING, "t2", 2)
+    (warning,) = [r for r in caplog.records if "possible duplicate" in r.getMessage()]
+    assert warning.levelname == "WARNING"
+    assert "task t9" in warning.getMessage() and "task t2" in warning.getMessage()
+    assert any("possible duplicate" in (h["detail"] or "") for h in store.history(record.id))
+
+
+@pytest.mark.parametrize("status", ["failed", "ready"])
+def test_a_candidate_without_readable_content_is_not_adopted(rig, caplog, status):
+    """Failed tasks have no video; a ready one may have lost its metadata: upload again."""
+    queued, worker, store, _, _ = rig
+    record = queued("ok.mp4", attempts=1, upload_started_at=1000.0, task_may_exist=1)
+    api = ScriptedApi(listed=[[candidate(status)]], videos=[[]],
+                      video=[ApiRejected(404, "resource_not_exist", "no such video")],
+                      creates=[{"_id": "t2", "video_id": "v2"}])
+    worker(api).process(record.id)
+    assert store.get(record.id).task_id == "t2"
+    assert any("possible duplicate: task t9" in r.getMessage() for r in caplog.records)
+
+
+def test_a_file_not_yet_sent_goes_to_the_index_a_reload_gave_its_folder(rig):
+    queued, worker, store, _, _ = rig
+    record = queued("ok.mp4", index_id="idx_before_reload")
+    api = ScriptedApi(creates=[{"_id": "t1", "video_id": "v1"}])
+    worker(api).process(record.id)
+    record = store.get(record.id)
+    assert api.calls[0][1]["index_id"] == record.index_id == "idx"
+    assert any("index changed from idx_before_reload to idx" in (h["detail"] or "")
+               for h in store.history(record.id))
+
+
+@pytest.mark.parametrize("ours", [True, False])
+def test_an_unanswered_attempt_is_looked_for_in_the_index_it_was_sent_to(rig, ours):
+    queued, worker, store, _, _ = rig
+    record = queued("ok.mp4", index_id="idx_before_reload", attempts=1,
+                    upload_started_at=1000.0, task_may_exist=1)
+    sha = sha_of(record) if ours else "other content"
+    api = ScriptedApi(listed=[[candidate("ready")]],
+                      videos=[[{"_id": "v9", "user_metadata": {"sha256": sha}}]],
+                      creates=[{"_id": "t2", "video_id": "v2"}])
+    worker(api).process(record.id)
+    record = store.get(record.id)
+    assert api.calls[0] == ("list_tasks", {"index_id": "idx_before_reload",
+                                           "filename": "ok.mp4",
+                                           "created_at": "1969-12-31T00:16:40Z"})
+    # Adopted: the task is in the old index. Not ours: sent to the folder's index now.
+    assert (record.task_id, record.index_id) == (("t9", "idx_before_reload") if ours else
+                                                 ("t2", "idx"))
 
 
 def test_an_auth_error_pauses_uploads_and_keeps_the_file_queued(rig):

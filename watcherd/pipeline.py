@@ -255,11 +255,11 @@ class UploadWorker(ServiceThread):
             lookup.unconfirmed.extend((t, f"it was still {t.get('status')} after "
                                           f"{now - since:.0f}s") for t in lookup.waiting)
             return False
-        if first:
+        if first or record.state != State.QUEUED:  # validated just now: back to queued
             detail = (f"waiting for task {ids} (same name) to finish indexing: only then "
                       "can its content tell whether the unanswered attempt created it")
             logger.info("%s: %s", record.path, detail)
-            self.store.note(record.id, detail)
+            self.store.transition(record.id, State.QUEUED, detail)
         self._recheck_at[record.id] = now + max(self.config.poll_interval_seconds,
                                                 DUPLICATE_RECHECK_SECONDS)
         self.work.put(record.id)

@@ -148,6 +148,58 @@ def _earliest(tasks: list[dict[str, Any]]) -> dict[str, Any]:
     return min(tasks, key=lambda t: t.get("created_at") or "")
 
 
+class CandidateWaits:
+    """Files waiting for a candidate task to finish indexing, and when each looks again.
+
+    Monotonic and in memory (one per worker): after a restart a wait just
+    starts over, and a worker that never saw a file's wait looks at once.
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self._since: dict[int, float] = {}
+        self._recheck_at: dict[int, float] = {}
+
+    def wait(self, file_id: int, lookup: Lookup, *, recheck: float,
+             give_up_after: float) -> str:
+        """"started" or "waiting" (look again in ``recheck`` s), or "expired": then the
+        candidates join ``lookup.unconfirmed`` and the file is uploaded again."""
+        now = self.clock()
+        first = file_id not in self._since
+        since = self._since.setdefault(file_id, now)
+        if now - since > give_up_after:
+            self.forget(file_id)
+            lookup.unconfirmed.extend(
+                (t, f"it was still {t.get('status')} after {now - since:.0f}s")
+                for t in lookup.waiting)
+            return "expired"
+        self._recheck_at[file_id] = now + recheck
+        return "started" if first else "waiting"
+
+    def remaining(self, file_id: int) -> float:
+        """Seconds until ``file_id`` may look again (0 when due or not waiting)."""
+        due = self._recheck_at.get(file_id)
+        if due is None or due <= self.clock():
+            self._recheck_at.pop(file_id, None)
+            return 0.0
+        return due - self.clock()
+
+    def forget(self, file_id: int) -> None:
+        self._since.pop(file_id, None)
+        self._recheck_at.pop(file_id, None)
+
+
+def note_possible_duplicates(store: Store, record: FileRecord,
+                             unconfirmed: list[tuple[dict[str, Any], str]], task_id: str) -> None:
+    """A candidate we could not check may be an earlier upload of this file: say so."""
+    for task, why in unconfirmed:
+        text = (f"possible duplicate: task {task.get('_id')} (video {task.get('video_id')}) "
+                f"may hold an earlier attempt of this file, but its content could not be "
+                f"confirmed ({why}); uploaded again as task {task_id}")
+        logger.warning("%s: %s", record.path, text)
+        store.note(record.id, text)
+
+
 def join_holder(store: Store, record: FileRecord, holder: FileRecord) -> str | None:
     """Point ``record`` at the task of ``holder`` (same content, same index).
 

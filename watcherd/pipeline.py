@@ -22,7 +22,14 @@ from typing import Any
 
 from .api import TwelveLabsClient, UploadAborted
 from .config import Config, FolderConfig
-from .dedupe import Lookup, find_earlier_task, join_holder, sha256_file
+from .dedupe import (
+    CandidateWaits,
+    Lookup,
+    find_earlier_task,
+    join_holder,
+    note_possible_duplicates,
+    sha256_file,
+)
 from .errors import ApiRejected, FileChanged, MediaRejected, TransientError, UploadsPaused
 from .presence import folder_reachable
 from .progress import Progress, ProgressLog
@@ -66,14 +73,9 @@ class UploadWorker(ServiceThread):
         self.finalize = finalize
         self.settle_again = settle_again
         self.progress = progress or Progress()
-        self.clock = clock
         # Set by the daemon after the shutdown grace period: abort mid-upload.
         self.abort_event = threading.Event()
-        # Files waiting for a candidate task to finish indexing: when each may
-        # look again, and since when it waits (monotonic; per worker, so after
-        # a restart the wait just starts over).
-        self._recheck_at: dict[int, float] = {}
-        self._waiting_since: dict[int, float] = {}
+        self.waits = CandidateWaits(clock)
 
     def step(self) -> None:
         try:
@@ -196,7 +198,7 @@ class UploadWorker(ServiceThread):
             self.gate.note_success()
             self._record_task(record, created["_id"], created.get("video_id"),
                               _upload_summary(record, self.store.clock()))
-            self._warn_possible_duplicates(record, unconfirmed, created["_id"])
+            note_possible_duplicates(self.store, record, unconfirmed, created["_id"])
             return
         # Stopped while waiting: leave it queued for the next start.
         self.store.transition(record.id, State.QUEUED, "stopped before upload")
@@ -228,7 +230,7 @@ class UploadWorker(ServiceThread):
         """Adopt the confirmed task, or come back when a candidate can be checked."""
         if lookup.task is None:
             return self._wait_for_candidates(record, lookup)
-        self._forget_wait(record.id)
+        self.waits.forget(record.id)
         self._record_task(record, lookup.task["_id"], lookup.task.get("video_id"),
                           "adopted the task an earlier attempt created (its video carries "
                           "this file's sha256)")
@@ -238,62 +240,36 @@ class UploadWorker(ServiceThread):
         """Come back later when a candidate's content can only be read once it is indexed.
 
         True when the file was put back to wait; False when there is nothing
-        to wait for, or it waited longer than a task may take (then the
-        candidates count as unconfirmed and the file is uploaded again).
+        to wait for, or it waited longer than a task may take.
         """
         if not lookup.waiting:
-            self._forget_wait(record.id)
+            self.waits.forget(record.id)
             logger.info("%s: no task of the same name holds this content for sure (%d "
                         "checked); sending it again", record.path, lookup.candidates)
             return False
-        now = self.clock()
-        first = record.id not in self._waiting_since
-        since = self._waiting_since.setdefault(record.id, now)
-        ids = ", ".join(str(t.get("_id")) for t in lookup.waiting)
-        if now - since > self.config.task_timeout_seconds:
-            self._forget_wait(record.id)
-            lookup.unconfirmed.extend((t, f"it was still {t.get('status')} after "
-                                          f"{now - since:.0f}s") for t in lookup.waiting)
+        verdict = self.waits.wait(
+            record.id, lookup, give_up_after=self.config.task_timeout_seconds,
+            recheck=max(self.config.poll_interval_seconds, DUPLICATE_RECHECK_SECONDS))
+        if verdict == "expired":
             return False
-        if first or record.state != State.QUEUED:  # validated just now: back to queued
+        if verdict == "started" or record.state != State.QUEUED:  # e.g. just validated
+            ids = ", ".join(str(t.get("_id")) for t in lookup.waiting)
             detail = (f"waiting for task {ids} (same name) to finish indexing: only then "
                       "can its content tell whether the unanswered attempt created it")
             logger.info("%s: %s", record.path, detail)
             self.store.transition(record.id, State.QUEUED, detail)
-        self._recheck_at[record.id] = now + max(self.config.poll_interval_seconds,
-                                                DUPLICATE_RECHECK_SECONDS)
         self.work.put(record.id)
         return True
 
     def _deferred(self, file_id: int) -> bool:
         """Put a file back that is waiting for a candidate and not due to look again."""
-        due = self._recheck_at.get(file_id)
-        if due is None:
-            return False
-        remaining = due - self.clock()
+        remaining = self.waits.remaining(file_id)
         if remaining <= 0:
-            del self._recheck_at[file_id]
             return False
         self.work.put(file_id)
         # Short turns shared by everything queued: idle, not spinning; busy, not blocking.
         self.stop_event.wait(min(remaining, DEFER_TURN_SECONDS) / max(1, self.work.qsize()))
         return True
-
-    def _forget_wait(self, file_id: int) -> None:
-        self._recheck_at.pop(file_id, None)
-        self._waiting_since.pop(file_id, None)
-
-    def _warn_possible_duplicates(self, record: FileRecord,
-                                  unconfirmed: list[tuple[dict[str, Any], str]],
-                                  task_id: str) -> None:
-        """A candidate we could not check may be an earlier upload of this file: say so."""
-        for task, why in unconfirmed:
-            text = (f"possible duplicate: task {task.get('_id')} (video "
-                    f"{task.get('video_id')}) may hold an earlier attempt of this file, but "
-                    f"its content could not be confirmed ({why}); uploaded again as task "
-                    f"{task_id}")
-            logger.warning("%s: %s", record.path, text)
-            self.store.note(record.id, text)
 
     def _handled_as_duplicate(self, record: FileRecord) -> bool:
         holder = self.store.content_holder(record)

@@ -38,7 +38,7 @@ from tests.multipart import ApiError, Body, Dropped, UploadedFile, parse_header,
 MIDBODY_MIN = 64 << 10      # "reset_midbody" reads at least this much before dropping
 MAX_PAGE_LIMIT = 50
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-ACTIONS = (None, "reset", "reset_midbody", "create_then_reset", "late")
+ACTIONS = (None, "reset", "reset_midbody", "create_then_reset", "late", "early")
 DEFAULT_PROGRESSION = (("validating", 0.0), ("pending", 0.05), ("indexing", 0.1), ("ready", 0.3))
 Progression = Sequence[tuple[str, float]]
 
@@ -164,6 +164,11 @@ class _Handler(BaseHTTPRequestHandler):
                 for _ in body.pieces(limit=min(half, body.length or half)):
                     pass
                 self._drop(rec)
+            elif rule.action == "early":
+                # Answer before reading the body, then close: the client sees the answer
+                # or a reset, and no task exists either way.
+                self.close_connection = True
+                self._respond(rec, None, rule.status, rule.body, rule.headers)
             elif rule.action == "late":
                 fake._stopping.wait(rule.delay)
                 self._respond(rec, body, *self._route(rec, body, rel))
@@ -252,9 +257,10 @@ class _Handler(BaseHTTPRequestHandler):
         rec.task_id = task_id
         return {"_id": task_id, "video_id": task["video_id"]}
 
-    def _respond(self, rec: RecordedRequest, body: Body, status: int, payload: Any,
+    def _respond(self, rec: RecordedRequest, body: Body | None, status: int, payload: Any,
                  headers: dict[str, str] | None = None) -> None:
-        body.drain()  # answer only after the whole request was read (no broken pipes)
+        if body is not None:
+            body.drain()  # answer only after the whole request was read (no broken pipes)
         out: dict[str, str] = {"X-Api-Version": self.server.fake.api_version}
         if isinstance(payload, (dict, list)):
             data = json.dumps(payload).encode()
@@ -381,7 +387,8 @@ class FakeTwelveLabs:
         ``action``: None answers ``status``/``body``/``headers`` (dict body -> JSON, None ->
         empty); "reset" reads the body then sends a RST; "reset_midbody" drops after about
         half the body; "create_then_reset" handles the request normally (POST /tasks creates
-        the task) and then drops the answer; "late" answers normally after ``delay``.
+        the task) and then drops the answer; "late" answers normally after ``delay``;
+        "early" answers ``status`` without reading the body and closes the connection.
         ``delay`` sleeps before answering or dropping.
         Rules are tried in the order they were added; the first with uses left wins.
         Injection happens before the key check, like a proxy or rate limiter would.

@@ -125,6 +125,17 @@ def test_only_an_answer_that_refused_the_request_rules_a_created_task_out(api, t
     assert caught.value.maybe_created is may_exist
 
 
+def test_an_answer_before_the_body_was_read_leaves_no_task_to_look_for(api, tmp_path):
+    """The API refused before reading: a body too big for the socket buffers never ended."""
+    path = tmp_path / "big.mp4"
+    with open(path, "wb") as fh:
+        fh.truncate(32 << 20)
+    api.inject("POST", "/tasks", status=500, body=None, action="early")
+    with pytest.raises(TransientError) as caught:
+        client_for(api).create_task(path, index_id="idx_test")
+    assert caught.value.maybe_created is False and api.tasks == {}
+
+
 def test_videos_are_listed_across_pages_and_read_one_by_one(api, tmp_path, monkeypatch):
     api.set_progression((("ready", 0.0),))
     path = tmp_path / "rec.mp4"

@@ -318,6 +318,7 @@ class UploadWorker(ServiceThread):
             return record
         detail = (f"the folder's index changed from {record.index_id} to {folder.index_id} "
                   "(reload); it goes to the new index")
+        logger.info("%s: %s", record.path, detail)
         return self.store.transition(record.id, record.state, detail,
                                      index_id=folder.index_id)
 

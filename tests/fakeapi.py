@@ -38,7 +38,7 @@ from tests.multipart import ApiError, Body, Dropped, UploadedFile, parse_header,
 MIDBODY_MIN = 64 << 10      # "reset_midbody" reads at least this much before dropping
 MAX_PAGE_LIMIT = 50
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-ACTIONS = (None, "reset", "reset_midbody", "create_then_reset", "late")
+ACTIONS = (None, "reset", "reset_midbody", "create_then_reset", "late", "early")
 DEFAULT_PROGRESSION = (("validating", 0.0), ("pending", 0.05), ("indexing", 0.1), ("ready", 0.3))
 Progression = Sequence[tuple[str, float]]
 
@@ -177,6 +177,11 @@ class _Handler(BaseHTTPRequestHandler):
                 for _ in body.pieces(limit=min(half, body.length or half)):
                     pass
                 self._drop(rec)
+            elif rule.action == "early":
+                # Answer before reading the body, then close: the client sees the answer
+                # or a reset, and no task exists either way.
+                self.close_connection = True
+                self._respond(rec, None, rule.status, rule.body, rule.headers)
             elif rule.action == "late":
                 fake._stopping.wait(rule.delay)
                 self._respond(rec, body, *self._route(rec, body, rel))
@@ -225,6 +230,9 @@ class _Handler(BaseHTTPRequestHandler):
             elif self.command == "GET" and len(parts) == 3 and parts[::2] == ["indexes",
                                                                                "videos"]:
                 return 200, fake._videos(parts[1], rec.query)
+            elif self.command == "GET" and len(parts) == 4 and parts[::2] == ["indexes",
+                                                                               "videos"]:
+                return 200, fake._video(parts[1], parts[3])
         except ApiError as exc:
             return exc.status, {"code": exc.code, "message": exc.message}
         return 404, {"code": "not_found", "message": f"{self.command} {rec.path} not found."}
@@ -265,9 +273,10 @@ class _Handler(BaseHTTPRequestHandler):
         rec.task_id = task_id
         return {"_id": task_id, "video_id": task["video_id"]}
 
-    def _respond(self, rec: RecordedRequest, body: Body, status: int, payload: Any,
+    def _respond(self, rec: RecordedRequest, body: Body | None, status: int, payload: Any,
                  headers: dict[str, str] | None = None) -> None:
-        body.drain()  # answer only after the whole request was read (no broken pipes)
+        if body is not None:
+            body.drain()  # answer only after the whole request was read (no broken pipes)
         out: dict[str, str] = {"X-Api-Version": self.server.fake.api_version}
         if isinstance(payload, (dict, list)):
             data = json.dumps(payload).encode()
@@ -312,6 +321,11 @@ class FakeTwelveLabs:
     ``tasks`` maps task id -> record: ``_id, video_id, index_id, filename, created_at,
     created_ms, started (monotonic), user_metadata, fields, size, sha256``; the status is
     derived on each read. ``errors`` holds tracebacks of bugs in the fake itself.
+
+    ``clock_offset_seconds``: how far the API's clock is ahead of ours (negative: behind);
+    it moves every timestamp the API gives and every ``created_at`` filter it applies.
+    ``user_metadata_shown``: where a video's user_metadata can be read back: "list_and_video"
+    (the documented behaviour), "video" (not in list items) or "nowhere".
     """
 
     def __init__(self, *, api_key: str = "tlk_test_key", indexes: Iterable[str] = ("idx_test",),
@@ -333,7 +347,9 @@ class FakeTwelveLabs:
         self._failing: dict[str, str] = {}
         self._progression: tuple[tuple[str, float], ...] = ()
         self.set_progression(progression)
-        self._created_ms = time.time_ns() // 1_000_000
+        self.clock_offset_seconds = 0.0
+        self.user_metadata_shown = "list_and_video"
+        self._created_ms = self._now_ms()
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -387,7 +403,8 @@ class FakeTwelveLabs:
         ``action``: None answers ``status``/``body``/``headers`` (dict body -> JSON, None ->
         empty); "reset" reads the body then sends a RST; "reset_midbody" drops after about
         half the body; "create_then_reset" handles the request normally (POST /tasks creates
-        the task) and then drops the answer; "late" answers normally after ``delay``.
+        the task) and then drops the answer; "late" answers normally after ``delay``;
+        "early" answers ``status`` without reading the body and closes the connection.
         ``delay`` sleeps before answering or dropping.
         Rules are tried in the order they were added; the first with uses left wins.
         Injection happens before the key check, like a proxy or rate limiter would.
@@ -455,6 +472,10 @@ class FakeTwelveLabs:
                     return rule
         return None
 
+    def _now_ms(self) -> int:
+        """The API's clock, in milliseconds since the epoch."""
+        return time.time_ns() // 1_000_000 + int(self.clock_offset_seconds * 1000)
+
     def _record(self, rec: RecordedRequest) -> None:
         with self._lock:
             self.requests.append(rec)
@@ -464,7 +485,7 @@ class FakeTwelveLabs:
             metadata: Any = json.loads(fields["user_metadata"])
         except (KeyError, ValueError):
             metadata = fields.get("user_metadata")
-        now_ms = time.time_ns() // 1_000_000
+        now_ms = self._now_ms()
         task = {"_id": task_id, "video_id": secrets.token_hex(12),
                 "index_id": fields["index_id"], "filename": upload.filename,
                 "created_ms": now_ms, "created_at": _rfc3339(now_ms),
@@ -513,65 +534,53 @@ class FakeTwelveLabs:
         return out
 
     def _list(self, query: dict[str, list[str]]) -> dict[str, Any]:
-        def one(name: str, default: str) -> str:
-            return (query.get(name) or [default])[-1]
-
-        def invalid(name: str) -> ApiError:
-            return ApiError(400, "parameter_invalid", f"The `{name}` parameter is invalid.")
-
-        try:
-            page, limit = int(one("page", "1")), int(one("page_limit", "10"))
-        except ValueError:
-            raise invalid("page") from None
-        if page < 1:
-            raise invalid("page")
-        if not 1 <= limit <= MAX_PAGE_LIMIT:
-            raise invalid("page_limit")
-        order, sort_by = one("sort_option", "desc"), one("sort_by", "created_at")
-        if order not in ("asc", "desc"):
-            raise invalid("sort_option")
-        if sort_by not in ("created_at", "updated_at"):
-            raise invalid("sort_by")
-        since_us = None
-        if "created_at" in query:
-            try:
-                since = datetime.fromisoformat(one("created_at", ""))
-            except ValueError:
-                raise invalid("created_at") from None
-            since = since if since.tzinfo else since.replace(tzinfo=timezone.utc)
-            since_us = (since - EPOCH) // timedelta(microseconds=1)
+        listing = _Listing(query)
         statuses = {s for v in query.get("status", []) for s in v.split(",") if s}
         with self._lock:
             tasks = list(self.tasks.values())  # dicts keep creation order: a stable tie-break
         items = []
-        for seq, task in enumerate(tasks):
+        for task in tasks:
             item = self._task_json(task["_id"], task)
-            if (one("index_id", item["index_id"]) == item["index_id"]
-                    and one("filename", task["filename"]) == task["filename"]
-                    and (not statuses or item["status"] in statuses)
-                    and (since_us is None or task["created_ms"] * 1000 >= since_us)):
-                items.append((item[sort_by], seq, item))
-        items.sort(reverse=order == "desc")  # seq breaks ties (same millisecond)
-        items = [item for _, _, item in items]
-        return {"data": items[(page - 1) * limit: page * limit],
-                "page_info": {"limit_per_page": limit, "page": page,
-                              "total_page": math.ceil(len(items) / limit),
-                              "total_results": len(items)}}
+            if (listing.one("index_id", item["index_id"]) == item["index_id"]
+                    and listing.matches(task)
+                    and (not statuses or item["status"] in statuses)):
+                items.append(item)
+        return listing.page(items)
 
     def _videos(self, index_id: str, query: dict[str, list[str]]) -> dict[str, Any]:
-        """``GET /indexes/{id}/videos``: indexed videos, with the user_metadata sent."""
+        """``GET /indexes/{id}/videos``: the videos indexed so far, paged and filtered like
+        the tasks list; each item carries the user_metadata sent at upload."""
         self._index_json(index_id)  # 404 for an unknown index
-        filename = (query.get("filename") or [None])[-1]
+        listing = _Listing(query)
         with self._lock:
-            tasks = [t for t in self.tasks.values() if t["index_id"] == index_id
-                     and filename in (None, t["filename"])]
-        videos = [{"_id": t["video_id"], "created_at": t["created_at"],
-                   "updated_at": t["created_at"],
-                   "system_metadata": {"filename": t["filename"], "size": t["size"]},
-                   "user_metadata": t["user_metadata"]}
-                  for t in tasks if self._state(t)[0] == "ready"]  # listed once indexed
-        return {"data": videos, "page_info": {"limit_per_page": len(videos) or 1, "page": 1,
-                                              "total_page": 1, "total_results": len(videos)}}
+            tasks = [t for t in self.tasks.values() if t["index_id"] == index_id]
+        videos = [self._video_json(t, in_list=True) for t in tasks
+                  if listing.matches(t) and self._state(t)[0] == "ready"]
+        return listing.page(videos)
+
+    def _video(self, index_id: str, video_id: str) -> dict[str, Any]:
+        """``GET /indexes/{id}/videos/{video_id}``: a video exists once it is indexed."""
+        self._index_json(index_id)
+        with self._lock:
+            found = [t for t in self.tasks.values()
+                     if t["index_id"] == index_id and t["video_id"] == video_id]
+        if not found or self._state(found[0])[0] != "ready":
+            raise ApiError(404, "resource_not_exist",
+                           f"Resource with id `{video_id}` does not exist in `videos`.")
+        return self._video_json(found[0], in_list=False)
+
+    def _video_json(self, task: dict, *, in_list: bool) -> dict[str, Any]:
+        _, at, _ = self._state(task)
+        indexed = _rfc3339(task["created_ms"] + int(at * 1000))
+        video: dict[str, Any] = {
+            "_id": task["video_id"], "created_at": task["created_at"], "updated_at": indexed,
+            "indexed_at": indexed,
+            "system_metadata": {"filename": task["filename"], "size": task["size"],
+                                "duration": None, "fps": None, "width": None, "height": None}}
+        shown = self.user_metadata_shown
+        if shown == "list_and_video" or (shown == "video" and not in_list):
+            video["user_metadata"] = task["user_metadata"]
+        return video
 
     def _index_json(self, index_id: str) -> dict[str, Any]:
         if index_id not in self.indexes:
@@ -581,6 +590,60 @@ class FakeTwelveLabs:
         return {"_id": index_id, "index_name": index_id, "created_at": created,
                 "updated_at": created,
                 "models": [{"model_name": "marengo2.7", "model_options": ["visual", "audio"]}]}
+
+
+class _Listing:
+    """The paging, sorting and filtering query parameters both lists share."""
+
+    def __init__(self, query: dict[str, list[str]]) -> None:
+        self.query = query
+        try:
+            self.page_no = int(self.one("page", "1"))
+            self.limit = int(self.one("page_limit", "10"))
+        except ValueError:
+            raise _invalid("page") from None
+        if self.page_no < 1:
+            raise _invalid("page")
+        if not 1 <= self.limit <= MAX_PAGE_LIMIT:
+            raise _invalid("page_limit")
+        self.order = self.one("sort_option", "desc")
+        self.sort_by = self.one("sort_by", "created_at")
+        if self.order not in ("asc", "desc"):
+            raise _invalid("sort_option")
+        if self.sort_by not in ("created_at", "updated_at"):
+            raise _invalid("sort_by")
+        self.since_us = None
+        if "created_at" in query:
+            try:
+                since = datetime.fromisoformat(self.one("created_at", ""))
+            except ValueError:
+                raise _invalid("created_at") from None
+            since = since if since.tzinfo else since.replace(tzinfo=timezone.utc)
+            self.since_us = (since - EPOCH) // timedelta(microseconds=1)
+
+    def one(self, name: str, default: str) -> str:
+        return (self.query.get(name) or [default])[-1]
+
+    def matches(self, task: dict) -> bool:
+        """The filename and created_at (at or after) filters."""
+        return (self.one("filename", task["filename"]) == task["filename"]
+                and (self.since_us is None or task["created_ms"] * 1000 >= self.since_us))
+
+    def page(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        # Sorting is stable: items of one millisecond keep their creation order (newest
+        # first when descending).
+        desc = self.order == "desc"
+        ordered = sorted(items[::-1] if desc else items, key=lambda item: item[self.sort_by],
+                         reverse=desc)
+        start = (self.page_no - 1) * self.limit
+        return {"data": ordered[start: start + self.limit],
+                "page_info": {"limit_per_page": self.limit, "page": self.page_no,
+                              "total_page": math.ceil(len(ordered) / self.limit),
+                              "total_results": len(ordered)}}
+
+
+def _invalid(name: str) -> ApiError:
+    return ApiError(400, "parameter_invalid", f"The `{name}` parameter is invalid.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -112,6 +112,49 @@ def test_a_dropped_connection_after_the_body_was_sent_may_have_created_a_task(ap
     assert len(api.tasks) == 1
 
 
+@pytest.mark.parametrize("status, may_exist", [(429, False), (408, False), (500, True),
+                                               (503, True)])
+def test_only_an_answer_that_refused_the_request_rules_a_created_task_out(api, tmp_path,
+                                                                          status, may_exist):
+    """A 408/429 refuses the request; a 5xx after the whole body may hide a created task."""
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(b"x" * 200_000)
+    api.inject("POST", "/tasks", status=status, body=None)
+    with pytest.raises(TransientError) as caught:
+        client_for(api).create_task(path, index_id="idx_test")
+    assert caught.value.maybe_created is may_exist
+
+
+def test_an_answer_before_the_body_was_read_leaves_no_task_to_look_for(api, tmp_path):
+    """The API refused before reading: a body too big for the socket buffers never ended."""
+    path = tmp_path / "big.mp4"
+    with open(path, "wb") as fh:
+        fh.truncate(32 << 20)
+    api.inject("POST", "/tasks", status=500, body=None, action="early")
+    with pytest.raises(TransientError) as caught:
+        client_for(api).create_task(path, index_id="idx_test")
+    assert caught.value.maybe_created is False and api.tasks == {}
+
+
+def test_videos_are_listed_across_pages_and_read_one_by_one(api, tmp_path, monkeypatch):
+    api.set_progression((("ready", 0.0),))
+    path = tmp_path / "rec.mp4"
+    path.write_bytes(b"x" * 1000)
+    client = client_for(api)
+    created = [client.create_task(path, index_id="idx_test", user_metadata={"sha256": str(n)})
+               for n in range(3)]
+    listed = client.list_videos(index_id="idx_test", filename="rec.mp4")
+    assert [v["user_metadata"]["sha256"] for v in listed] == ["2", "1", "0"]  # newest first
+    pages = [r.query["page"] for r in api.requests if r.path.endswith("/videos")]
+    assert pages == [["1"]]
+    monkeypatch.setattr("watcherd.api.LIST_PAGE_LIMIT", 2)
+    assert len(client.list_videos(index_id="idx_test", filename="rec.mp4")) == 3
+    video = client.get_video("idx_test", created[0]["video_id"])
+    assert video["user_metadata"] == {"sha256": "0"}
+    with pytest.raises(ApiRejected):
+        client.get_video("idx_test", "no_such_video")
+
+
 def test_a_read_timeout_is_transient(api):
     api.inject("GET", "/indexes", status=200, delay=1.5)
     with pytest.raises(TransientError, match="timed out"):

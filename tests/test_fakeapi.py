@@ -289,6 +289,61 @@ def test_list_filters_sorting_and_paging(api, session):
         assert response.status_code == 400 and response.json()["code"] == "parameter_invalid"
 
 
+def test_videos_exist_once_indexed_and_carry_the_user_metadata_sent(api, session):
+    api.set_progression(QUICK)
+    meta = {"sha256": "ab" * 32, "watcherd_file_id": 7}
+    first = post_task(api, filename="rec.mp4", user_metadata=json.dumps(meta),
+                      session=session).json()
+    time.sleep(0.005)
+    second = post_task(api, filename="rec.mp4", session=session).json()
+    post_task(api, filename="other.mp4", session=session)
+    path = f"/indexes/idx_test/videos/{first['video_id']}"
+    early = get(api, path, session)
+    assert early.status_code == 404 and early.json()["code"] == "resource_not_exist"
+    assert get(api, "/indexes/idx_test/videos", session).json()["data"] == []
+    time.sleep(0.15)
+    video = get(api, path, session).json()
+    assert video["_id"] == first["video_id"] and video["user_metadata"] == meta
+    assert video["system_metadata"]["filename"] == "rec.mp4" and RFC3339_MS.match(
+        video["indexed_at"])
+    listed = get(api, "/indexes/idx_test/videos", session, filename="rec.mp4").json()
+    assert [v["_id"] for v in listed["data"]] == [second["video_id"], first["video_id"]]
+    assert listed["data"][1]["user_metadata"] == meta
+    paged = get(api, "/indexes/idx_test/videos", session, filename="rec.mp4", page_limit=1,
+                page=2).json()
+    assert [v["_id"] for v in paged["data"]] == [first["video_id"]]
+    assert paged["page_info"]["total_page"] == 2
+    since = api.tasks[second["_id"]]["created_at"]
+    after = get(api, "/indexes/idx_test/videos", session, filename="rec.mp4", created_at=since)
+    assert [v["_id"] for v in after.json()["data"]] == [second["video_id"]]
+    assert get(api, "/indexes/idx_test/videos", session, page_limit=51).status_code == 400
+    assert get(api, "/indexes/idx_other/videos/" + first["video_id"], session).status_code \
+        == 404
+
+
+def test_user_metadata_can_be_hidden_from_lists_or_everywhere(api, session):
+    api.set_progression(NOW_READY)
+    created = post_task(api, user_metadata=json.dumps({"sha256": "cd" * 32}),
+                        session=session).json()
+    path = f"/indexes/idx_test/videos/{created['video_id']}"
+    api.user_metadata_shown = "video"
+    assert "user_metadata" not in get(api, "/indexes/idx_test/videos", session).json()["data"][0]
+    assert get(api, path, session).json()["user_metadata"] == {"sha256": "cd" * 32}
+    api.user_metadata_shown = "nowhere"
+    assert "user_metadata" not in get(api, path, session).json()
+
+
+def test_the_apis_clock_can_run_behind_ours(api, session):
+    api.clock_offset_seconds = -600
+    created = post_task(api, session=session).json()
+    stamp = datetime.fromisoformat(api.tasks[created["_id"]]["created_at"])
+    behind = datetime.now(stamp.tzinfo) - stamp
+    assert timedelta(seconds=590) < behind < timedelta(seconds=610)
+    five_minutes_ago = (datetime.now(stamp.tzinfo) - timedelta(minutes=5)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+    assert get(api, "/tasks", session, created_at=five_minutes_ago).json()["data"] == []
+
+
 def test_inject_429_with_an_empty_body_and_rate_limit_headers(api, session):
     api.inject("POST", "/tasks", status=429, headers={"Retry-After": "7",
                                                       "X-Ratelimit-Reset": "1700000000"})

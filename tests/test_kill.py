@@ -535,4 +535,9 @@ def test_killed_half_way_through_a_body_uploads_once_after_restart(
     assert side["task_id"] == task_id and side["attempts"] == 2
     assert side["sha256"] == sha256(big) == fake_api.tasks[task_id]["sha256"]
     assert [r.status for r in fake_api.requests if r.method == "POST"] == [0, 200]
+    # Killed mid-body, nobody knows how far the body got: it looked before sending again.
+    posts = [i for i, r in enumerate(fake_api.requests) if r.method == "POST"]
+    looks = [i for i, r in enumerate(fake_api.requests)
+             if r.method == "GET" and r.query.get("filename") == ["big.mp4"]]
+    assert looks and posts[0] < looks[0] < posts[1]
     assert fake_api.errors == []

@@ -25,11 +25,12 @@ from watcherd.store import Store
 class ScriptedApi:
     """Answers from a script; records every call. Stands in for TwelveLabsClient."""
 
-    def __init__(self, creates=(), tasks=(), listed=(), videos=()):
+    def __init__(self, creates=(), tasks=(), listed=(), videos=(), video=()):
         self.creates = list(creates)
         self.tasks = list(tasks)
         self.listed = list(listed)
         self.videos = list(videos)
+        self.video = list(video)
         self.calls: list[tuple[str, dict]] = []
 
     def _next(self, script):
@@ -54,6 +55,10 @@ class ScriptedApi:
         self.calls.append(("list_videos", kwargs))
         return self._next(self.videos)
 
+    def get_video(self, index_id, video_id):
+        self.calls.append(("get_video", {"index_id": index_id, "video_id": video_id}))
+        return self._next(self.video)
+
     def names(self):
         return [name for name, _ in self.calls]
 
@@ -70,19 +75,20 @@ def rig(tmp_path, valid_clip):
     finalized: list[int] = []
     resettled: list[str] = []
 
-    def queued(name, source=valid_clip, folder=inbox, **fields):
+    def queued(name, source=valid_clip, folder=inbox, index_id="idx", **fields):
         path = folder / name
         path.parent.mkdir(exist_ok=True)
         shutil.copy(source, path)
         st = path.stat()
-        return store.add(path=str(path), folder=str(folder), index_id="idx",
+        return store.add(path=str(path), folder=str(folder), index_id=index_id,
                          state=State.QUEUED, size=st.st_size, mtime_ns=st.st_mtime_ns,
                          **fields)
 
-    def worker(api, work=None):
+    def worker(api, work=None, clock=None):
         return UploadWorker("upload-1", config=config, store=store, api=api,
                             gate=UploadGate(rng=lambda: 0.0), work=work or queue.Queue(),
-                            finalize=finalized.append, settle_again=resettled.append)
+                            finalize=finalized.append, settle_again=resettled.append,
+                            **({"clock": clock} if clock else {}))
 
     yield queued, worker, store, finalized, resettled
     store.close()
@@ -117,15 +123,120 @@ def test_a_valid_file_is_uploaded_and_its_task_recorded(rig):
 def test_after_a_transient_failure_an_existing_task_is_adopted_not_reuploaded(rig):
     queued, worker, store, _, _ = rig
     record = queued("ok.mp4")
+    sha = hashlib.sha256(Path(record.path).read_bytes()).hexdigest()
     lost = TransientError(None, None, "reset", maybe_created=True)
     api = ScriptedApi(creates=[lost], listed=[[{"_id": "t9", "video_id": "v9",
-                                                "system_metadata": {"filename": "ok.mp4"}}]])
+                                                "system_metadata": {"filename": "ok.mp4"}}]],
+                      videos=[[{"_id": "v9", "user_metadata": {"sha256": sha}}]])
     w = worker(api)
     w.gate = UploadGate(rng=lambda: 0.0, cap=0.01)
     w.process(record.id)
     record = store.get(record.id)
-    assert api.names() == ["create_task", "list_tasks"]
+    assert api.names() == ["create_task", "list_tasks", "list_videos"]
     assert (record.state, record.task_id, record.attempts) == (State.INDEXING, "t9", 1)
+    assert record.task_may_exist == 0
+
+
+def test_after_a_refused_attempt_the_upload_is_retried_without_looking_for_a_task(rig):
+    """A 429 answered the request: no task can exist, so nothing is looked up."""
+    queued, worker, store, _, _ = rig
+    record = queued("ok.mp4")
+    refused = TransientError(429, None, "slow down", retry_after=0.01, maybe_created=False)
+    api = ScriptedApi(creates=[refused, {"_id": "t2", "video_id": "v2"}])
+    worker(api).process(record.id)
+    record = store.get(record.id)
+    assert api.names() == ["create_task", "create_task"]
+    assert (record.task_id, record.attempts, record.task_may_exist) == ("t2", 2, 0)
+
+
+def sha_of(record) -> str:
+    return hashlib.sha256(Path(record.path).read_bytes()).hexdigest()
+
+
+def candidate(status: str, name: str = "ok.mp4") -> dict:
+    return {"_id": "t9", "video_id": "v9", "status": status,
+            "system_metadata": {"filename": name}}
+
+
+def test_a_candidate_still_indexing_is_waited_for_then_adopted_once_its_video_proves_it(rig):
+    queued, worker, store, _, _ = rig
+    record = queued("ok.mp4", attempts=1, upload_started_at=1000.0, task_may_exist=1)
+    clock = FakeClock(50.0)
+    work: queue.Queue[int] = queue.Queue()
+    api = ScriptedApi(listed=[[candidate("indexing")], [candidate("ready")]],
+                      videos=[[], [{"_id": "v9", "user_metadata": {"sha256": sha_of(record)}}]])
+    w = worker(api, work, clock)
+    w.process(record.id)
+    assert work.get_nowait() == record.id and store.get(record.id).state == State.QUEUED
+    assert "to finish indexing" in store.history(record.id)[-1]["detail"]
+    w.process(record.id)  # not due yet: straight back to the queue, no request
+    assert work.get_nowait() == record.id and api.names() == ["list_tasks", "list_videos"]
+    clock.now += w.config.poll_interval_seconds + 0.5  # looked at again at the poll pace
+    w.process(record.id)
+    record = store.get(record.id)
+    assert (record.state, record.task_id, record.task_may_exist) == (State.INDEXING, "t9", 0)
+    assert "create_task" not in api.names()
+
+
+def test_a_candidate_that_never_finishes_is_given_up_and_the_duplicate_named(rig, caplog):
+    queued, worker, store, _, _ = rig
+    record = queued("ok.mp4", attempts=1, upload_started_at=1000.0, task_may_exist=1)
+    clock = FakeClock(50.0)
+    api = ScriptedApi(listed=[[candidate("indexing")]] * 2, videos=[[]] * 2,
+                      creates=[{"_id": "t2", "video_id": "v2"}])
+    w = worker(api, clock=clock)
+    w.process(record.id)
+    clock.now += w.config.task_timeout_seconds + 1
+    w.process(record.id)
+    record = store.get(record.id)
+    assert (record.state, record.task_id, record.attempts) == (State.INDEXING, "t2", 2)
+    (warning,) = [r for r in caplog.records if "possible duplicate" in r.getMessage()]
+    assert warning.levelname == "WARNING"
+    assert "task t9" in warning.getMessage() and "task t2" in warning.getMessage()
+    assert any("possible duplicate" in (h["detail"] or "") for h in store.history(record.id))
+
+
+@pytest.mark.parametrize("status", ["failed", "ready"])
+def test_a_candidate_without_readable_content_is_not_adopted(rig, caplog, status):
+    """Failed tasks have no video; a ready one may have lost its metadata: upload again."""
+    queued, worker, store, _, _ = rig
+    record = queued("ok.mp4", attempts=1, upload_started_at=1000.0, task_may_exist=1)
+    api = ScriptedApi(listed=[[candidate(status)]], videos=[[]],
+                      video=[ApiRejected(404, "resource_not_exist", "no such video")],
+                      creates=[{"_id": "t2", "video_id": "v2"}])
+    worker(api).process(record.id)
+    assert store.get(record.id).task_id == "t2"
+    assert any("possible duplicate: task t9" in r.getMessage() for r in caplog.records)
+
+
+def test_a_file_not_yet_sent_goes_to_the_index_a_reload_gave_its_folder(rig):
+    queued, worker, store, _, _ = rig
+    record = queued("ok.mp4", index_id="idx_before_reload")
+    api = ScriptedApi(creates=[{"_id": "t1", "video_id": "v1"}])
+    worker(api).process(record.id)
+    record = store.get(record.id)
+    assert api.calls[0][1]["index_id"] == record.index_id == "idx"
+    assert any("index changed from idx_before_reload to idx" in (h["detail"] or "")
+               for h in store.history(record.id))
+
+
+@pytest.mark.parametrize("ours", [True, False])
+def test_an_unanswered_attempt_is_looked_for_in_the_index_it_was_sent_to(rig, ours):
+    queued, worker, store, _, _ = rig
+    record = queued("ok.mp4", index_id="idx_before_reload", attempts=1,
+                    upload_started_at=1000.0, task_may_exist=1)
+    sha = sha_of(record) if ours else "other content"
+    api = ScriptedApi(listed=[[candidate("ready")]],
+                      videos=[[{"_id": "v9", "user_metadata": {"sha256": sha}}]],
+                      creates=[{"_id": "t2", "video_id": "v2"}])
+    worker(api).process(record.id)
+    record = store.get(record.id)
+    assert api.calls[0] == ("list_tasks", {"index_id": "idx_before_reload",
+                                           "filename": "ok.mp4",
+                                           "created_at": "1969-12-31T00:16:40Z"})
+    # Adopted: the task is in the old index. Not ours: sent to the folder's index now.
+    assert (record.task_id, record.index_id) == (("t9", "idx_before_reload") if ours else
+                                                 ("t2", "idx"))
 
 
 def test_an_auth_error_pauses_uploads_and_keeps_the_file_queued(rig):
@@ -333,7 +444,7 @@ def test_dedupe_off_uploads_every_copy(rig, tmp_path):
 def test_after_a_rebuild_only_a_content_match_is_adopted(rig, confirmed):
     """upload_started_at=0: an upload may have happened at an unknown time."""
     queued, worker, store, _, _ = rig
-    record = queued("ok.mp4", upload_started_at=0.0)
+    record = queued("ok.mp4", upload_started_at=0.0, task_may_exist=1)
     task = {"_id": "t9", "video_id": "v9", "system_metadata": {"filename": "ok.mp4"}}
     api = ScriptedApi(listed=[[task]], creates=[{"_id": "t2", "video_id": "v2"}],
                       videos=[[{"_id": "v9", "user_metadata": {"sha256": "someone else"}}]])
@@ -353,9 +464,10 @@ def test_a_task_that_never_finishes_fails_after_task_timeout(tmp_path):
     record = store.add(path="/in/a.mp4", folder="/in", index_id="idx", state=State.INDEXING,
                        task_id="t1", uploaded_at=clock.now, remote_status="indexing")
     finalized: list[int] = []
-    api = ScriptedApi(tasks=[{"_id": "t1", "status": "indexing"}])
+    api = ScriptedApi(tasks=[{"_id": "t1", "status": "indexing"}] * 2)
     p = Poller(store=store, api=api, gate=UploadGate(), finalize=finalized.append,
-               interval=0.0, task_timeout=3600, rng=lambda: 0.5)
+               interval=0.0, task_timeout=3600, rng=lambda: 0.5, clock=clock)
+    p.poll_due()
     clock.now += 3599
     p.poll_due()
     assert store.get(record.id).state == State.INDEXING
@@ -365,7 +477,54 @@ def test_a_task_that_never_finishes_fails_after_task_timeout(tmp_path):
     assert (failed.state, failed.outcome, failed.error_code) == (State.FINALIZING, "failed",
                                                                  "task_timeout")
     assert "still indexing after 1.0 h" in failed.reason and finalized == [record.id]
-    assert api.names() == ["get_task"]  # a timed-out task is not polled again
+    assert api.names() == ["get_task"] * 2  # a timed-out task is not polled again
+    store.close()
+
+
+def test_a_wall_clock_step_neither_fails_nor_prolongs_a_task(tmp_path):
+    """task_timeout_seconds counts monotonic time: NTP steps of the wall clock do not count."""
+    wall, mono = FakeClock(1_000_000.0), FakeClock(50.0)
+    store = Store(tmp_path / "state.db", clock=wall).open()
+    record = store.add(path="/in/a.mp4", folder="/in", index_id="idx", state=State.INDEXING,
+                       task_id="t1", uploaded_at=wall.now, remote_status="indexing")
+    api = ScriptedApi(tasks=[{"_id": "t1", "status": "indexing"}] * 3)
+    p = Poller(store=store, api=api, gate=UploadGate(), finalize=lambda _: None,
+               interval=0.0, task_timeout=3600, rng=lambda: 0.5, clock=mono)
+    p.poll_due()
+    wall.now += 2 * 86400  # the wall clock jumps two days ahead
+    mono.now += 10
+    p.poll_due()
+    assert store.get(record.id).state == State.INDEXING
+    wall.now -= 5 * 86400  # and then far behind: the task still times out on time
+    mono.now += 3600
+    p.poll_due()
+    assert store.get(record.id).error_code == "task_timeout"
+    store.close()
+
+
+def test_the_time_a_task_was_followed_survives_a_restart(tmp_path):
+    """Monotonic time restarts at boot: the seconds followed are saved in the row."""
+    store = Store(tmp_path / "state.db", clock=FakeClock(1_000_000.0)).open()
+    record = store.add(path="/in/a.mp4", folder="/in", index_id="idx", state=State.INDEXING,
+                       task_id="t1", remote_status="indexing")
+    api = ScriptedApi(tasks=[{"_id": "t1", "status": "indexing"}] * 4)
+    before = FakeClock(90_000.0)
+    first = Poller(store=store, api=api, gate=UploadGate(), finalize=lambda _: None,
+                   interval=0.0, task_timeout=3600, rng=lambda: 0.5, clock=before)
+    first.poll_due()
+    before.now += 3000
+    first.poll_due()
+    assert store.get(record.id).indexing_seconds == 3000
+    after = FakeClock(7.0)  # a reboot: the monotonic clock starts low again
+    second = Poller(store=store, api=api, gate=UploadGate(), finalize=lambda _: None,
+                    interval=0.0, task_timeout=3600, rng=lambda: 0.5, clock=after)
+    second.poll_due()
+    after.now += 599
+    second.poll_due()
+    assert store.get(record.id).state == State.INDEXING
+    after.now += 2
+    second.poll_due()
+    assert store.get(record.id).error_code == "task_timeout"
     store.close()
 
 

@@ -116,6 +116,45 @@ def test_a_database_from_before_a_column_was_added_is_upgraded(tmp_path):
     store.close()
 
 
+def test_an_upgraded_database_looks_for_a_task_wherever_an_attempt_had_no_answer(tmp_path):
+    """Rows from before ``task_may_exist``: an attempt without a task may have made one."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(SCHEMA.replace(",\n    task_may_exist INTEGER NOT NULL DEFAULT 0,\n"
+                                      "    indexing_seconds REAL", ""))
+    assert "task_may_exist" not in {row[1] for row in conn.execute("PRAGMA table_info(files)")}
+    rows = {"tried": ("queued", 5.0, None), "never tried": ("queued", None, None),
+            "has its task": ("indexing", 5.0, "t1"), "crashed mid-body": ("uploading", 5.0, None)}
+    for name, (state, started, task) in rows.items():
+        conn.execute("INSERT INTO files (path, folder, index_id, state, upload_started_at, "
+                     "task_id, discovered_at, updated_at) VALUES (?, '/in', 'idx', ?, ?, ?, 1, 1)",
+                     (name, state, started, task))
+    conn.commit()
+    conn.close()
+    store = Store(path).open()
+    flags = {r.path: r.task_may_exist for r in store.all()}
+    assert flags == {"tried": 1, "never tried": 0, "has its task": 0, "crashed mid-body": 1}
+    assert {r.indexing_seconds for r in store.all()} == {None}
+    tried = next(r for r in store.all() if r.path == "tried")
+    store.update(tried.id, task_may_exist=0)  # a later definitive answer
+    store.close()
+    again = Store(path).open()
+    assert again.get(tried.id).task_may_exist == 0  # the backfill ran once, at the upgrade
+    again.close()
+
+
+def test_claiming_content_checks_the_index_the_row_moves_to(store):
+    """A reload changed the folder's index: the claim is about the new index."""
+    store.add(path="/in/a.mp4", folder="/in", index_id="new", state=State.UPLOADING,
+              sha256="s1", attempts=1)
+    b = store.add(path="/in/b.mp4", folder="/in", index_id="old", state=State.QUEUED,
+                  sha256="s1")
+    with pytest.raises(ContentTaken):
+        store.transition(b.id, State.UPLOADING, claim_content=True, index_id="new")
+    moved = store.transition(b.id, State.QUEUED, "the index changed", index_id="other")
+    assert moved.index_id == "other"
+
+
 @pytest.mark.parametrize("damage", ["garbage", "torn page"])
 def test_a_damaged_database_is_reported_as_corrupt(tmp_path, damage):
     path = tmp_path / "state.db"

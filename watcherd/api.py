@@ -1,4 +1,4 @@
-"""A small Twelve Labs client: create a task from a file, get, list, check an index.
+"""A small Twelve Labs client: create a task from a file, get, list, read videos, check an index.
 
 Kept behind this interface because ``/tasks`` is marked legacy upstream; the
 assets + indexed-assets flow can replace the body of ``create_task`` later.
@@ -122,7 +122,9 @@ class TwelveLabsClient:
             except TransientError as exc:
                 # The body may have reached the server even though no answer came
                 # back: the API can create the task anyway (twelvelabs-python #50).
-                exc.maybe_created = monitor.bytes_read >= encoder.len
+                # A 408 or 429 is a refusal of the request, not a failure inside it.
+                exc.maybe_created = monitor.bytes_read >= encoder.len and not (
+                    exc.status is not None and exc.status < 500)
                 raise
         body = self._json(response)
         if not body.get("_id"):
@@ -161,11 +163,26 @@ class TwelveLabsClient:
                 break
         return tasks
 
-    def list_videos(self, *, index_id: str, filename: str) -> list[dict[str, Any]]:
-        """``GET /indexes/{id}/videos`` by filename: the one list that returns user_metadata."""
-        params = {"filename": filename, "page_limit": LIST_PAGE_LIMIT, "page": 1}
-        body = self._json(self._send("GET", f"/indexes/{index_id}/videos", params=params))
-        return list(body.get("data") or [])
+    def list_videos(self, *, index_id: str, filename: str, created_at: str | None = None,
+                    max_pages: int = 10) -> list[dict[str, Any]]:
+        """``GET /indexes/{id}/videos`` by filename: indexed videos, with their user_metadata."""
+        params: dict[str, Any] = {"filename": filename, "page_limit": LIST_PAGE_LIMIT,
+                                  "sort_option": "desc"}
+        if created_at:
+            params["created_at"] = created_at
+        videos: list[dict[str, Any]] = []
+        for page in range(1, max_pages + 1):
+            body = self._json(self._send("GET", f"/indexes/{index_id}/videos",
+                                         params={**params, "page": page}))
+            videos.extend(body.get("data") or [])
+            total_pages = (body.get("page_info") or {}).get("total_page") or 1
+            if page >= total_pages or not body.get("data"):
+                break
+        return videos
+
+    def get_video(self, index_id: str, video_id: str) -> dict[str, Any]:
+        """``GET /indexes/{id}/videos/{video_id}``: exists once the video is indexed."""
+        return self._json(self._send("GET", f"/indexes/{index_id}/videos/{video_id}"))
 
     def get_index(self, index_id: str) -> dict[str, Any]:
         return self._json(self._send("GET", f"/indexes/{index_id}"))

@@ -6,7 +6,9 @@ the shared backoff, ``UploadsPaused`` → back to the queue until the account
 works, ``FileChanged`` → settle again, ``FileNotFoundError`` → vanished,
 ``PermissionError`` → settle again (the settler holds an unreadable file).
 Intent is written before every side effect: ``uploading`` with the attempt
-number and start time before the POST, the task id the moment it answers.
+number, start time, target index and "a task may exist" before the POST, the
+task id the moment it answers. A definitive answer clears "a task may exist";
+while it is set, the next attempt first looks for that task (``dedupe``).
 """
 
 from __future__ import annotations
@@ -15,11 +17,20 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
+from typing import Any
 
 from .api import TwelveLabsClient, UploadAborted
 from .config import Config, FolderConfig
-from .dedupe import find_earlier_task, join_holder, sha256_file
+from .dedupe import (
+    CandidateWaits,
+    Lookup,
+    find_earlier_task,
+    join_holder,
+    note_possible_duplicates,
+    sha256_file,
+)
 from .errors import ApiRejected, FileChanged, MediaRejected, TransientError, UploadsPaused
 from .names import display
 from .presence import folder_reachable
@@ -35,6 +46,9 @@ logger = logging.getLogger(__name__)
 # A file waiting for an identical one to finish uploading is looked at again
 # this often (it goes to the back of the queue, so it never blocks others).
 DUPLICATE_RECHECK_SECONDS = 1.0
+# Longest pause between taking a deferred file from the queue and putting it
+# back, shared among all queued files so other files are never held up long.
+DEFER_TURN_SECONDS = 0.5
 
 
 class UploadWorker(ServiceThread):
@@ -50,6 +64,7 @@ class UploadWorker(ServiceThread):
         finalize: Callable[[int], None],
         settle_again: Callable[[str], None],
         progress: Progress | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(name)
         self.config = config
@@ -62,6 +77,7 @@ class UploadWorker(ServiceThread):
         self.progress = progress or Progress()
         # Set by the daemon after the shutdown grace period: abort mid-upload.
         self.abort_event = threading.Event()
+        self.waits = CandidateWaits(clock)
 
     def step(self) -> None:
         try:
@@ -72,6 +88,8 @@ class UploadWorker(ServiceThread):
 
     def process(self, file_id: int) -> None:
         """Take one queued file as far as it can go now."""
+        if self._deferred(file_id):
+            return
         record = self.store.get(file_id)
         folder = self.config.folder_for(record.path)
         if record.state != State.QUEUED or folder is None:
@@ -80,6 +98,7 @@ class UploadWorker(ServiceThread):
             if record.sha256 is None:  # not yet validated since it last settled
                 record = self._validate(record, folder)
                 record = self._hash(record)
+            record = self._retarget(record, folder)
             if folder.dedupe and self._handled_as_duplicate(record):
                 return
             self._upload(record, folder)
@@ -134,25 +153,31 @@ class UploadWorker(ServiceThread):
 
     def _upload(self, record: FileRecord, folder: FolderConfig) -> None:
         """Retry until the task exists, the file is refused, or we are stopped."""
+        unconfirmed: list[tuple[dict[str, Any], str]] = []
         while not self.stop_event.is_set():
             beat()  # waiting out a backoff or a pause is not being stuck
             if not self.gate.wait(self.stop_event):
                 continue
             self._ensure_unchanged(record)
-            try:
-                if record.upload_started_at is not None and self._adopt_existing_task(record):
+            if record.task_may_exist:
+                try:
+                    lookup = find_earlier_task(self.api, record)
+                except TransientError as exc:
+                    self.gate.note_failure(exc)
+                    continue
+                except UploadsPaused as exc:
+                    self._pause(exc)
+                    continue
+                if self._adopted_or_waiting(record, lookup):
                     return
-            except TransientError as exc:
-                self.gate.note_failure(exc)
-                continue
-            except UploadsPaused as exc:
-                self._pause(exc)
-                continue
+                unconfirmed = lookup.unconfirmed
+            folder = self.config.folder_for(record.path) or folder  # a reload may change it
             try:
                 record = self.store.transition(
                     record.id, State.UPLOADING, f"attempt {record.attempts + 1}",
                     claim_content=folder.dedupe, attempts=record.attempts + 1,
-                    upload_started_at=self.store.clock())
+                    upload_started_at=self.store.clock(), index_id=folder.index_id,
+                    task_may_exist=1)
             except ContentTaken as exc:
                 self._join_or_wait(record, exc.holder)
                 return
@@ -163,18 +188,22 @@ class UploadWorker(ServiceThread):
                 logger.warning("%s: upload attempt %d failed (%s); retrying in %.0fs",
                                record.path, record.attempts, exc.describe(), delay)
                 record = self.store.transition(record.id, State.QUEUED,
-                                               f"retrying in {delay:.0f}s: {exc.describe()}")
+                                               f"retrying in {delay:.0f}s: {exc.describe()}",
+                                               task_may_exist=int(exc.maybe_created))
                 continue
             except UploadsPaused as exc:
                 self._pause(exc)
                 record = self.store.transition(record.id, State.QUEUED,
-                                               f"uploads paused: {exc.describe()}")
+                                               f"uploads paused: {exc.describe()}",
+                                               task_may_exist=0)
                 continue
             except UploadAborted as exc:
+                self.store.update(record.id, task_may_exist=0)  # the body never ended
                 raise FileChanged(str(exc)) from exc
             self.gate.note_success()
             self._record_task(record, created["_id"], created.get("video_id"),
                               _upload_summary(record, self.store.clock()))
+            note_possible_duplicates(self.store, record, unconfirmed, created["_id"])
             return
         # Stopped while waiting: leave it queued for the next start.
         self.store.transition(record.id, State.QUEUED, "stopped before upload")
@@ -194,7 +223,7 @@ class UploadWorker(ServiceThread):
 
         return self.api.create_task(
             record.path,
-            index_id=folder.index_id,
+            index_id=record.index_id,  # recorded with the intent: where the task will be
             filename=record.name,
             language=folder.language,
             user_metadata={"sha256": record.sha256, "source_path": display(record.path),
@@ -203,13 +232,49 @@ class UploadWorker(ServiceThread):
             should_abort=should_abort,
         )
 
-    def _adopt_existing_task(self, record: FileRecord) -> bool:
-        """After an attempt that may have reached the API, look before re-sending."""
-        task = find_earlier_task(self.api, record)
-        if task is None:
+    def _adopted_or_waiting(self, record: FileRecord, lookup: Lookup) -> bool:
+        """Adopt the confirmed task, or come back when a candidate can be checked."""
+        if lookup.task is None:
+            return self._wait_for_candidates(record, lookup)
+        self.waits.forget(record.id)
+        self._record_task(record, lookup.task["_id"], lookup.task.get("video_id"),
+                          "adopted the task an earlier attempt created (its video carries "
+                          "this file's sha256)")
+        return True
+
+    def _wait_for_candidates(self, record: FileRecord, lookup: Lookup) -> bool:
+        """Come back later when a candidate's content can only be read once it is indexed.
+
+        True when the file was put back to wait; False when there is nothing
+        to wait for, or it waited longer than a task may take.
+        """
+        if not lookup.waiting:
+            self.waits.forget(record.id)
+            logger.info("%s: no task of the same name holds this content for sure (%d "
+                        "checked); sending it again", record.path, lookup.candidates)
             return False
-        self._record_task(record, task["_id"], task.get("video_id"),
-                          "adopted the task an earlier attempt created")
+        verdict = self.waits.wait(
+            record.id, lookup, give_up_after=self.config.task_timeout_seconds,
+            recheck=max(self.config.poll_interval_seconds, DUPLICATE_RECHECK_SECONDS))
+        if verdict == "expired":
+            return False
+        if verdict == "started" or record.state != State.QUEUED:  # e.g. just validated
+            ids = ", ".join(str(t.get("_id")) for t in lookup.waiting)
+            detail = (f"waiting for task {ids} (same name) to finish indexing: only then "
+                      "can its content tell whether the unanswered attempt created it")
+            logger.info("%s: %s", record.path, detail)
+            self.store.transition(record.id, State.QUEUED, detail)
+        self.work.put(record.id)
+        return True
+
+    def _deferred(self, file_id: int) -> bool:
+        """Put a file back that is waiting for a candidate and not due to look again."""
+        remaining = self.waits.remaining(file_id)
+        if remaining <= 0:
+            return False
+        self.work.put(file_id)
+        # Short turns shared by everything queued: idle, not spinning; busy, not blocking.
+        self.stop_event.wait(min(remaining, DEFER_TURN_SECONDS) / max(1, self.work.qsize()))
         return True
 
     def _handled_as_duplicate(self, record: FileRecord) -> bool:
@@ -246,7 +311,22 @@ class UploadWorker(ServiceThread):
     def _record_task(self, record: FileRecord, task_id: str, video_id: str | None,
                      how: str) -> None:
         self.store.transition(record.id, State.INDEXING, how, task_id=task_id,
-                              video_id=video_id, uploaded_at=self.store.clock())
+                              video_id=video_id, uploaded_at=self.store.clock(),
+                              task_may_exist=0)
+
+    def _retarget(self, record: FileRecord, folder: FolderConfig) -> FileRecord:
+        """A reload changed the folder's index: a file not sent yet goes to the new one.
+
+        Not while an earlier attempt may have created a task: that one is
+        looked for in the index it was sent to, and the next intent retargets.
+        """
+        if record.index_id == folder.index_id or record.task_may_exist:
+            return record
+        detail = (f"the folder's index changed from {record.index_id} to {folder.index_id} "
+                  "(reload); it goes to the new index")
+        logger.info("%s: %s", record.path, detail)
+        return self.store.transition(record.id, record.state, detail,
+                                     index_id=folder.index_id)
 
     # -- helpers -------------------------------------------------------------
 

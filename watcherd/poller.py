@@ -8,6 +8,11 @@ own. Any status other than ``ready``/``failed`` counts as still working
 (unknown ones are logged once).
 Accepts both the v1.3 (``system_metadata``) and v1.2 (``metadata``,
 ``process.percentage``) task shapes.
+
+``task_timeout_seconds`` counts the time a task has been followed on the
+monotonic clock, saved in the row now and then so a restart continues the
+count: an NTP step or a wrong wall clock neither fails nor prolongs a task
+(time while the daemon is stopped is not counted).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ logger = logging.getLogger(__name__)
 # (bench/api_economy.py measures it); a task missing from the list is GET.
 BATCH_MIN_TASKS = 2
 RUNNING_TASK_STATUSES = tuple(s for s in KNOWN_TASK_STATUSES if s not in TERMINAL_TASK_STATUSES)
+# How often the time followed is saved: a crash forgets at most this much.
+FOLLOWED_SAVE_SECONDS = 60.0
 
 
 class Poller(ServiceThread):
@@ -62,6 +69,8 @@ class Poller(ServiceThread):
         self.tick_seconds = min(tick_seconds, interval)
         self.next_poll: dict[int, float] = {}
         self.failures: dict[int, int] = {}
+        # file id -> (monotonic reading, seconds followed at that reading)
+        self._followed_from: dict[int, tuple[float, float]] = {}
         self._unknown_logged: set[str] = set()
 
     def reconfigure(self, config: Config) -> None:
@@ -140,7 +149,7 @@ class Poller(ServiceThread):
 
     def _timed_out(self, record: FileRecord) -> bool:
         """Fail a task that never ends, so the file does not sit in the inbox forever."""
-        age = self.store.clock() - (record.uploaded_at or self.store.clock())
+        age = self._followed(record)
         if age <= self.task_timeout:
             return False
         self._finish(record, "failed", record.task(),
@@ -148,6 +157,16 @@ class Poller(ServiceThread):
                      f"after {age / 3600:.1f} h (task_timeout_seconds is "
                      f"{self.task_timeout:g})", error_code="task_timeout")
         return True
+
+    def _followed(self, record: FileRecord) -> float:
+        """Seconds this task has been followed, this run and the runs before."""
+        now = self.clock()
+        saved = record.indexing_seconds or 0.0
+        start, at_start = self._followed_from.setdefault(record.id, (now, saved))
+        seconds = at_start + max(0.0, now - start)
+        if seconds - saved >= FOLLOWED_SAVE_SECONDS:
+            self.store.update(record.id, indexing_seconds=seconds)
+        return seconds
 
     def _note_status(self, record: FileRecord, task: dict) -> None:
         status = str(task.get("status") or "unknown")
@@ -178,6 +197,7 @@ class Poller(ServiceThread):
         except StaleState:
             return
         self.next_poll.pop(record.id, None)
+        self._followed_from.pop(record.id, None)
         self.finalize(record.id)
 
     def _schedule(self, file_id: int) -> None:

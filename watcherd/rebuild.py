@@ -8,9 +8,10 @@ rebuilt from what survives outside it:
 * every sidecar in done/ and failed/ becomes a finished row again, so the
   same content is still recognised (``dedupe``) and history stays visible;
 * every file still in an inbox becomes a settling row marked "an upload may
-  have happened at an unknown time" (``upload_started_at = 0``), so before
-  sending it the worker asks Twelve Labs for a task with the same name and
-  content (``dedupe.find_earlier_task``) and adopts it when there is one.
+  have happened at an unknown time" (``upload_started_at = 0``,
+  ``task_may_exist = 1``), so before sending it the worker asks Twelve Labs
+  for a task with the same name whose video carries the file's sha256
+  (``dedupe.find_earlier_task``) and adopts it when there is one.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def rebuild(config: Config, store: Store) -> tuple[int, int]:
         for path in scan_folder(folder):
             if store.active_by_path(path) is None:
                 store.add(path=path, folder=str(folder.path), index_id=folder.index_id,
-                          upload_started_at=0.0,
+                          upload_started_at=0.0, task_may_exist=1,
                           detail="database rebuilt: Twelve Labs is asked before any upload")
                 pending += 1
     return finished, pending

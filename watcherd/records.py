@@ -34,7 +34,9 @@ CREATE TABLE IF NOT EXISTS files (
     uploaded_at REAL,
     finished_at REAL,
     updated_at REAL NOT NULL,
-    duplicate_of INTEGER
+    duplicate_of INTEGER,
+    task_may_exist INTEGER NOT NULL DEFAULT 0,
+    indexing_seconds REAL
 );
 -- At most one live row per path; finished rows stay as history.
 CREATE UNIQUE INDEX IF NOT EXISTS files_active_path ON files(path)
@@ -66,11 +68,28 @@ CREATE TABLE IF NOT EXISTS runtime (
 COLUMNS = (
     "id path folder index_id state size mtime_ns sha256 attempts task_id video_id remote_status "
     "outcome reason error_code rule dest_path facts task_json discovered_at settled_at "
-    "upload_started_at uploaded_at finished_at updated_at duplicate_of"
+    "upload_started_at uploaded_at finished_at updated_at duplicate_of task_may_exist "
+    "indexing_seconds"
 ).split()
 # Columns added after the first release: ALTERed into older databases on open.
-ADDED_COLUMNS = {"duplicate_of": "INTEGER"}
-UPDATABLE = set(COLUMNS) - {"id", "path", "folder", "index_id", "state", "updated_at"}
+#   task_may_exist: 1 while an upload attempt may have created a task we never
+#     heard of (set at upload intent, cleared by a definitive answer), so the
+#     next attempt looks for it first, even after a crash or a restart.
+#   indexing_seconds: how long the task has been followed, counted on the
+#     monotonic clock while the daemon runs (wall-clock steps do not count).
+ADDED_COLUMNS = {"duplicate_of": "INTEGER",
+                 "task_may_exist": "INTEGER NOT NULL DEFAULT 0",
+                 "indexing_seconds": "REAL"}
+# Run once, right after the column is added to an older database.
+BACKFILL = {
+    # Before this column existed, every attempt without a recorded task may
+    # have created one: look before sending again.
+    "task_may_exist": "UPDATE files SET task_may_exist = 1 WHERE upload_started_at IS NOT NULL "
+                      "AND task_id IS NULL AND state IN ('settling', 'queued', 'validating', "
+                      "'uploading')",
+}
+# index_id changes at upload intent: the index the task is created in.
+UPDATABLE = set(COLUMNS) - {"id", "path", "folder", "state", "updated_at"}
 
 
 @dataclass(frozen=True)
@@ -101,6 +120,8 @@ class FileRecord:
     finished_at: float | None
     updated_at: float
     duplicate_of: int | None = None
+    task_may_exist: int = 0
+    indexing_seconds: float | None = None
 
     @property
     def name(self) -> str:

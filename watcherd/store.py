@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .names import display, is_utf8
-from .records import ADDED_COLUMNS, COLUMNS, SCHEMA, UPDATABLE, FileRecord
+from .records import ADDED_COLUMNS, BACKFILL, COLUMNS, SCHEMA, UPDATABLE, FileRecord
 from .states import ACTIVE_STATES, State
 
 logger = logging.getLogger(__name__)
@@ -207,7 +207,7 @@ class Store:
             if expect is not None and old not in expect:
                 raise StaleState(f"file {file_id} is {old}, expected one of {expect}")
             if claim_content:
-                _claim_content(conn, file_id)
+                _claim_content(conn, file_id, updates.get("index_id"))
             assignments = ", ".join(f"{k} = ?" for k in updates)
             conn.execute(f"UPDATE files SET {assignments} WHERE id = ?",
                          (*updates.values(), file_id))
@@ -286,18 +286,29 @@ def _content_holder(conn: sqlite3.Connection, file_id: int, sha256: str | None,
     return record_from_row(row) if row else None
 
 
-def _claim_content(conn: sqlite3.Connection, file_id: int) -> None:
+def _claim_content(conn: sqlite3.Connection, file_id: int, index_id: str | None) -> None:
+    """``index_id``: the index this transition moves the row to, if it changes it."""
     row = conn.execute("SELECT sha256, index_id FROM files WHERE id = ?", (file_id,)).fetchone()
-    holder = _content_holder(conn, file_id, row["sha256"], row["index_id"])
+    holder = _content_holder(conn, file_id, row["sha256"], index_id or row["index_id"])
     if holder is not None:
         raise ContentTaken(holder)
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
     present = {row[1] for row in conn.execute("PRAGMA table_info(files)")}
-    for name, decl in ADDED_COLUMNS.items():
-        if name not in present:
-            conn.execute(f"ALTER TABLE files ADD COLUMN {name} {decl}")
+    missing = [name for name in ADDED_COLUMNS if name not in present]
+    if not missing:
+        return
+    conn.execute("BEGIN IMMEDIATE")  # a column is never added without its backfill
+    try:
+        for name in missing:
+            conn.execute(f"ALTER TABLE files ADD COLUMN {name} {ADDED_COLUMNS[name]}")
+            if name in BACKFILL:
+                conn.execute(BACKFILL[name])
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _is_corruption(exc: sqlite3.DatabaseError) -> bool:

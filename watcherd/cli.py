@@ -48,7 +48,8 @@ colour only on a terminal, never with NO_COLOR; --json output is documented in t
 EXAMPLES = {
     "run": "watcherd run -c /etc/watcherd/config.yaml\n"
            "signals: SIGTERM/SIGINT stop, SIGHUP reloads the config, SIGUSR1 dumps stacks\n"
-           "exit: 0 stopped, 1 another daemon holds the database, 78 invalid config/key/index",
+           "exit: 0 stopped, 1 another daemon holds the database, 78 invalid config, no\n"
+           "API key source or unknown index (a refused key pauses uploads instead)",
     "check-config": "watcherd check-config -c ./config.yaml\nexit: 0 valid, 78 invalid",
     "status": "watcherd status\nwatcherd status --folder /srv/drop/inbox\n"
               "watcherd status --json | jq '.active[] | select(.state == \"uploading\")'",

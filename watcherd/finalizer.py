@@ -3,7 +3,9 @@
 The target path is recorded before the move, so after a crash the next run
 can tell "moved but not recorded" from "not moved yet". A storage error
 (full disk, read-only share) keeps the row in ``finalizing`` and retries
-later; the source is only removed once the copy is complete.
+later; the source is only removed once the copy is complete. Any other
+exception is noted in the file's history and the move retried the same way
+(``putback``); the fifth in a row redirects the file to failed/.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from . import __version__
 from .config import Config, FolderConfig
 from .mover import free_target, move_file, write_sidecar
 from .presence import folder_reachable
+from .putback import InternalErrors, give_up
 from .states import State
 from .store import FileRecord, Store
 from .threads import ServiceThread
@@ -35,9 +38,11 @@ RETRY_MAX_SECONDS = 300.0
 
 
 class Finalizer(ServiceThread):
-    def __init__(self, *, config: Config, store: Store, work: queue.SimpleQueue[int],
+    def __init__(self, *, config: Config, store: Store,
+                 work: queue.Queue[int] | queue.SimpleQueue[int],
                  clock: Callable[[], float] = time.monotonic,
-                 retry_seconds: float = RETRY_FIRST_SECONDS) -> None:
+                 retry_seconds: float = RETRY_FIRST_SECONDS,
+                 internal_errors: InternalErrors | None = None) -> None:
         super().__init__("finalizer")
         self.config = config
         self.store = store
@@ -46,6 +51,7 @@ class Finalizer(ServiceThread):
         self.retry_seconds = retry_seconds
         self._later: list[tuple[float, int]] = []
         self._failures: dict[int, int] = {}
+        self.internal_errors = internal_errors or InternalErrors()
 
     def step(self) -> None:
         self._requeue_due()
@@ -53,18 +59,40 @@ class Finalizer(ServiceThread):
             file_id = self.work.get(timeout=0.5)
         except queue.Empty:
             return
+        self.holding = file_id
+        try:
+            self.internal_errors.run(
+                file_id, lambda: self._attempt(file_id),
+                put_back=lambda detail: self._note_and_retry(file_id, detail),
+                give_up=lambda detail: give_up(self.store, file_id, detail, self.work.put))
+        finally:
+            self.holding = None
+
+    def held_files(self) -> set[int]:
+        return super().held_files() | ({file_id for _, file_id in list(self._later)}
+                                       if self.is_alive() else set())
+
+    def _attempt(self, file_id: int) -> None:
         try:
             self.finalize(file_id)
         except OSError as exc:
-            failures = self._failures.get(file_id, 0) + 1
-            self._failures[file_id] = failures
-            delay = min(RETRY_MAX_SECONDS, self.retry_seconds * 2 ** (failures - 1))
+            delay = self._retry_later(file_id)
             logger.error("%s: cannot move it to done/failed yet (%s); nothing is lost: the "
                          "file stays where it is, retrying in %.0fs",
                          self.store.get(file_id).path, exc, delay)
-            heapq.heappush(self._later, (self.clock() + delay, file_id))
         else:
             self._failures.pop(file_id, None)
+
+    def _note_and_retry(self, file_id: int, detail: str) -> None:
+        self.store.note(file_id, detail)
+        self._retry_later(file_id)
+
+    def _retry_later(self, file_id: int) -> float:
+        failures = self._failures.get(file_id, 0) + 1
+        self._failures[file_id] = failures
+        delay = min(RETRY_MAX_SECONDS, self.retry_seconds * 2 ** (failures - 1))
+        heapq.heappush(self._later, (self.clock() + delay, file_id))
+        return delay
 
     def _requeue_due(self) -> None:
         now = self.clock()

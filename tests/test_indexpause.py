@@ -43,7 +43,8 @@ def not_found(index_id="idx"):
                        f"GET /indexes/{index_id}: Resource with id `{index_id}` does not exist")
 
 
-def test_an_upload_into_a_deleted_index_parks_the_file_instead_of_failing_it(rig, caplog):
+def test_an_upload_into_a_deleted_index_parks_the_file_instead_of_failing_it(
+        rig, caplog):  # noqa: F811
     queued, worker, store, finalized, _ = rig
     record = queued("ok.mp4")
     api = IndexedApi(creates=[GONE], indexes=[not_found()])
@@ -59,7 +60,7 @@ def test_an_upload_into_a_deleted_index_parks_the_file_instead_of_failing_it(rig
     assert api.names() == ["create_task", "get_index"]
 
 
-def test_a_not_found_that_is_not_about_the_index_still_fails_the_file(rig):
+def test_a_not_found_that_is_not_about_the_index_still_fails_the_file(rig):  # noqa: F811
     queued, worker, store, finalized, _ = rig
     record = queued("ok.mp4")
     api = IndexedApi(creates=[GONE], indexes=[{"_id": "idx"}])  # the index answers
@@ -127,7 +128,7 @@ def test_the_pause_check_resumes_an_index_once_it_answers_and_releases_its_files
 
 
 def test_a_sighup_check_runs_at_once_and_a_refused_key_is_checked_first(check):
-    pc, api, clock, released = check
+    pc, api, _clock, released = check
     pc.index_pauses.pause("idx", GONE)
     pc.index_pauses.park_if_paused("idx", 7)
     pc.gate.pause(AuthError(401, "api_key_invalid", "expired"))
@@ -139,7 +140,7 @@ def test_a_sighup_check_runs_at_once_and_a_refused_key_is_checked_first(check):
 
 
 def test_an_index_no_longer_in_the_config_releases_its_files_without_asking(check, tmp_path):
-    pc, api, clock, released = check
+    pc, api, _clock, released = check
     pc.index_pauses.pause("retired", GONE)
     pc.index_pauses.park_if_paused("retired", 9)
     pc.check()  # the pause began; then a reload pointed the folder elsewhere
@@ -148,7 +149,7 @@ def test_an_index_no_longer_in_the_config_releases_its_files_without_asking(chec
 
 
 def test_a_key_check_that_finds_an_index_gone_resumes_the_rest_and_pauses_that_folder(check):
-    pc, api, clock, released = check
+    pc, api, _clock, _released = check
     pc.gate.pause(AuthError(401, "api_key_invalid", "expired"))
     pc.check()
     api.indexes = [not_found(), {"_id": "other"}]
@@ -164,3 +165,24 @@ def test_parking_and_resuming_never_lose_a_file():
     assert pauses.resume("idx") == [1, 2]
     assert not pauses.park_if_paused("idx", 3)  # resumed: the worker takes it
     assert pauses.parked() == set()
+
+
+def test_status_names_the_paused_folder_its_index_and_the_fix():
+    from rich.console import Console
+
+    from watcherd.report import render_status
+
+    status = {
+        "daemon": {"running": True, "pid": 1, "version": "test",
+                   "started_at": "2026-01-01T00:00:00+00:00", "problems": []},
+        "uploads": {"state": "running"},
+        "folders": [{"path": "/srv/a", "index_id": "idx", "paused": GONE.describe(),
+                     "watch": None, "counts": dict.fromkeys(
+                         ("settling", "queued", "validating", "uploading", "indexing",
+                          "done", "failed", "vanished"), 0)}],
+        "active": [], "recent": {"done": [], "failed": []}}
+    console = Console(record=True, width=300)
+    render_status(status, console)
+    text = console.export_text()
+    assert "uploads paused for /srv/a: index idx is gone (HTTP 400 resource_not_exist" in text
+    assert "fix: recreate it" in text

@@ -1,6 +1,11 @@
 """``watcherd`` with one part sabotaged, for the watchdog tests.
 
-Usage: python sabotaged_daemon.py (hang-upload | kill-poller) run --config FILE
+Usage: python sabotaged_daemon.py SABOTAGE run --config FILE
+
+SABOTAGE is ``hang-upload``, ``kill-poller``, ``flaky:STEP:N`` (the first N
+calls of STEP raise IndexError, then it works again) or ``die:STEP:N`` (the
+same with SystemExit, which ends the thread that runs it). STEP is one of
+validate, hash, upload, poll, finalize.
 
 The sabotage is done in the daemon's own process, because that is where
 systemd's watchdog has to notice it.
@@ -10,10 +15,21 @@ from __future__ import annotations
 
 import sys
 import threading
+from typing import Any
 
-from watcherd import cli
+from watcherd import cli, pipeline
 from watcherd.api import TwelveLabsClient
+from watcherd.finalizer import Finalizer
 from watcherd.poller import Poller
+
+# Where each step of a file's way can be made to fail.
+STEPS: dict[str, tuple[Any, str]] = {
+    "validate": (pipeline, "check_file"),
+    "hash": (pipeline, "sha256_file"),
+    "upload": (TwelveLabsClient, "create_task"),
+    "poll": (TwelveLabsClient, "get_task"),
+    "finalize": (Finalizer, "finalize"),
+}
 
 
 def hang_forever(*_args: object, **_kwargs: object) -> dict:
@@ -26,11 +42,38 @@ def die(_self: Poller) -> None:
     raise SystemExit("poller killed by the test")
 
 
+def fail_first_calls(step: str, times: int, error: type[BaseException]) -> None:
+    """Make the first ``times`` calls of ``step`` raise ``error``; later calls work."""
+    owner, name = STEPS[step]
+    real = getattr(owner, name)
+    left = [times]
+    lock = threading.Lock()
+
+    def sabotaged(*args: object, **kwargs: object) -> Any:
+        with lock:
+            fire = left[0] > 0
+            left[0] -= fire
+        if fire:
+            raise error(f"{step} sabotaged by the test")
+        return real(*args, **kwargs)
+
+    setattr(owner, name, sabotaged)
+
+
+def sabotage(spec: str) -> None:
+    kind, _, rest = spec.partition(":")
+    if kind in ("flaky", "die"):
+        step, times = rest.split(":")
+        fail_first_calls(step, int(times), IndexError if kind == "flaky" else SystemExit)
+    else:
+        SABOTAGE[spec]()
+
+
 SABOTAGE = {
     "hang-upload": lambda: setattr(TwelveLabsClient, "create_task", hang_forever),
     "kill-poller": lambda: setattr(Poller, "step", die),
 }
 
 if __name__ == "__main__":
-    SABOTAGE[sys.argv[1]]()
+    sabotage(sys.argv[1])
     sys.exit(cli.main(sys.argv[2:]))

@@ -3,7 +3,9 @@
 Order: ``api.key_file``, then ``$CREDENTIALS_DIRECTORY/api-key`` (systemd's
 ``LoadCredential=``), then the ``TWELVELABS_API_KEY`` environment variable.
 The key is re-read on every call so that fixing a key file is enough to
-resume after a 401.
+resume after a 401. At start a missing key is a configuration error; while
+running (``key_for_request``) it is a pause, like a refused key: a rotation
+that leaves the file briefly empty or missing must not fail any file.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, KeyUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,22 @@ def resolve_api_key(key_file: Path | None, env: dict[str, str] | None = None) ->
         "api.key_file: no API key found: set api.key_file, or pass the credential "
         f"'{CREDENTIAL_NAME}' with LoadCredential=, or set {ENV_VAR}"
     ])
+
+
+def key_for_request(key_file: Path | None) -> str:
+    """The key for the next request; KeyUnavailable (an upload pause) if none can be read."""
+    try:
+        return resolve_api_key(key_file).value
+    except ConfigError as exc:
+        raise KeyUnavailable("; ".join(exc.errors)) from None
+
+
+def key_source(key_file: Path | None) -> str:
+    """Where the key comes from right now, for messages (never the key itself)."""
+    try:
+        return resolve_api_key(key_file).source
+    except ConfigError as exc:
+        return "; ".join(exc.errors)
 
 
 def _read_key_file(path: Path, key: str) -> str:

@@ -49,7 +49,7 @@ EXAMPLES = {
     "run": "watcherd run -c /etc/watcherd/config.yaml\n"
            "signals: SIGTERM/SIGINT stop, SIGHUP reloads the config, SIGUSR1 dumps stacks\n"
            "exit: 0 stopped, 1 another daemon holds the database or a folder, 78 invalid "
-           "config/folder/key/index",
+           "config/folder/key source/index (a refused key pauses uploads instead)",
     "check-config": "watcherd check-config -c ./config.yaml\n"
                     "watcherd check-config --online    # also ask Twelve Labs about the key "
                     "and every index\n"

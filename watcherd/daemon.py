@@ -6,7 +6,10 @@ owns signals (handlers only enqueue the signal number; the loop acts on it),
 talks to systemd (READY, STATUS, WATCHDOG, RELOADING, STOPPING), supervises
 the other threads and restarts dead observers. Under a systemd watchdog a dead
 thread is not restarted in place: the pings stop and systemd restarts the
-whole service, which is the better-tested path back to health.
+whole service, which is the better-tested path back to health. Every
+health check also sweeps for files no thread holds (``putback.Sweep``).
+A refused key at start pauses uploads instead of stopping: READY=1 goes out
+with a STATUS= that says so, and the pause check resumes by itself.
 """
 
 from __future__ import annotations
@@ -15,15 +18,17 @@ import contextlib
 import logging
 import queue
 import signal
+import threading
 import time
 from collections.abc import Callable
 
 from .api import TwelveLabsClient
-from .apikey import resolve_api_key
+from .apikey import key_for_request, resolve_api_key
 from .config import Config
 from .errors import ConfigError
 from .finalizer import Finalizer
 from .health import Monitor
+from .indexpause import IndexPauses
 from .instance import AlreadyRunning, InstanceLock
 from .notify import Notifier
 from .pausecheck import PauseCheck
@@ -31,7 +36,9 @@ from .pipeline import UploadWorker
 from .poller import Poller
 from .preflight import CHECK_TIMEOUTS, preflight
 from .progress import Progress, TerminalProgress
+from .putback import InternalErrors, Sweep, put_back
 from .rebuild import move_aside, rebuild
+from .records import FileRecord
 from .reload import prepare_reload
 from .retry import UploadGate
 from .runtime import build_snapshot
@@ -60,23 +67,29 @@ class Daemon:
         self.api = api or TwelveLabsClient(
             config.api.base_url,
             # Read per request, from the config of the moment: a reload or a
-            # rotated key file applies to the next request.
-            lambda: resolve_api_key(self.config.api.key_file).value,
+            # rotated key file applies to the next request, and a key file
+            # caught empty mid-rotation pauses uploads instead of failing one.
+            lambda: key_for_request(self.config.api.key_file),
             connect_timeout=config.api.connect_timeout_seconds,
             io_timeout=config.api.io_timeout_seconds,
         )
         self.gate = UploadGate()
+        self.index_pauses = IndexPauses(lambda: self.config)
+        self.internal_errors = InternalErrors()
+        self.pause_wake = threading.Event()  # set on SIGHUP: check every pause now
         self.progress = Progress()
         self.intake: queue.SimpleQueue[Hint] = queue.SimpleQueue()
         self.work: queue.Queue[int] = queue.Queue()
-        self.to_finalize: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self.to_finalize: queue.Queue[int] = queue.Queue()  # a Queue: the sweep reads it
         self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.scanner = Scanner(config, self.intake)
         self.watcher = Watcher(config, self.intake, self.scanner)
         self.factories: dict[str, Callable[[], ServiceThread]] = self._thread_factories()
         self.threads: dict[str, ServiceThread] = {}
+        self.sweep = Sweep(self.store, self._held_files, self._put_back)
         self.monitor = Monitor(notifier=self.notifier, store=self.store, progress=self.progress,
-                               gate=self.gate, watcher=self.watcher,
+                               gate=self.gate, index_pauses=self.index_pauses,
+                               watcher=self.watcher,
                                threads=lambda: [self.scanner, *self.threads.values()],
                                stall_seconds=config.stall_seconds,
                                publish=self._publish_runtime, display=display)
@@ -92,17 +105,22 @@ class Daemon:
                                      finalize=self.to_finalize.put,
                                      interval=self.config.poll_interval_seconds,
                                      task_timeout=self.config.task_timeout_seconds,
-                                     batch=self.config.poll_batch),
+                                     batch=self.config.poll_batch,
+                                     index_pauses=self.index_pauses,
+                                     internal_errors=self.internal_errors),
             "finalizer": lambda: Finalizer(config=self.config, store=self.store,
-                                           work=self.to_finalize),
-            "pause-check": lambda: PauseCheck(config=self.config, api=self.api, gate=self.gate),
+                                           work=self.to_finalize,
+                                           internal_errors=self.internal_errors),
+            "pause-check": lambda: PauseCheck(config=self.config, api=self.api, gate=self.gate,
+                                              index_pauses=self.index_pauses,
+                                              release=self.work.put, wake=self.pause_wake),
         }
         for n in range(1, self.config.upload_workers + 1):
             factories[f"upload-{n}"] = lambda name=f"upload-{n}": UploadWorker(
                 name, config=self.config, store=self.store, api=self.api, gate=self.gate,
                 work=self.work, finalize=self.to_finalize.put,
-                settle_again=lambda path: self.intake.put(Hint(path, "recovery")),
-                progress=self.progress)
+                settle_again=self._settle_again, progress=self.progress,
+                index_pauses=self.index_pauses, internal_errors=self.internal_errors)
         return factories
 
     # -- lifecycle -----------------------------------------------------------
@@ -126,7 +144,10 @@ class Daemon:
         self.lock.acquire()
         try:
             with self.api.short_timeouts(*CHECK_TIMEOUTS) as quick:
-                preflight(self.config, quick, resolve_api_key(self.config.api.key_file).source)
+                refused = preflight(self.config, quick,
+                                    resolve_api_key(self.config.api.key_file).source)
+            if refused is not None:  # the pause check says so with the fix, and resumes
+                self.gate.pause(refused)
             self._open_store()
             self.recover()
         except BaseException:
@@ -168,10 +189,9 @@ class Daemon:
     def recover(self) -> None:
         """Pick up where the last run stopped (before any new upload)."""
         for record in self.store.in_states(State.QUEUED, State.VALIDATING, State.UPLOADING):
-            if record.state == State.UPLOADING and record.task_id:
-                self.store.transition(record.id, State.INDEXING, "restart: task already created")
-                continue
-            self.store.transition(record.id, State.SETTLING, "restart: settling again")
+            # Hints for these are sent with the other settling rows below.
+            put_back(self.store, record, "restart", settle_again=lambda _path: None,
+                     finalize=self.to_finalize.put)
         for record in self.store.in_states(State.SETTLING):
             self.intake.put(Hint(record.path, "recovery"))
         for record in self.store.in_states(State.FINALIZING):
@@ -203,10 +223,28 @@ class Daemon:
                     logger.exception("supervision failed; trying again in %.0fs",
                                      HEALTH_CHECK_SECONDS)
 
+    def _settle_again(self, path: str) -> None:
+        self.intake.put(Hint(path, "recovery"))
+
+    def _put_back(self, record: FileRecord, detail: str) -> None:
+        put_back(self.store, record, detail, settle_again=self._settle_again,
+                 finalize=self.to_finalize.put)
+
+    def _held_files(self) -> set[int]:
+        """Every file id a queue or a live thread holds, or that waits for its index."""
+        held = self.index_pauses.parked()
+        for waiting in (self.work, self.to_finalize):
+            with waiting.mutex:
+                held.update(waiting.queue)
+        for thread in self.threads.values():
+            held |= thread.held_files()
+        return held
+
     def _publish_runtime(self, problems: list[str]) -> None:
         self.store.publish_runtime(build_snapshot(
             watcher=self.watcher, scanner=self.scanner, progress=self.progress, gate=self.gate,
-            problems=problems, started_at=self.started_at))
+            problems=problems, started_at=self.started_at,
+            index_pauses=self.index_pauses.paused()))
 
     def reload(self) -> None:
         """Apply a changed config to new work; a bad one is refused and the old kept."""
@@ -226,6 +264,7 @@ class Daemon:
         else:
             self.apply(new)
             logger.info("reloaded %s: %s", new.source, "; ".join(changes))
+        self.pause_wake.set()  # perhaps the key or an index was fixed: check now
         self.notifier.ready(self.monitor.summary())
 
     def apply(self, config: Config) -> None:
@@ -238,11 +277,10 @@ class Daemon:
         for thread in [self.scanner, *self.threads.values()]:
             thread.reconfigure(config)
         self.watcher.reconfigure(config)
-        if self.gate.paused is not None:
-            self.gate.resume()  # perhaps the key was fixed: the next request tells
 
     def supervise(self) -> None:
-        """Replace dead threads (unless systemd's watchdog will), restart dead observers."""
+        """Replace dead threads (unless systemd's watchdog will), restart dead observers,
+        put back files that no thread holds."""
         for name, thread in list(self.threads.items()):
             if not thread.is_alive() and not self.notifier.watchdog_enabled:
                 logger.error("thread %s died; starting a new one", name)
@@ -257,6 +295,7 @@ class Daemon:
             self.watcher.scanner = self.scanner
             self.scanner.start()
         self.watcher.ensure_running()
+        self.sweep.run()
 
     def shutdown(self) -> None:
         """Stop intake first, give uploads a grace period, then close the database."""

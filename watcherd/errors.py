@@ -5,8 +5,8 @@
 - ``ApiRejected``: Twelve Labs refused the file (400 ``video_*`` and friends);
   permanent, the file goes to failed/ with the API's code and message.
 - ``TransientError``: the network or the API hiccupped; retry with backoff.
-- ``UploadsPaused`` (``AuthError``, ``QuotaError``): nothing is wrong with the
-  file; every upload waits until the account works again.
+- ``UploadsPaused`` (``AuthError``, ``KeyUnavailable``, ``QuotaError``): nothing
+  is wrong with the file; every upload waits until the account works again.
 - ``StorageRefused``: done/ or failed/ refuses the name for good; reported
   once as an ERROR, never retried with a reassuring message.
 """
@@ -98,6 +98,20 @@ class AuthError(UploadsPaused):
         "$CREDENTIALS_DIRECTORY/api-key or $TWELVELABS_API_KEY); watcherd re-reads it "
         "and resumes by itself"
     )
+
+
+class KeyUnavailable(AuthError):
+    """No API key can be read right now (a key file empty or missing mid-rotation).
+
+    Raised where a request would have sent the key, so it takes the same path
+    as a refused key: uploads pause and resume once the key source answers.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(None, "key_unavailable", message)
+
+    def describe(self) -> str:
+        return f"no API key can be read: {self.message}"
 
 
 class QuotaError(UploadsPaused):

@@ -6,7 +6,9 @@ can tell "moved but not recorded" from "not moved yet". A storage error
 later; the source is only removed once the copy is complete. An error that
 no retry can cure (the filesystem refuses the name: ENAMETOOLONG, EINVAL,
 EILSEQ) is one ERROR with the fix, and the file is left alone until the
-next start instead of being retried forever.
+next start instead of being retried forever. Any other exception is noted
+in the file's history and the move retried the same way (``putback``); the
+fifth in a row redirects the file to failed/.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .errors import StorageRefused
 from .mover import free_target, move_file, write_sidecar
 from .names import display
 from .presence import folder_reachable
+from .putback import InternalErrors, give_up
 from .states import State
 from .store import FileRecord, Store
 from .threads import ServiceThread
@@ -44,9 +47,11 @@ PERMANENT_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ})
 
 
 class Finalizer(ServiceThread):
-    def __init__(self, *, config: Config, store: Store, work: queue.SimpleQueue[int],
+    def __init__(self, *, config: Config, store: Store,
+                 work: queue.Queue[int] | queue.SimpleQueue[int],
                  clock: Callable[[], float] = time.monotonic,
-                 retry_seconds: float = RETRY_FIRST_SECONDS) -> None:
+                 retry_seconds: float = RETRY_FIRST_SECONDS,
+                 internal_errors: InternalErrors | None = None) -> None:
         super().__init__("finalizer")
         self.config = config
         self.store = store
@@ -55,6 +60,10 @@ class Finalizer(ServiceThread):
         self.retry_seconds = retry_seconds
         self._later: list[tuple[float, int]] = []
         self._failures: dict[int, int] = {}
+        # Files whose name the filesystem refuses for good: parked here (so the
+        # sweep leaves them alone) until the next start.
+        self._refused_ids: set[int] = set()
+        self.internal_errors = internal_errors or InternalErrors()
 
     def step(self) -> None:
         self._requeue_due()
@@ -62,30 +71,55 @@ class Finalizer(ServiceThread):
             file_id = self.work.get(timeout=0.5)
         except queue.Empty:
             return
+        self.holding = file_id
+        try:
+            self.internal_errors.run(
+                file_id, lambda: self._attempt(file_id),
+                put_back=lambda detail: self._note_and_retry(file_id, detail),
+                give_up=lambda detail: give_up(self.store, file_id, detail, self.work.put))
+        finally:
+            self.holding = None
+
+    def held_files(self) -> set[int]:
+        if not self.is_alive():
+            return super().held_files()
+        return (super().held_files() | {file_id for _, file_id in list(self._later)}
+                | set(self._refused_ids))
+
+    def _attempt(self, file_id: int) -> None:
         try:
             self.finalize(file_id)
         except StorageRefused as exc:
             self._failures.pop(file_id, None)
             self._refused(file_id, exc)
         except OSError as exc:
-            failures = self._failures.get(file_id, 0) + 1
-            self._failures[file_id] = failures
-            delay = min(RETRY_MAX_SECONDS, self.retry_seconds * 2 ** (failures - 1))
+            delay = self._retry_later(file_id)
             logger.error("%s: cannot move it to done/failed yet (%s); nothing is lost: the "
                          "file stays where it is, retrying in %.0fs",
                          display(self.store.get(file_id).path), exc, delay)
-            heapq.heappush(self._later, (self.clock() + delay, file_id))
         else:
             self._failures.pop(file_id, None)
 
     def _refused(self, file_id: int, exc: StorageRefused) -> None:
         """Not retried: the row stays ``finalizing`` (shown by status) until the next start."""
         record = self.store.get(file_id)
+        self._refused_ids.add(file_id)
         self.store.note(file_id, f"cannot be moved, retrying cannot help: {exc}")
         logger.error("%s: the filesystem refuses %s: %s. Retrying cannot help; the file stays "
                      "where it is and is tried again at the next start. Fix: give done_dir/"
                      "failed_dir a filesystem that takes this name, or rename the file",
                      display(record.path), display(exc.path), exc)
+
+    def _note_and_retry(self, file_id: int, detail: str) -> None:
+        self.store.note(file_id, detail)
+        self._retry_later(file_id)
+
+    def _retry_later(self, file_id: int) -> float:
+        failures = self._failures.get(file_id, 0) + 1
+        self._failures[file_id] = failures
+        delay = min(RETRY_MAX_SECONDS, self.retry_seconds * 2 ** (failures - 1))
+        heapq.heappush(self._later, (self.clock() + delay, file_id))
+        return delay
 
     def _requeue_due(self) -> None:
         now = self.clock()

@@ -17,6 +17,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 
+from .indexpause import IndexPauses
 from .notify import Notifier
 from .progress import Progress, TerminalProgress
 from .retry import UploadGate
@@ -82,6 +83,7 @@ class Monitor:
     def __init__(self, *, notifier: Notifier, store: Store, progress: Progress,
                  gate: UploadGate, watcher: Watcher,
                  threads: Callable[[], list[ServiceThread]], stall_seconds: float,
+                 index_pauses: IndexPauses | None = None,
                  publish: Callable[[list[str]], None] | None = None,
                  display: TerminalProgress | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -89,6 +91,7 @@ class Monitor:
         self.store = store
         self.progress = progress
         self.gate = gate
+        self.index_pauses = index_pauses
         self.watcher = watcher
         self.threads = threads
         self.stall_seconds = stall_seconds
@@ -141,7 +144,10 @@ class Monitor:
         uploads = [(os.path.basename(path), int(100 * done / total) if total else 0)
                    for _, path, done, total in self.progress.uploads()]
         folders = (sum(w.healthy for w in self.watcher.watches), len(self.watcher.watches))
-        return status_line(self.store.counts(), folders, uploads, self.gate.describe())
+        held_back = [self.gate.describe(),
+                     self.index_pauses.describe() if self.index_pauses else None]
+        return status_line(self.store.counts(), folders, uploads,
+                           "; uploads ".join(why for why in held_back if why) or None)
 
     def _report(self, problems: list[str]) -> None:
         """Log each new problem once, and the recovery."""

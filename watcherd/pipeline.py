@@ -4,7 +4,10 @@ The exception type decides a file's fate:
 ``MediaRejected``/``ApiRejected`` → failed/, ``TransientError`` → retry after
 the shared backoff, ``UploadsPaused`` → back to the queue until the account
 works, ``FileChanged`` → settle again, ``FileNotFoundError`` → vanished,
-``PermissionError`` → settle again (the settler holds an unreadable file).
+``PermissionError`` → settle again (the settler holds an unreadable file). An
+``ApiRejected`` that turns out to mean "the index is gone" parks the file
+until the index answers (``indexpause``); any other exception puts the file
+back to settle again (``putback``), the fifth in a row sends it to failed/.
 Intent is written before every side effect: ``uploading`` with the attempt
 number, start time, target index and "a task may exist" before the POST, the
 task id the moment it answers. A definitive answer clears "a task may exist";
@@ -32,9 +35,11 @@ from .dedupe import (
     sha256_file,
 )
 from .errors import ApiRejected, FileChanged, MediaRejected, TransientError, UploadsPaused
+from .indexpause import IndexPauses, index_gone
 from .names import display
 from .presence import folder_reachable
 from .progress import Progress, ProgressLog
+from .putback import InternalErrors, give_up, put_back
 from .retry import UploadGate
 from .states import State
 from .store import ContentTaken, FileRecord, Store
@@ -65,6 +70,8 @@ class UploadWorker(ServiceThread):
         settle_again: Callable[[str], None],
         progress: Progress | None = None,
         clock: Callable[[], float] = time.monotonic,
+        index_pauses: IndexPauses | None = None,
+        internal_errors: InternalErrors | None = None,
     ) -> None:
         super().__init__(name)
         self.config = config
@@ -75,6 +82,8 @@ class UploadWorker(ServiceThread):
         self.finalize = finalize
         self.settle_again = settle_again
         self.progress = progress or Progress()
+        self.index_pauses = index_pauses or IndexPauses(lambda: self.config)
+        self.internal_errors = internal_errors or InternalErrors()
         # Set by the daemon after the shutdown grace period: abort mid-upload.
         self.abort_event = threading.Event()
         self.waits = CandidateWaits(clock)
@@ -84,7 +93,16 @@ class UploadWorker(ServiceThread):
             file_id = self.work.get(timeout=0.5)
         except queue.Empty:
             return
-        self.process(file_id)
+        self.holding = file_id
+        try:
+            self.internal_errors.run(
+                file_id, lambda: self.process(file_id),
+                put_back=lambda detail: put_back(self.store, self.store.get(file_id), detail,
+                                                 settle_again=self.settle_again,
+                                                 finalize=self.finalize),
+                give_up=lambda detail: give_up(self.store, file_id, detail, self.finalize))
+        finally:
+            self.holding = None
 
     def process(self, file_id: int) -> None:
         """Take one queued file as far as it can go now."""
@@ -94,6 +112,8 @@ class UploadWorker(ServiceThread):
         folder = self.config.folder_for(record.path)
         if record.state != State.QUEUED or folder is None:
             return
+        if self.index_pauses.park_if_paused(folder.index_id, file_id):
+            return  # released when the index answers again
         try:
             if record.sha256 is None:  # not yet validated since it last settled
                 record = self._validate(record, folder)
@@ -114,8 +134,9 @@ class UploadWorker(ServiceThread):
             self._hash_for_sidecar(record)
             self._fail(file_id, exc.reason, rule=exc.rule)
         except ApiRejected as exc:
-            self._fail(file_id, f"Twelve Labs rejected the upload: {exc.describe()}",
-                       error_code=exc.code or f"http_{exc.status}")
+            if not self._parked_if_index_gone(record, folder, exc):
+                self._fail(file_id, f"Twelve Labs rejected the upload: {exc.describe()}",
+                           error_code=exc.code or f"http_{exc.status}")
         finally:
             self.progress.clear(file_id)
 
@@ -298,6 +319,26 @@ class UploadWorker(ServiceThread):
             self.stop_event.wait(DUPLICATE_RECHECK_SECONDS)
             self.work.put(record.id)
 
+    def _parked_if_index_gone(self, record: FileRecord, folder: FolderConfig,
+                              exc: ApiRejected) -> bool:
+        """Keep the file in the inbox if the refusal was about a vanished index.
+
+        If asking about the index fails, nobody can tell yet: the file goes
+        round again rather than to failed/ on a guess.
+        """
+        try:
+            if not index_gone(self.api, folder.index_id, exc):
+                return False
+            self.index_pauses.pause(folder.index_id, exc)
+        except TransientError as probe:
+            self.gate.note_failure(probe)
+        except UploadsPaused as probe:
+            self._pause(probe)
+        self.store.transition(record.id, State.QUEUED, f"not uploaded: {exc.describe()}")
+        if not self.index_pauses.park_if_paused(folder.index_id, record.id):
+            self.work.put(record.id)
+        return True
+
     def _missing(self, record: FileRecord, folder: FolderConfig) -> None:
         """A missing file in a reachable folder is gone; in an unreachable one, wait."""
         if folder_reachable(folder.path):
@@ -344,9 +385,7 @@ class UploadWorker(ServiceThread):
         return (st.st_size, st.st_mtime_ns) != (record.size, record.mtime_ns)
 
     def _pause(self, exc: UploadsPaused) -> None:
-        if self.gate.pause(exc):
-            logger.error("uploads paused: %s. Files stay in the inbox. Fix: %s",
-                         exc.describe(), exc.fix)
+        self.gate.pause(exc)  # the pause check says so, with the fix, once per interval
 
     def _fail(self, file_id: int, reason: str, **fields: object) -> None:
         self.store.transition(file_id, State.FINALIZING, reason, outcome="failed",

@@ -7,7 +7,9 @@ answers for all of them, and only tasks missing from it get a GET of their
 own. Any status other than ``ready``/``failed`` counts as still working
 (unknown ones are logged once).
 Accepts both the v1.3 (``system_metadata``) and v1.2 (``metadata``,
-``process.percentage``) task shapes.
+``process.percentage``) task shapes. Tasks of an index that is gone are not
+polled (and not failed) until it answers again; an unplanned exception while
+handling one task is noted in its history and that task is polled again.
 
 ``task_timeout_seconds`` counts the time a task has been followed on the
 monotonic clock, saved in the row now and then so a restart continues the
@@ -21,10 +23,13 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from functools import partial
 
 from .api import TwelveLabsClient
 from .config import Config
 from .errors import ApiRejected, TransientError, UploadsPaused
+from .indexpause import IndexPauses, index_gone
+from .putback import InternalErrors, give_up
 from .retry import UploadGate, compute_backoff
 from .states import KNOWN_TASK_STATUSES, TERMINAL_TASK_STATUSES, State
 from .store import FileRecord, StaleState, Store
@@ -55,6 +60,8 @@ class Poller(ServiceThread):
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
         tick_seconds: float = 0.5,
+        index_pauses: IndexPauses | None = None,
+        internal_errors: InternalErrors | None = None,
     ) -> None:
         super().__init__("poller")
         self.store = store
@@ -72,6 +79,8 @@ class Poller(ServiceThread):
         # file id -> (monotonic reading, seconds followed at that reading)
         self._followed_from: dict[int, tuple[float, float]] = {}
         self._unknown_logged: set[str] = set()
+        self.index_pauses = index_pauses
+        self.internal_errors = internal_errors or InternalErrors()
 
     def reconfigure(self, config: Config) -> None:
         self.interval = config.poll_interval_seconds
@@ -91,6 +100,8 @@ class Poller(ServiceThread):
         by_index: dict[str, list[FileRecord]] = {}
         due: set[str] = set()
         for record in self.store.in_states(State.INDEXING):
+            if self.index_pauses is not None and self.index_pauses.why(record.index_id):
+                continue  # its index is gone for now: nothing to ask, nothing to fail
             if self._timed_out(record):
                 continue
             by_index.setdefault(record.index_id, []).append(record)
@@ -103,7 +114,16 @@ class Poller(ServiceThread):
             for record in records:
                 if self.stop_event.is_set():
                     return
-                self.poll(record)
+                self._guarded(record, partial(self.poll, record))
+
+    def _guarded(self, record: FileRecord, action: Callable[[], None]) -> None:
+        """Run ``action`` for one task; an unplanned error is noted and the task polled again."""
+        def again(detail: str) -> None:
+            self.store.note(record.id, detail)
+            self._schedule(record.id)
+
+        self.internal_errors.run(record.id, action, put_back=again, give_up=partial(
+            give_up, self.store, record.id, finalize=self.finalize))
 
     def poll_batch(self, index_id: str, records: list[FileRecord]) -> list[FileRecord]:
         """One list request for all of an index's unfinished tasks, instead of one GET each.
@@ -126,7 +146,7 @@ class Poller(ServiceThread):
                 continue
             self.failures.pop(record.id, None)
             self._schedule(record.id)
-            self._note_status(record, task)
+            self._guarded(record, partial(self._note_status, record, task))
         return rest
 
     def poll(self, record: FileRecord) -> None:
@@ -136,16 +156,33 @@ class Poller(ServiceThread):
             self._backoff(record, exc)
             return
         except UploadsPaused as exc:
-            if self.gate.pause(exc):
-                logger.error("uploads paused: %s. Fix: %s", exc.describe(), exc.fix)
+            self.gate.pause(exc)  # the pause check says so, with the fix
             return
         except ApiRejected as exc:
+            if self._index_gone(record, exc):
+                return
             self._finish(record, "failed", None, f"task {record.task_id} can no longer be "
                          f"read: {exc.describe()}", error_code=exc.code)
             return
         self.failures.pop(record.id, None)
         self._schedule(record.id)
         self._note_status(record, task)
+
+    def _index_gone(self, record: FileRecord, exc: ApiRejected) -> bool:
+        """True if the task is unreadable because its index is gone (then it waits)."""
+        if self.index_pauses is None:
+            return False
+        try:
+            if not index_gone(self.api, record.index_id, exc):
+                return False
+        except TransientError as probe:
+            self._backoff(record, probe)
+            return True
+        except UploadsPaused as probe:
+            self.gate.pause(probe)
+            return True
+        self.index_pauses.pause(record.index_id, exc)
+        return True
 
     def _timed_out(self, record: FileRecord) -> bool:
         """Fail a task that never ends, so the file does not sit in the inbox forever."""

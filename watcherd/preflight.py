@@ -1,15 +1,20 @@
 """Checks at start, before any upload: stop early on what only a person can fix.
 
-A wrong key or index must be a clear error at start, not something a 2 GB
-upload discovers. Unwritable done/failed folders are caught here too. What
-may fix itself (a share not mounted yet, the API unreachable) is logged and
-the daemon starts anyway: it keeps retrying both.
+A wrong index must be a clear error at start, not something a 2 GB upload
+discovers. Unwritable done/failed folders are caught here too. A refused key
+is not a reason to stop: a key that expired over a weekend plus a reboot
+would otherwise leave systemd giving up while files pile up, so ``run``
+starts with uploads paused and the pause check resumes them once the key
+works (``check_api`` still reports it as a problem, for ``check-config``).
+What may fix itself (a share not mounted yet, the API unreachable) is logged
+and the daemon starts anyway: it keeps retrying both.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .api import TwelveLabsClient
@@ -24,14 +29,35 @@ logger = logging.getLogger(__name__)
 CHECK_TIMEOUTS = (3.0, 10.0)
 
 
-def preflight(config: Config, api: TwelveLabsClient, key_source: str) -> None:
-    """Raise ConfigError listing every problem that would make uploads fail."""
+@dataclass
+class ApiCheck:
+    """What the start-up requests found: configuration errors, and a refused key apart."""
+
+    problems: list[str] = field(default_factory=list)
+    refused: AuthError | None = None
+    key_source: str = ""
+
+    def refusal(self) -> str | None:
+        """The refused key as one line naming its source and the fix, if it was refused."""
+        if self.refused is None:
+            return None
+        return (f"api: Twelve Labs refused the API key from {self.key_source} "
+                f"({self.refused.describe()}). Fix: {self.refused.fix}")
+
+
+def preflight(config: Config, api: TwelveLabsClient, key_source: str) -> AuthError | None:
+    """Raise ConfigError listing every problem that would make uploads fail.
+
+    A refused key is returned instead: the caller pauses uploads with it.
+    """
     problems: list[str] = []
     for i, folder in enumerate(config.folders):
         problems += check_folder(f"folders[{i}]", folder)
-    problems += check_api(config, api, key_source)
+    found = probe_api(config, api, key_source)
+    problems += found.problems
     if problems:
         raise ConfigError(problems, str(config.source) if config.source else None)
+    return found.refused
 
 
 def check_folder(key: str, folder: FolderConfig) -> list[str]:
@@ -67,16 +93,24 @@ def _writable(directory: Path) -> str | None:
 
 def check_api(config: Config, api: TwelveLabsClient, key_source: str,
               only: set[str] | None = None) -> list[str]:
+    """Every problem the start-up requests find, a refused key included (check-config)."""
+    found = probe_api(config, api, key_source, only)
+    refusal = found.refusal()
+    return found.problems + ([refusal] if refusal else [])
+
+
+def probe_api(config: Config, api: TwelveLabsClient, key_source: str,
+              only: set[str] | None = None) -> ApiCheck:
     """One cheap ``GET /indexes/{id}`` per index (or those in ``only``): proves the key."""
-    problems = []
-    for index_id, keys in _indexes(config).items():
+    found = ApiCheck(key_source=key_source)
+    for index_id, keys in folder_keys_by_index(config).items():
         if only is not None and index_id not in only:
             continue
         try:
             index = api.get_index(index_id)
         except AuthError as exc:
-            return [f"api: Twelve Labs refused the API key from {key_source} "
-                    f"({exc.describe()}). Fix: {exc.fix}"]
+            found.refused = exc  # no index can be checked with a refused key
+            return found
         except QuotaError as exc:
             logger.warning("Twelve Labs says the account is out of quota (%s); uploads will "
                            "pause until it has credit", exc.describe())
@@ -86,15 +120,15 @@ def check_api(config: Config, api: TwelveLabsClient, key_source: str,
                            "retry with backoff", index_id, exc.describe())
             continue
         except ApiError as exc:
-            problems.append(f"{keys[0]}.index_id: index {index_id} cannot be used with this "
-                            f"API key ({exc.describe()})")
+            found.problems.append(f"{keys[0]}.index_id: index {index_id} cannot be used with "
+                                  f"this API key ({exc.describe()})")
             continue
         logger.info("index %s (%s): reachable with the API key from %s", index_id,
                     index.get("index_name") or "unnamed", key_source)
-    return problems
+    return found
 
 
-def _indexes(config: Config) -> dict[str, list[str]]:
+def folder_keys_by_index(config: Config) -> dict[str, list[str]]:
     """Each index id with the config keys of the folders that use it."""
     found: dict[str, list[str]] = {}
     for i, folder in enumerate(config.folders):

@@ -17,7 +17,7 @@ from .api import TwelveLabsClient
 from .apikey import resolve_api_key
 from .config import Config, load_config
 from .errors import ConfigError
-from .preflight import CHECK_TIMEOUTS, check_api, check_folder
+from .preflight import CHECK_TIMEOUTS, check_folder, probe_api
 from .states import ACTIVE_STATES
 from .store import Store
 
@@ -77,8 +77,12 @@ def _check_new_folders(current: Config, new: Config, key: str, key_source: str) 
         client = TwelveLabsClient(new.api.base_url, lambda: key,
                                   connect_timeout=CHECK_TIMEOUTS[0], io_timeout=CHECK_TIMEOUTS[1])
         try:
-            problems += check_api(new, client, key_source, only=to_check)
+            found = probe_api(new, client, key_source, only=to_check)
         finally:
             client.close()
+        problems += found.problems
+        if found.refused is not None:  # a pause, not a reason to refuse the reload
+            logger.warning("cannot check index(es) %s of the new folders: %s", ", ".join(
+                sorted(to_check)), found.refusal())
     if problems:
         raise ConfigError(problems, str(new.source))

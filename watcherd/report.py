@@ -36,6 +36,7 @@ def build_status(config: Config, store: Store, folder: Path | None = None,
     counts = queries.counts_by_folder(store)
     watched = {f["path"]: f for f in (daemon or {}).get("folders", [])}
     uploads = {u["file_id"]: u for u in (daemon or {}).get("uploads", [])}
+    gone = (daemon or {}).get("paused_indexes", {})
     wanted = [f for f in config.folders if folder is None or f.path == folder]
     only = str(folder) if folder else None
     active = [r for r in queries.active(store) if only in (None, r.folder)]
@@ -48,6 +49,7 @@ def build_status(config: Config, store: Store, folder: Path | None = None,
             "watch": _watch(watched.get(str(f.path))),
             "unreadable": [{"path": display(r.path), "reason": r.reason}
                            for r in queries.unreadable(store, str(f.path))],
+            "paused": gone.get(f.index_id),
         } for f in wanted],
         "active": [_active(r, uploads.get(r.id), now) for r in active],
         "recent": {state: [_finished(r) for r in queries.recent(store, state, RECENT, only)]
@@ -138,6 +140,12 @@ def _headline(status: dict[str, Any]) -> Text:
                                        f"{uploads['reason']}"))
     else:
         line.append("\nuploads running")
+    for folder in status["folders"]:
+        if folder.get("paused"):
+            line.append_text(Text.assemble(
+                "\n", ("uploads paused", "red"), f" for {folder['path']}: index "
+                f"{folder['index_id']} is gone ({folder['paused']})\n  fix: recreate it or "
+                "point the folder's index_id at an existing index, then reload"))
     for problem in daemon.get("problems", []):
         line.append_text(Text.assemble("\n", ("unhealthy", "red"), f": {problem}"))
     return line

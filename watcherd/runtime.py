@@ -1,7 +1,8 @@
 """What the running daemon knows that the database does not, published for the CLI.
 
 Observer modes and health, the last scan of each folder, upload progress and
-rate, and whether uploads are paused or backing off live in memory. The main
+rate, and whether uploads are paused (all of them, or one index's folders)
+or backing off live in memory. The main
 thread writes them as one JSON row every few seconds; ``watcherd status``
 reads it and treats a row older than ``STALE_SECONDS`` (or a dead pid) as
 "daemon not running".
@@ -23,7 +24,8 @@ STALE_SECONDS = 15.0  # several missed publications (every 2 s)
 
 
 def build_snapshot(*, watcher: Watcher, scanner: Scanner, progress: Progress,
-                   gate: UploadGate, problems: list[str], started_at: float) -> dict[str, Any]:
+                   gate: UploadGate, problems: list[str], started_at: float,
+                   index_pauses: dict[str, str] | None = None) -> dict[str, Any]:
     now = time.time()
     uploads = [{"file_id": file_id, "path": path, "sent": done, "total": total,
                 "rate": progress.rate(file_id)}
@@ -37,6 +39,7 @@ def build_snapshot(*, watcher: Watcher, scanner: Scanner, progress: Progress,
                          str(w.folder.path))} for w in watcher.watches],
         "uploads": uploads,
         "gate": gate.snapshot(now),
+        "paused_indexes": index_pauses or {},
         "problems": problems,
     }
 

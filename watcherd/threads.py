@@ -7,6 +7,9 @@ pause (supervised in place); ``heartbeat`` tells the main thread the loop is
 still turning, which is what a systemd watchdog ping should rely on. Code that
 blocks for long inside one step (an upload, a hash, a copy, every API call)
 calls ``beat()`` as it makes progress, so "no heartbeat" means "stuck".
+A thread that takes files one at a time says which one it holds
+(``holding``), so the supervisor can tell a stranded row from a busy one;
+the guard here is the last resort, ``putback`` guards each file.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class ServiceThread:
         self.stop_event = threading.Event()
         self.heartbeat = time.monotonic()
         self.crashes = 0
+        self.holding: int | None = None  # the file id this thread works on right now
         self._thread = threading.Thread(target=self.run, name=name, daemon=True)
 
     def start(self) -> None:
@@ -99,6 +103,11 @@ class ServiceThread:
 
     def stop(self) -> None:
         self.stop_event.set()
+
+    def held_files(self) -> set[int]:
+        """Files this thread holds (working on, or keeping for later); none once it died."""
+        holding = self.holding
+        return {holding} if holding is not None and self.is_alive() else set()
 
     def seconds_since_heartbeat(self) -> float:
         return time.monotonic() - self.heartbeat

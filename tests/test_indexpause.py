@@ -177,6 +177,7 @@ def test_status_names_the_paused_folder_its_index_and_the_fix():
                    "started_at": "2026-01-01T00:00:00+00:00", "problems": []},
         "uploads": {"state": "running"},
         "folders": [{"path": "/srv/a", "index_id": "idx", "paused": GONE.describe(),
+                     "unreadable": [],
                      "watch": None, "counts": dict.fromkeys(
                          ("settling", "queued", "validating", "uploading", "indexing",
                           "done", "failed", "vanished"), 0)}],

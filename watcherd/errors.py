@@ -5,8 +5,9 @@
 - ``ApiRejected``: Twelve Labs refused the file (400 ``video_*`` and friends);
   permanent, the file goes to failed/ with the API's code and message.
 - ``TransientError``: the network or the API hiccupped; retry with backoff.
-- ``UploadsPaused`` (``AuthError``, ``QuotaError``): nothing is wrong with the
-  file; every upload waits until the account works again.
+- ``UploadsPaused`` (``AuthError``, ``QuotaError``, ``ApiRedirected``): nothing
+  is wrong with the file; every upload waits until the account or the
+  configured API address works again.
 """
 
 from __future__ import annotations
@@ -100,3 +101,20 @@ class QuotaError(UploadsPaused):
     """``usage_limit_exceeded``: the account has no credit left."""
 
     fix = "add credit or a payment method to the Twelve Labs account; watcherd resumes by itself"
+
+
+class ApiRedirected(UploadsPaused):
+    """A 3xx answer: ``api.base_url`` does not point at the API itself.
+
+    Following it would hand the API key (and the video) to whatever host the
+    ``Location`` names, so watcherd never does; it is a configuration problem.
+    """
+
+    fix = (
+        "set api.base_url to the Twelve Labs API's own address (https://api.twelvelabs.io/"
+        "v1.3) and reload (SIGHUP); watcherd never follows a redirect with the API key"
+    )
+
+    def __init__(self, status: int, message: str, location_host: str | None) -> None:
+        self.location_host = location_host
+        super().__init__(status, "redirect", message)

@@ -716,11 +716,17 @@ class _SlowReader:
     def __init__(self, raw: Any, per_mib: float, stopping: threading.Event) -> None:
         self.raw, self.per_mib, self.stopping = raw, per_mib, stopping
 
-    def read(self, n: int = -1) -> bytes:
-        data = self.raw.read(min(n, 64 << 10) if n and n > 0 else 64 << 10)
-        if self.stopping.wait(self.per_mib * len(data) / (1 << 20)):
-            raise ConnectionError("fake API stopping")
-        return data
+    def read(self, n: int) -> bytes:
+        pieces = []
+        while n > 0:
+            piece = self.raw.read(min(n, 64 << 10))
+            if not piece:
+                break
+            pieces.append(piece)
+            n -= len(piece)
+            if self.stopping.wait(self.per_mib * len(piece) / (1 << 20)):
+                raise ConnectionError("fake API stopping")
+        return b"".join(pieces)
 
     def readline(self, limit: int = -1) -> bytes:
         return self.raw.readline(limit)

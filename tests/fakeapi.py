@@ -288,7 +288,7 @@ class _Handler(BaseHTTPRequestHandler):
         """The normal answer, but trickled, read slowly, or with the rule's extra headers."""
         stopping = self.server.fake._stopping
         if rule.action == "slow_read":
-            body.rfile = _SlowReader(body.rfile, rule.delay, stopping)
+            body.rfile = _SlowReader(body.rfile, rule.delay, stopping)  # type: ignore[assignment]
         saved = self.wfile
         if rule.action == "trickle":
             self.wfile = _Trickle(saved, rule.delay, stopping)  # type: ignore[assignment]

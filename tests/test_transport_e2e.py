@@ -34,7 +34,7 @@ def elsewhere():
 def run_once(daemon, command: str = "run") -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "watcherd", command, "-c",
                            str(daemon.write_config())], capture_output=True, text=True,
-                          env=daemon.env, timeout=60)
+                          env=daemon.env, timeout=60, check=False)
 
 
 def padded_clip(source: Path, target: Path, size: int, seed: int) -> Path:

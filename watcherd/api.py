@@ -20,6 +20,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -351,7 +352,7 @@ def _retry_after_header(response: requests.Response, now: float | None) -> float
         except (TypeError, ValueError, AttributeError):
             return None
         return max(0.0, when - _server_now(response, now))
-    return max(0.0, seconds) if seconds == seconds else None  # NaN is no hint
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def ratelimit_reset_seconds(response: requests.Response,
@@ -361,7 +362,7 @@ def ratelimit_reset_seconds(response: requests.Response,
         reset = float(response.headers.get("X-Ratelimit-Reset") or "")
     except ValueError:
         return None
-    if reset != reset:
+    if not math.isfinite(reset):
         return None
     return max(0.0, reset - _server_now(response, now))
 

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -57,7 +57,7 @@ class Deadline:
             if self.expired:
                 _cut(conn)
 
-    def __enter__(self) -> Deadline:
+    def __enter__(self) -> Self:
         _current.deadline = self
         self._thread = threading.Thread(target=self._watch, name="api-deadline", daemon=True)
         self._thread.start()

@@ -3,7 +3,9 @@
 It speaks the documented JSON (see /work/shared/research/twelvelabs-api.md sections 1-4),
 parses real multipart bodies as a stream (a 1.5 GB upload uses constant memory) and can
 inject the failures a real client must survive: 429 with an empty body, non-JSON 5xx,
-connection resets before, during and after the task was created, slow answers.
+connection resets before, during and after the task was created, slow answers, answers
+trickled byte by byte, a front that redirects elsewhere, a rate limiter with
+``X-Ratelimit-*`` headers, and seeded random faults (see the knobs after ``inject``).
 
 Standalone: ``python -m tests.fakeapi [--port 0] [--api-key K] [--index idx_test]`` prints
 ``base_url`` and serves until SIGINT/SIGTERM.
@@ -15,6 +17,7 @@ import argparse
 import json
 import math
 import os
+import random
 import secrets
 import signal
 import socket
@@ -38,7 +41,8 @@ from tests.multipart import ApiError, Body, Dropped, UploadedFile, parse_header,
 MIDBODY_MIN = 64 << 10      # "reset_midbody" reads at least this much before dropping
 MAX_PAGE_LIMIT = 50
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-ACTIONS = (None, "reset", "reset_midbody", "create_then_reset", "late", "early")
+ACTIONS = (None, "reset", "reset_midbody", "create_then_reset", "late", "early", "trickle",
+           "slow_read", "pass")
 DEFAULT_PROGRESSION = (("validating", 0.0), ("pending", 0.05), ("indexing", 0.1), ("ready", 0.3))
 Progression = Sequence[tuple[str, float]]
 
@@ -66,6 +70,7 @@ class _Rule:
     remaining: int
     action: str | None
     delay: float
+    after_bytes: int = 0            # "reset_midbody": drop after exactly this much, if set
 
 
 def _strict_json_text(text: str | None) -> bool:
@@ -172,8 +177,11 @@ class _Handler(BaseHTTPRequestHandler):
             rule = fake._take_rule(self.command, rel)
             if rule is None:
                 self._respond(rec, body, *self._route(rec, body, rel))
+            elif rule.action in ("trickle", "slow_read", "pass"):
+                self._respond_specially(rec, body, rel, rule)
             elif rule.action == "reset_midbody":
                 half = max(body.length // 2, MIDBODY_MIN) if body.length else MIDBODY_MIN
+                half = rule.after_bytes or half
                 for _ in body.pieces(limit=min(half, body.length or half)):
                     pass
                 self._drop(rec)
@@ -300,6 +308,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _respond_specially(self, rec: RecordedRequest, body: Body, rel: str | None,
+                           rule: _Rule) -> None:
+        """The normal answer, but trickled, read slowly, or with the rule's extra headers."""
+        stopping = self.server.fake._stopping
+        if rule.action == "slow_read":
+            body.rfile = _SlowReader(body.rfile, rule.delay, stopping)  # type: ignore[assignment]
+        saved = self.wfile
+        if rule.action == "trickle":
+            self.wfile = _Trickle(saved, rule.delay, stopping)  # type: ignore[assignment]
+        try:
+            status, payload = self._route(rec, body, rel)
+            self._respond(rec, body, status, payload, rule.headers)
+        finally:
+            self.wfile = saved
+
     def _drop(self, rec: RecordedRequest) -> None:
         rec.status = 0
         self.server.fake._record(rec)
@@ -353,6 +376,9 @@ class FakeTwelveLabs:
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._redirect: tuple[str, int] | None = None
+        self._limiters: list[_Limiter] = []
+        self._chances: list[_Chance] = []
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -405,7 +431,9 @@ class FakeTwelveLabs:
         half the body; "create_then_reset" handles the request normally (POST /tasks creates
         the task) and then drops the answer; "late" answers normally after ``delay``;
         "early" answers ``status`` without reading the body and closes the connection.
-        ``delay`` sleeps before answering or dropping.
+        ``delay`` sleeps before answering or dropping; "trickle" sends the normal answer one
+        byte every ``delay`` seconds; "slow_read" reads the body at 1 MiB per ``delay``
+        seconds, then answers normally.
         Rules are tried in the order they were added; the first with uses left wins.
         Injection happens before the key check, like a proxy or rate limiter would.
         """
@@ -452,6 +480,54 @@ class FakeTwelveLabs:
             time.sleep(0.02)
         return True
 
+    # -- transport knobs: a redirecting front, a rate limiter, seeded random faults
+
+    def redirect_to(self, target: str | None, status: int = 302) -> None:
+        """Act as a front that answers every request with ``status`` pointing at ``target``
+        plus the request's path under the API version; None turns the front off."""
+        with self._lock:
+            self._redirect = None if target is None else (target.rstrip("/"), status)
+
+    def rate_limit(self, method: str, path_prefix: str, *, limit: int,
+                   window: float) -> _Limiter:
+        """Allow ``limit`` requests per ``window`` seconds; every answer carries
+        ``X-Ratelimit-Limit/-Remaining/-Reset`` and a request made while nothing remains
+        gets a bare 429. ``limiter.refused`` counts those: a client that waits for the
+        reset has none."""
+        limiter = _Limiter(method.upper(), path_prefix, limit, window)
+        with self._lock:
+            self._limiters.append(limiter)
+        return limiter
+
+    def inject_randomly(self, method: str, path_prefix: str, probability: float, *,
+                        seed: int, status: int = 500, body: bytes | str | dict | None = None,
+                        headers: dict[str, str] | None = None, action: str | None = None,
+                        after_bytes: int = 0) -> _Chance:
+        """Each matching request (when no ``inject`` rule or limiter took it) gets this
+        fault with ``probability``, drawn from its own ``random.Random(seed)``: the n-th
+        matching request is hit or not the same way on every run, whatever the timing.
+        ``after_bytes`` with action "reset_midbody" drops after exactly that much body."""
+        if action not in ACTIONS:
+            raise ValueError(f"action must be one of {ACTIONS}, not {action!r}")
+        chance = _Chance(_Rule(method.upper(), path_prefix, status, body, dict(headers or {}),
+                               1, action, 0.0, after_bytes), probability, random.Random(seed))
+        with self._lock:
+            self._chances.append(chance)
+        return chance
+
+    def clear_faults(self) -> None:
+        """Forget every pending ``inject`` rule, random fault, rate limiter and redirect."""
+        with self._lock:
+            for rule in self._rules:
+                rule.remaining = 0
+            self._chances, self._limiters, self._redirect = [], [], None
+
+    def _redirect_rule(self, rel: str) -> _Rule:
+        assert self._redirect is not None
+        target, status = self._redirect
+        return _Rule("*", "", status, {"code": "moved", "message": "elsewhere"},
+                     {"Location": target + rel}, 1, None, 0.0)
+
     # -- internals used by the handler --------------------------------------
 
     def _relative(self, path: str) -> str | None:
@@ -465,11 +541,21 @@ class FakeTwelveLabs:
         if rel is None:
             return None
         with self._lock:
+            if self._redirect is not None:
+                return self._redirect_rule(rel)
             for rule in self._rules:
                 if rule.remaining > 0 and rule.method in (method, "*") \
                         and rel.startswith(rule.prefix):
                     rule.remaining -= 1
                     return rule
+            for limiter in self._limiters:
+                if limiter.method == method and rel.startswith(limiter.prefix):
+                    return limiter.take()
+            for chance in self._chances:
+                if chance.rule.method in (method, "*") and rel.startswith(chance.rule.prefix) \
+                        and chance.rng.random() < chance.probability:
+                    chance.hits += 1
+                    return chance.rule
         return None
 
     def _now_ms(self) -> int:
@@ -644,6 +730,85 @@ class _Listing:
 
 def _invalid(name: str) -> ApiError:
     return ApiError(400, "parameter_invalid", f"The `{name}` parameter is invalid.")
+
+
+# -- helpers of the transport knobs (redirect_to, rate_limit, inject_randomly, trickle)
+
+@dataclass
+class _Limiter:
+    """A fixed-window rate limiter like the documented ``X-Ratelimit-*`` headers describe."""
+
+    method: str
+    prefix: str
+    limit: int
+    window: float
+    remaining: int = 0
+    reset_at: float = 0.0           # epoch seconds, whole (the header's unit)
+    refused: int = 0                # requests sent while the window had nothing left
+
+    def take(self) -> _Rule:
+        now = time.time()
+        if now >= self.reset_at:
+            self.remaining, self.reset_at = self.limit, float(math.ceil(now + self.window))
+        headers = {"X-Ratelimit-Limit": str(self.limit),
+                   "X-Ratelimit-Reset": str(int(self.reset_at))}
+        if self.remaining <= 0:
+            self.refused += 1
+            return _Rule(self.method, self.prefix, 429, None,
+                         {**headers, "X-Ratelimit-Remaining": "0"}, 1, None, 0.0)
+        self.remaining -= 1
+        return _Rule(self.method, self.prefix, 200, None,
+                     {**headers, "X-Ratelimit-Remaining": str(self.remaining)}, 1, "pass", 0.0)
+
+
+@dataclass
+class _Chance:
+    rule: _Rule
+    probability: float
+    rng: random.Random
+    hits: int = 0
+
+
+class _Trickle:
+    """A writer that sends one byte, then waits: an answer that never quite stalls."""
+
+    def __init__(self, raw: Any, pause: float, stopping: threading.Event) -> None:
+        self.raw, self.pause, self.stopping = raw, pause, stopping
+
+    def write(self, data: bytes) -> int:
+        for i in range(len(data)):
+            self.raw.write(data[i:i + 1])
+            if hasattr(self.raw, "flush"):
+                self.raw.flush()
+            if self.stopping.wait(self.pause):
+                raise ConnectionError("fake API stopping")
+        return len(data)
+
+    def flush(self) -> None:
+        if hasattr(self.raw, "flush"):
+            self.raw.flush()
+
+
+class _SlowReader:
+    """Reads a request body at about 1 MiB per ``per_mib`` seconds (a slow uplink)."""
+
+    def __init__(self, raw: Any, per_mib: float, stopping: threading.Event) -> None:
+        self.raw, self.per_mib, self.stopping = raw, per_mib, stopping
+
+    def read(self, n: int) -> bytes:
+        pieces = []
+        while n > 0:
+            piece = self.raw.read(min(n, 64 << 10))
+            if not piece:
+                break
+            pieces.append(piece)
+            n -= len(piece)
+            if self.stopping.wait(self.per_mib * len(piece) / (1 << 20)):
+                raise ConnectionError("fake API stopping")
+        return b"".join(pieces)
+
+    def readline(self, limit: int = -1) -> bytes:
+        return self.raw.readline(limit)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

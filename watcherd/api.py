@@ -6,8 +6,13 @@ assets + indexed-assets flow can replace the body of ``create_task`` later.
 The upload streams from disk with requests-toolbelt's ``MultipartEncoder``
 (``requests.post(files=...)`` holds the whole file in memory twice, see
 dependency-trials.md section 3) through an adapter reading 1 MiB blocks.
-Every request carries explicit connect and I/O timeouts. Failures become the
-exception types in ``errors`` so the caller's policy is a matter of ``except``.
+Every request carries explicit connect and I/O timeouts and, on top, a total
+deadline of both together (an upload: the I/O timeout without progress), so
+an answer trickled byte by byte cannot hold a thread (``deadline``). Redirects
+are never followed: the API key goes to ``api.base_url``'s host and nowhere
+else, and a 3xx is reported as the configuration problem it is. Failures
+become the exception types in ``errors`` so the caller's policy is a matter
+of ``except``.
 """
 
 from __future__ import annotations
@@ -15,26 +20,31 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from requests_toolbelt import MultipartEncoder, MultipartEncoderMonitor
 
 from . import __version__
+from .deadline import WATCHED_POOLS, Deadline
 from .errors import (
     ApiError,
+    ApiRedirected,
     ApiRejected,
     AuthError,
     QuotaError,
     TransientError,
     WatcherdError,
 )
+from .retry import FLOOR_BASE, RateWindow, endpoint_key
 from .threads import beat
 
 logger = logging.getLogger(__name__)
@@ -43,6 +53,9 @@ QUOTA_CODES = {"usage_limit_exceeded", "api_allowed_for_paid_plan"}
 AUTH_STATUSES = {401, 403}
 RETRY_STATUSES = {408, 429}
 LIST_PAGE_LIMIT = 50  # the API's maximum
+# A longer wait asked by the API is cut to this (and logged): a clock far off
+# or a bogus header must not stall ingest for days.
+SERVER_DELAY_CAP = 3600.0
 
 
 class UploadAborted(WatcherdError):
@@ -55,6 +68,14 @@ class BigBlockAdapter(HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         kwargs["blocksize"] = 1 << 20
         super().init_poolmanager(*args, **kwargs)
+        # Pools that tell each request's Deadline which connection it uses.
+        self.poolmanager.pool_classes_by_scheme = WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if hasattr(manager, "pool_classes_by_scheme"):
+            manager.pool_classes_by_scheme = WATCHED_POOLS
+        return manager
 
 
 ProgressCallback = Callable[[int, int], None]
@@ -68,10 +89,13 @@ class TwelveLabsClient:
         *,
         connect_timeout: float = 10.0,
         io_timeout: float = 300.0,
+        rate_window: RateWindow | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._key_provider = key_provider
         self.timeout = (connect_timeout, io_timeout)
+        # Endpoints whose rate limit is used up; the upload gate reads it too.
+        self.rate_window = rate_window or RateWindow()
         self.session = requests.Session()
         for scheme in ("https://", "http://"):
             self.session.mount(scheme, BigBlockAdapter())
@@ -113,11 +137,14 @@ class TwelveLabsClient:
                 fields["user_metadata"] = json.dumps(user_metadata, sort_keys=True)
             fields["video_file"] = (filename, fh, "application/octet-stream")
             encoder = MultipartEncoder(fields=fields)
+            # A stall deadline: each 1 MiB block read for sending starts it again;
+            # after the last one, the answer must come within the I/O timeout.
+            stall = Deadline(self.timeout[0] + self.timeout[1])
             monitor = MultipartEncoderMonitor(
-                encoder, _progress_hook(encoder.len, on_progress, should_abort)
+                encoder, _progress_hook(encoder.len, on_progress, should_abort, stall)
             )
             try:
-                response = self._send("POST", "/tasks", data=monitor,
+                response = self._send("POST", "/tasks", data=monitor, deadline=stall,
                                       headers={"Content-Type": monitor.content_type})
             except TransientError as exc:
                 # The body may have reached the server even though no answer came
@@ -189,20 +216,45 @@ class TwelveLabsClient:
 
     # -- plumbing ------------------------------------------------------------
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        beat()  # each request is bounded by the timeouts; a run of them is progress
+    def _send(self, method: str, path: str, *, deadline: Deadline | None = None,
+              **kwargs: Any) -> requests.Response:
+        beat()  # each request is bounded by its deadline; a run of them is progress
+        endpoint = endpoint_key(method, path)
+        closed_for = self.rate_window.closed_for(endpoint)
+        if closed_for > 0:
+            raise TransientError(None, "rate_limit_used_up",
+                                 f"{method} {path} not sent: the API said no requests are left "
+                                 f"until its rate-limit reset in {closed_for:.0f}s",
+                                 retry_after=closed_for)
         headers = {"x-api-key": self._key_provider(), **kwargs.pop("headers", {})}
         url = self.base_url + path
-        try:
-            response = self.session.request(method, url, headers=headers,
-                                            timeout=self.timeout, **kwargs)
-        except requests.Timeout as exc:
-            raise TransientError(None, None, f"{method} {path} timed out: {_safe(exc)}") from exc
-        except requests.RequestException as exc:
-            raise TransientError(None, None, f"{method} {path} failed: {_safe(exc)}") from exc
+        deadline = deadline or Deadline(self.timeout[0] + self.timeout[1])
+        with deadline:
+            try:
+                # Never follow a redirect: requests would re-send x-api-key to any host.
+                response = self.session.request(method, url, headers=headers,
+                                                timeout=self.timeout, allow_redirects=False,
+                                                **kwargs)
+            except requests.RequestException as exc:
+                raise _transport_error(method, path, exc, deadline) from exc
+        self._note_rate_limit(endpoint, response)
         if response.status_code >= 300:
             raise classify_response(response, f"{method} {path}")
         return response
+
+    def _note_rate_limit(self, endpoint: str, response: requests.Response) -> None:
+        """``X-Ratelimit-Remaining: 0``: ask again only after the reset."""
+        try:
+            remaining = int(response.headers.get("X-Ratelimit-Remaining", ""))
+        except ValueError:
+            return
+        if remaining > 0:
+            return
+        seconds = capped_server_delay(ratelimit_reset_seconds(response) or FLOOR_BASE)
+        if self.rate_window.closed_for(endpoint) <= 0:
+            logger.info("%s: the API's rate limit is used up; the next request waits %.0fs "
+                        "for its reset", endpoint, seconds)
+        self.rate_window.close(endpoint, seconds)
 
     @staticmethod
     def _json(response: requests.Response) -> dict[str, Any]:
@@ -216,9 +268,23 @@ class TwelveLabsClient:
         return body
 
 
+def _transport_error(method: str, path: str, exc: requests.RequestException,
+                     deadline: Deadline) -> TransientError:
+    if deadline.expired:
+        what = "made no progress" if method == "POST" else "got no complete answer"
+        return TransientError(None, "deadline_exceeded",
+                              f"{method} {path} {what} within {deadline.seconds:.0f}s; "
+                              "gave up on it")
+    if isinstance(exc, requests.Timeout):
+        return TransientError(None, None, f"{method} {path} timed out: {_safe(exc)}")
+    return TransientError(None, None, f"{method} {path} failed: {_safe(exc)}")
+
+
 def _progress_hook(total: int, on_progress: ProgressCallback | None,
-                   should_abort: Callable[[], bool] | None) -> Callable[[Any], None]:
+                   should_abort: Callable[[], bool] | None,
+                   stall: Deadline) -> Callable[[Any], None]:
     def hook(monitor: MultipartEncoderMonitor) -> None:
+        stall.extend()
         if should_abort is not None and should_abort():
             raise UploadAborted("upload aborted")
         if on_progress is not None:
@@ -229,6 +295,8 @@ def _progress_hook(total: int, on_progress: ProgressCallback | None,
 def classify_response(response: requests.Response, what: str) -> ApiError:
     """Turn a non-2xx answer into the exception type that decides the policy."""
     status = response.status_code
+    if 300 <= status < 400:
+        return redirected(response, what)
     code, message = parse_error_body(response)
     message = f"{what}: {message}"
     if status in AUTH_STATUSES:
@@ -256,25 +324,72 @@ def parse_error_body(response: requests.Response) -> tuple[str | None, str]:
     return None, _excerpt(response) or (response.reason or "no body")
 
 
+def redirected(response: requests.Response, what: str) -> ApiRedirected:
+    """A 3xx names where it points; the key was sent to the configured host only."""
+    location = response.headers.get("Location")
+    target = urlsplit(urljoin(getattr(response, "url", "") or "", location)) if location else None
+    host = target.netloc if target is not None and target.netloc else None
+    where = f"to host {host}" if host else "with no usable Location"
+    return ApiRedirected(response.status_code,
+                         f"{what}: api.base_url answered with a redirect {where}; it was not "
+                         "followed, so neither the API key nor the file went there", host)
+
+
 def retry_after_seconds(response: requests.Response, now: float | None = None) -> float | None:
-    """Seconds to wait per ``Retry-After`` (seconds or HTTP date) or ``X-Ratelimit-Reset``."""
-    now = time.time() if now is None else now
-    value = response.headers.get("Retry-After")
-    if value:
-        value = value.strip()
-        if value.isdigit():
-            return float(value)
+    """Seconds the API asked us to wait, capped at ``SERVER_DELAY_CAP`` (logged when cut).
+
+    ``Retry-After`` (seconds or an HTTP date) first, then ``X-Ratelimit-Reset``.
+    Dates and reset times are measured against the answer's own ``Date``
+    header when it has one, so a clock off between us and the API does not
+    matter; one in the past means 0, which the retry floor turns into a pause.
+    """
+    delay = _retry_after_header(response, now)
+    if delay is None:
+        delay = ratelimit_reset_seconds(response, now)
+    return None if delay is None else capped_server_delay(delay)
+
+
+def capped_server_delay(delay: float) -> float:
+    if delay > SERVER_DELAY_CAP:
+        logger.warning("the API asked to wait %.0fs before the next request; waiting %.0fs "
+                       "at most", delay, SERVER_DELAY_CAP)
+        return SERVER_DELAY_CAP
+    return delay
+
+
+def _retry_after_header(response: requests.Response, now: float | None) -> float | None:
+    value = (response.headers.get("Retry-After") or "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
         try:
-            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
-        except (TypeError, ValueError):
-            pass
-    reset = response.headers.get("X-Ratelimit-Reset")
-    if reset:
-        try:
-            return max(0.0, float(reset) - now)
-        except ValueError:
-            pass
-    return None
+            when = email.utils.parsedate_to_datetime(value).timestamp()
+        except (TypeError, ValueError, AttributeError):
+            return None
+        return max(0.0, when - _server_now(response, now))
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def ratelimit_reset_seconds(response: requests.Response,
+                            now: float | None = None) -> float | None:
+    """Seconds until ``X-Ratelimit-Reset`` (UTC epoch seconds), by the answer's clock."""
+    try:
+        reset = float(response.headers.get("X-Ratelimit-Reset") or "")
+    except ValueError:
+        return None
+    if not math.isfinite(reset):
+        return None
+    return max(0.0, reset - _server_now(response, now))
+
+
+def _server_now(response: requests.Response, now: float | None) -> float:
+    """The API's clock per its ``Date`` header; ours when it sent none."""
+    try:
+        return email.utils.parsedate_to_datetime(response.headers.get("Date") or "").timestamp()
+    except (TypeError, ValueError, AttributeError):
+        return time.time() if now is None else now
 
 
 def _excerpt(response: requests.Response, limit: int = 200) -> str:

@@ -7,10 +7,12 @@ a raw dict. Relative paths resolve against the config file's folder.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -179,8 +181,9 @@ def _parse_api(reader: Reader, raw: Any) -> ApiConfig:
         return ApiConfig()
     reader.unknown_keys(raw, API_KEYS, "api")
     base_url = reader.string(raw, "base_url", "api.base_url", DEFAULT_BASE_URL)
-    if base_url and not base_url.startswith(("https://", "http://")):
-        reader.errors.add("api.base_url", f"must start with https:// (got {base_url!r})")
+    problem = base_url_problem(base_url) if base_url else None
+    if problem:
+        reader.errors.add("api.base_url", problem)
     return ApiConfig(
         base_url=(base_url or DEFAULT_BASE_URL).rstrip("/"),
         key_file=reader.path(raw, "key_file", "api.key_file"),
@@ -191,6 +194,30 @@ def _parse_api(reader: Reader, raw: Any) -> ApiConfig:
             raw, "io_timeout_seconds", "api.io_timeout_seconds", 300.0, minimum=0.1
         ),
     )
+
+
+def base_url_problem(url: str) -> str | None:
+    """The API key travels with every request: only over TLS, or to this machine itself."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # e.g. an unclosed [ in an IPv6 address
+        parts, host = None, None
+    if parts is not None and host and parts.scheme == "https":
+        return None
+    if parts is not None and host and parts.scheme == "http" and _is_loopback(host):
+        return None
+    return (f"must start with https:// (plain http:// is allowed only for a loopback host: "
+            f"localhost, 127.0.0.0/8 or [::1]); got {url!r}")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _parse_folders(reader: Reader, raw: Any) -> list[tuple[int, FolderConfig]]:

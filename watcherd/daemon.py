@@ -73,7 +73,8 @@ class Daemon:
             connect_timeout=config.api.connect_timeout_seconds,
             io_timeout=config.api.io_timeout_seconds,
         )
-        self.gate = UploadGate()
+        # The gate also holds uploads while the API says the upload rate limit is used up.
+        self.gate = UploadGate(window=getattr(self.api, "rate_window", None))
         self.index_pauses = IndexPauses(lambda: self.config)
         self.internal_errors = InternalErrors()
         self.pause_wake = threading.Event()  # set on SIGHUP: check every pause now

@@ -5,8 +5,9 @@
 - ``ApiRejected``: Twelve Labs refused the file (400 ``video_*`` and friends);
   permanent, the file goes to failed/ with the API's code and message.
 - ``TransientError``: the network or the API hiccupped; retry with backoff.
-- ``UploadsPaused`` (``AuthError``, ``KeyUnavailable``, ``QuotaError``): nothing
-  is wrong with the file; every upload waits until the account works again.
+- ``UploadsPaused`` (``AuthError``, ``KeyUnavailable``, ``QuotaError``,
+  ``ApiRedirected``): nothing is wrong with the file; every upload waits until
+  the account or the configured API address works again.
 - ``StorageRefused``: done/ or failed/ refuses the name for good; reported
   once as an ERROR, never retried with a reassuring message.
 """
@@ -132,3 +133,20 @@ class StorageRefused(WatcherdError):
 
 def errno_name(error: OSError) -> str:
     return errno.errorcode.get(error.errno or 0, str(error.errno))
+
+
+class ApiRedirected(UploadsPaused):
+    """A 3xx answer: ``api.base_url`` does not point at the API itself.
+
+    Following it would hand the API key (and the video) to whatever host the
+    ``Location`` names, so watcherd never does; it is a configuration problem.
+    """
+
+    fix = (
+        "set api.base_url to the Twelve Labs API's own address (https://api.twelvelabs.io/"
+        "v1.3) and reload (SIGHUP); watcherd never follows a redirect with the API key"
+    )
+
+    def __init__(self, status: int, message: str, location_host: str | None) -> None:
+        self.location_host = location_host
+        super().__init__(status, "redirect", message)

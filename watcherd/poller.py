@@ -30,7 +30,7 @@ from .config import Config
 from .errors import ApiRejected, TransientError, UploadsPaused
 from .indexpause import IndexPauses, index_gone
 from .putback import InternalErrors, give_up
-from .retry import UploadGate, compute_backoff
+from .retry import UploadGate, retry_delay
 from .states import KNOWN_TASK_STATUSES, TERMINAL_TASK_STATUSES, State
 from .store import FileRecord, StaleState, Store
 from .threads import ServiceThread
@@ -244,7 +244,7 @@ class Poller(ServiceThread):
     def _backoff(self, record: FileRecord, exc: TransientError) -> None:
         failures = self.failures.get(record.id, 0) + 1
         self.failures[record.id] = failures
-        delay = exc.retry_after or max(self.interval, compute_backoff(failures, rng=self.rng))
+        delay = max(self.interval, retry_delay(exc.retry_after, failures, self.rng))
         self.next_poll[record.id] = self.clock() + delay
         logger.warning("%s: polling task %s failed (%s); next try in %.0fs",
                        record.path, record.task_id, exc.describe(), delay)

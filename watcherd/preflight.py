@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .api import TwelveLabsClient
 from .config import Config, FolderConfig
-from .errors import ApiError, AuthError, ConfigError, QuotaError, TransientError
+from .errors import ApiError, ApiRedirected, AuthError, ConfigError, QuotaError, TransientError
 from .mover import TEMP_PREFIX
 
 logger = logging.getLogger(__name__)
@@ -119,6 +119,8 @@ def probe_api(config: Config, api: TwelveLabsClient, key_source: str,
             logger.warning("cannot check index %s at start (%s); starting anyway, uploads "
                            "retry with backoff", index_id, exc.describe())
             continue
+        except ApiRedirected as exc:
+            return [f"api.base_url: {config.api.base_url} {exc.describe()}. Fix: {exc.fix}"]
         except ApiError as exc:
             found.problems.append(f"{keys[0]}.index_id: index {index_id} cannot be used with "
                                   f"this API key ({exc.describe()})")

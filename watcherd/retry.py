@@ -2,10 +2,23 @@
 
 A 429 or an outage slows every worker, not just the one that saw it; an auth
 or quota error pauses every upload until a periodic check succeeds.
+
+The rules (one place, used by the gate and the poller):
+
+- a delay the API gave (``Retry-After``, ``X-Ratelimit-Reset``) is waited out
+  exactly, plus a little jitter, and does not grow the backoff exponent;
+- without one (5xx, network errors, a bare 429) the wait doubles from 1–2 s up
+  to a minute, jittered;
+- no retry ever waits less than a floor of about a second, which doubles each
+  time the API's own hint was shorter than it (``Retry-After: 0``, a reset time
+  already past by our clock): such hints must not turn into a request storm;
+- failures that several workers hit at the same moment count as one step, and
+  a success clears every delay watcherd chose itself (the API's stand).
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -13,8 +26,14 @@ from collections.abc import Callable
 
 from .errors import TransientError, UploadsPaused
 
+logger = logging.getLogger(__name__)
 
-def compute_backoff(failures: int, *, base: float = 2.0, cap: float = 300.0,
+BACKOFF_CAP = 60.0   # the longest wait watcherd chooses by itself
+FLOOR_BASE = 1.0     # the shortest wait before any retry, before jitter
+UPLOAD_ENDPOINT = "POST /tasks"
+
+
+def compute_backoff(failures: int, *, base: float = 2.0, cap: float = BACKOFF_CAP,
                     rng: Callable[[], float] = random.random) -> float:
     """Exponential backoff with jitter: between half and all of ``base·2^(n-1)``, capped."""
     if failures <= 0:
@@ -23,45 +42,132 @@ def compute_backoff(failures: int, *, base: float = 2.0, cap: float = 300.0,
     return ceiling * (0.5 + 0.5 * rng())
 
 
+def floor_seconds(repeats: int, cap: float = BACKOFF_CAP) -> float:
+    """The floor before jitter: about a second, doubling with each repeat."""
+    return min(cap, FLOOR_BASE * 2 ** (max(repeats, 1) - 1))
+
+
+def retry_floor(repeats: int, rng: Callable[[], float] = random.random,
+                cap: float = BACKOFF_CAP) -> float:
+    """The floor with ±25 % jitter, so workers and daemons do not retry in lockstep."""
+    return min(cap, floor_seconds(repeats, cap) * (0.75 + 0.5 * rng()))
+
+
+def server_delay(hint: float, rng: Callable[[], float] = random.random) -> float:
+    """The API's delay, honoured exactly plus up to 10 % (at most a second) of jitter."""
+    return hint + rng() * min(1.0, 0.1 * hint)
+
+
+def retry_delay(hint: float | None, repeats: int,
+                rng: Callable[[], float] = random.random, cap: float = BACKOFF_CAP) -> float:
+    """How long to wait before retry number ``repeats`` of one request."""
+    if hint is None:
+        return max(retry_floor(1, rng, cap), compute_backoff(repeats, cap=cap, rng=rng))
+    return max(retry_floor(repeats, rng, cap), server_delay(hint, rng))
+
+
+def endpoint_key(method: str, path: str) -> str:
+    """Rate limits are per endpoint: ``POST /tasks`` and ``GET /tasks/…`` are counted apart."""
+    first = path.lstrip("/").split("/", 1)[0].split("?", 1)[0]
+    return f"{method.upper()} /{first}"
+
+
+class RateWindow:
+    """Endpoints the API said have no requests left (``X-Ratelimit-Remaining: 0``).
+
+    Waiting for the reset costs nothing; sending a request to learn the same
+    thing costs one from the next window.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._until: dict[str, float] = {}
+
+    def close(self, key: str, seconds: float) -> None:
+        with self._lock:
+            self._until[key] = max(self._until.get(key, 0.0), self._clock() + seconds)
+
+    def closed_for(self, key: str) -> float:
+        """Seconds until ``key`` may be asked again (0 when open)."""
+        with self._lock:
+            return max(0.0, self._until.get(key, 0.0) - self._clock())
+
+
 class UploadGate:
     def __init__(self, *, clock: Callable[[], float] = time.monotonic,
-                 rng: Callable[[], float] = random.random, cap: float = 300.0) -> None:
+                 rng: Callable[[], float] = random.random, cap: float = BACKOFF_CAP,
+                 window: RateWindow | None = None) -> None:
         self._clock = clock
         self._rng = rng
         self._cap = cap
+        self._window = window
         self._cond = threading.Condition()
-        self._not_before = 0.0
-        self._failures = 0
+        self._own_until = 0.0      # the backoff watcherd chose; a success clears it
+        self._server_until = 0.0   # what the API asked for; stands until it passes
+        self._steps = 0            # the backoff exponent (failures without a hint)
+        self._short_hints = 0      # hints shorter than the floor, in a row
+        # Each counted failure starts a new generation; a failure of a request
+        # let through in an older one happened in the same moment as that step.
+        self._generation = 0
+        self._admitted: dict[int, int] = {}
         self._wait_reason: str | None = None
         self.paused: UploadsPaused | None = None
 
     def wait(self, stop: threading.Event, max_wait: float = 1.0) -> bool:
         """True when uploads may go; otherwise waits at most ``max_wait`` and says False."""
         with self._cond:
+            if self._delay() <= 0 and self.paused is None:
+                return self._admit()
             delay = self._delay()
-            if delay <= 0 and self.paused is None:
-                return True
             self._cond.wait(min(max_wait, delay) if self.paused is None else max_wait)
-        return False if stop.is_set() else self._delay() <= 0 and self.paused is None
+            if stop.is_set() or self._delay() > 0 or self.paused is not None:
+                return False
+            return self._admit()
+
+    def _admit(self) -> bool:
+        self._admitted[threading.get_ident()] = self._generation
+        return True
 
     def _delay(self) -> float:
-        return self._not_before - self._clock()
+        until = max(self._own_until, self._server_until)
+        window = self._window.closed_for(UPLOAD_ENDPOINT) if self._window else 0.0
+        return max(until - self._clock(), window)
 
     def note_failure(self, error: TransientError) -> float:
-        """Push every upload back; returns the delay chosen."""
+        """Hold every upload back; returns how long uploads now wait."""
         with self._cond:
-            self._failures += 1
-            delay = error.retry_after
-            if delay is None:
-                delay = compute_backoff(self._failures, cap=self._cap, rng=self._rng)
-            self._not_before = max(self._not_before, self._clock() + delay)
+            now = self._clock()
+            hint = error.retry_after
+            admitted = self._admitted.pop(threading.get_ident(), self._generation)
+            if admitted >= self._generation:
+                self._generation += 1
+                self._step(now, hint)
+            elif hint is not None:  # the same moment: the API's word still counts
+                self._server_until = max(self._server_until, now + server_delay(hint, self._rng))
             self._wait_reason = error.describe()
-            return delay
+            return max(0.0, self._delay())
+
+    def _step(self, now: float, hint: float | None) -> None:
+        if hint is None:
+            self._steps += 1
+            self._own_until = now + retry_delay(None, self._steps, self._rng, self._cap)
+            return
+        repeats = self._short_hints + 1
+        if hint < floor_seconds(repeats, self._cap):
+            self._short_hints = repeats
+        self._server_until = max(self._server_until,
+                                 now + retry_delay(hint, repeats, self._rng, self._cap))
 
     def note_success(self) -> None:
+        """The API works: forget the backoff watcherd chose (not what the API asked for)."""
         with self._cond:
-            self._failures = 0
-            self._wait_reason = None
+            self._admitted.pop(threading.get_ident(), None)
+            self._steps = self._short_hints = 0
+            self._own_until = 0.0
+            if self._delay() <= 0:
+                self._wait_reason = None
+            self._cond.notify_all()
 
     def pause(self, error: UploadsPaused) -> bool:
         """Pause every upload; True if this call started the pause."""
@@ -84,7 +190,7 @@ class UploadGate:
                         "until": None}
             delay = self._delay()
             if delay > 0:
-                return {"state": "backing_off", "reason": self._wait_reason, "kind": None,
+                return {"state": "backing_off", "reason": self._reason(), "kind": None,
                         "fix": None, "until": wall_now + delay}
             return {"state": "running", "reason": None, "kind": None, "fix": None,
                     "until": None}
@@ -96,5 +202,10 @@ class UploadGate:
                 return f"paused: {self.paused.describe()}"
             delay = self._delay()
             if delay > 0:
-                return f"backing off {delay:.0f}s after {self._wait_reason}"
+                return f"backing off {delay:.0f}s after {self._reason()}"
             return None
+
+    def _reason(self) -> str:
+        if self._window is not None and self._window.closed_for(UPLOAD_ENDPOINT) > 0:
+            return "the API's rate limit for uploads is used up until its reset"
+        return self._wait_reason or "an earlier failure"

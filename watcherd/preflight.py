@@ -120,7 +120,10 @@ def probe_api(config: Config, api: TwelveLabsClient, key_source: str,
                            "retry with backoff", index_id, exc.describe())
             continue
         except ApiRedirected as exc:
-            return [f"api.base_url: {config.api.base_url} {exc.describe()}. Fix: {exc.fix}"]
+            # Every index would answer the same: the address, not the index, is wrong.
+            found.problems.append(f"api.base_url: {config.api.base_url} {exc.describe()}. "
+                                  f"Fix: {exc.fix}")
+            return found
         except ApiError as exc:
             found.problems.append(f"{keys[0]}.index_id: index {index_id} cannot be used with "
                                   f"this API key ({exc.describe()})")

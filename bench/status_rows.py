@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from watcherd.states import State
-from watcherd.store import Store
+from watcherd.state.states import State
+from watcherd.state.store import Store
 
 MIX = ((State.DONE, 0.90), (State.FAILED, 0.06), (State.VANISHED, 0.02),
        (State.QUEUED, 0.015), (State.INDEXING, 0.005))
@@ -78,9 +78,9 @@ def main(argv: list[str]) -> None:
         print(f"built {rows:,} rows in {time.perf_counter() - started:.1f}s "
               f"({(root / 'state.db').stat().st_size / 2**20:.0f} MiB)")
         watcherd = [sys.executable, "-m", "watcherd"]
-        baseline = best_of([sys.executable, "-c", "import watcherd.cli"])
+        baseline = best_of([sys.executable, "-c", "import watcherd.cli.main"])
         print(f"\n{'command':<44} {'seconds':>8}")
-        print(f"{'(python start + import watcherd.cli)':<44} {baseline:>8.3f}")
+        print(f"{'(python start + import watcherd.cli.main)':<44} {baseline:>8.3f}")
         for args in (["status"], ["status", "--json"], ["explain", failed],
                      ["retry", "--failed", "--dry-run", "--json"]):
             seconds = best_of([*watcherd, *args, "-c", str(config)])

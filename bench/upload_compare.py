@@ -3,7 +3,7 @@
 Uploads the same valid MP4, padded to each size with a sparse top-level ``free`` box,
 to the fake API on 127.0.0.1 with three uploaders, each upload in a fresh child process:
 
-* watcherd: ``watcherd.api.TwelveLabsClient.create_task`` under this Python;
+* watcherd: ``watcherd.twelvelabs.client.TwelveLabsClient.create_task`` under this Python;
 * sdk: ``twelvelabs`` (pinned in bench/sdk-requirements.txt) ``client.tasks.create``, run
   from its own venv bench/.venv-sdk, which is made on first use and reused while the pins match;
 * curl: ``curl -F video_file=@PATH``, a floor for what a plain streaming client costs.
@@ -56,7 +56,7 @@ TOOLS = ("watcherd", "sdk", "curl")
 # can be told apart from the upload; the parent's wall time includes them.
 WATCHERD_CHILD = """
 import json, sys, time
-from watcherd.api import TwelveLabsClient
+from watcherd.twelvelabs.client import TwelveLabsClient
 base_url, key, path, index = sys.argv[1:5]
 client = TwelveLabsClient(base_url, lambda: key)
 started = time.perf_counter()

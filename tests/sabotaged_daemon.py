@@ -17,10 +17,12 @@ import sys
 import threading
 from typing import Any
 
-from watcherd import cli, pipeline
-from watcherd.api import TwelveLabsClient
-from watcherd.finalizer import Finalizer
-from watcherd.poller import Poller
+import pipeline
+
+import watcherd.cli.main as cli
+from watcherd.ingest.finalizer import Finalizer
+from watcherd.ingest.poller import Poller
+from watcherd.twelvelabs.client import TwelveLabsClient
 
 # Where each step of a file's way can be made to fail.
 STEPS: dict[str, tuple[Any, str]] = {

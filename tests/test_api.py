@@ -12,8 +12,13 @@ import pytest
 import requests
 
 from tests.fakeapi import FakeTwelveLabs
-from watcherd.api import TwelveLabsClient, UploadAborted, classify_response, retry_after_seconds
 from watcherd.errors import ApiRejected, AuthError, QuotaError, TransientError
+from watcherd.twelvelabs.client import (
+    TwelveLabsClient,
+    UploadAborted,
+    classify_response,
+    retry_after_seconds,
+)
 
 
 @pytest.fixture
@@ -147,7 +152,7 @@ def test_videos_are_listed_across_pages_and_read_one_by_one(api, tmp_path, monke
     assert [v["user_metadata"]["sha256"] for v in listed] == ["2", "1", "0"]  # newest first
     pages = [r.query["page"] for r in api.requests if r.path.endswith("/videos")]
     assert pages == [["1"]]
-    monkeypatch.setattr("watcherd.api.LIST_PAGE_LIMIT", 2)
+    monkeypatch.setattr("watcherd.twelvelabs.client.LIST_PAGE_LIMIT", 2)
     assert len(client.list_videos(index_id="idx_test", filename="rec.mp4")) == 3
     video = client.get_video("idx_test", created[0]["video_id"])
     assert video["user_metadata"] == {"sha256": "0"}
@@ -206,7 +211,7 @@ def test_peak_memory_does_not_grow_with_file_size(api, tmp_path):
         fh.truncate(256 << 20)
     script = textwrap.dedent(f"""
         import resource
-        from watcherd.api import TwelveLabsClient
+        from watcherd.twelvelabs.client import TwelveLabsClient
         client = TwelveLabsClient({api.base_url!r}, lambda: {api.api_key!r})
         client.create_task({str(path)!r}, index_id="idx_test")
         print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 from tests.media import make_video
-from watcherd.states import State
-from watcherd.store import Store
+from watcherd.state.states import State
+from watcherd.state.store import Store
 
 
 def watcherd(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

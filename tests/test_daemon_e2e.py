@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import TEST_KEY, wait_for
 from tests.media import make_audio_only, make_truncated, make_video, write_text_as_video
-from watcherd.instance import FOLDER_LOCK_NAME
+from watcherd.state.instance import FOLDER_LOCK_NAME
 
 
 def sha256(path: Path) -> str:

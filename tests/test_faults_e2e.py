@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import wait_for
-from watcherd.mover import TEMP_PREFIX
+from watcherd.ingest.mover import TEMP_PREFIX
 
 
 def files_under(root: Path) -> list[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from watcherd.config import parse_config
-from watcherd.filters import ignore_reason
+from watcherd.intake.filters import ignore_reason
 
 
 def folder(recursive: bool = False):

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+import watcherd.ingest.finalizer as finalizer_module
 from tests.conftest import FakeClock
-from watcherd import finalizer as finalizer_module
 from watcherd.config import parse_config
-from watcherd.finalizer import Finalizer
-from watcherd.states import State
-from watcherd.store import Store
+from watcherd.ingest.finalizer import Finalizer
+from watcherd.state.states import State
+from watcherd.state.store import Store
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ import time
 import pytest
 
 from tests.conftest import FakeClock, wait_for
-from watcherd.health import Monitor, status_line, thread_problems
-from watcherd.progress import Progress
-from watcherd.retry import UploadGate
-from watcherd.store import Store
+from watcherd.ingest.gate import UploadGate
+from watcherd.ingest.progress import Progress
+from watcherd.service.health import Monitor, status_line, thread_problems
+from watcherd.state.store import Store
 from watcherd.threads import ServiceThread, beat
 
 

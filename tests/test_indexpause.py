@@ -16,11 +16,11 @@ from tests.conftest import FakeClock
 from tests.test_pipeline import ScriptedApi, rig  # noqa: F401 (a fixture)
 from watcherd.config import parse_config
 from watcherd.errors import ApiRejected, AuthError
-from watcherd.indexpause import IndexPauses
-from watcherd.pausecheck import PauseCheck
-from watcherd.poller import Poller
-from watcherd.retry import UploadGate
-from watcherd.states import State
+from watcherd.ingest.gate import UploadGate
+from watcherd.ingest.indexpause import IndexPauses
+from watcherd.ingest.pausecheck import PauseCheck
+from watcherd.ingest.poller import Poller
+from watcherd.state.states import State
 
 GONE = ApiRejected(400, "resource_not_exist",
                    "POST /tasks: Resource with id `idx` does not exist in `indexes`.")
@@ -72,7 +72,7 @@ def test_a_not_found_that_is_not_about_the_index_still_fails_the_file(rig):  # n
 
 
 def test_the_poller_leaves_tasks_of_a_deleted_index_alone(tmp_path):
-    from watcherd.store import Store
+    from watcherd.state.store import Store
 
     store = Store(tmp_path / "state.db").open()
     try:
@@ -170,7 +170,7 @@ def test_parking_and_resuming_never_lose_a_file():
 def test_status_names_the_paused_folder_its_index_and_the_fix():
     from rich.console import Console
 
-    from watcherd.report import render_status
+    from watcherd.cli.status import render_status
 
     status = {
         "daemon": {"running": True, "pid": 1, "version": "test",

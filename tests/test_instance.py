@@ -23,14 +23,14 @@ import yaml
 from tests.conftest import DaemonRunner
 from watcherd.config import Config, load_config
 from watcherd.errors import ConfigError
-from watcherd.filters import ignore_reason
-from watcherd.instance import FOLDER_LOCK_NAME, AlreadyRunning, InstanceLock, holder_of
-from watcherd.presence import folder_reachable
+from watcherd.intake.filters import ignore_reason
+from watcherd.intake.presence import folder_reachable
+from watcherd.state.instance import FOLDER_LOCK_NAME, AlreadyRunning, InstanceLock, holder_of
 
 HOLD = """
 import sys
 from watcherd.config import load_config
-from watcherd.instance import InstanceLock
+from watcherd.state.instance import InstanceLock
 lock = InstanceLock(load_config(sys.argv[1])).acquire()
 print("held", flush=True)
 sys.stdin.read()
@@ -220,7 +220,7 @@ from pathlib import Path
 import watcherd.config as config
 config.SYSTEM_CONFIG_DIR = Path(sys.argv.pop(1))  # as if it were /etc/watcherd
 config.SYSTEM_STATE_DB = Path(sys.argv.pop(1))    # ... and /var/lib/watcherd/state.db
-from watcherd.cli import main
+from watcherd.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 

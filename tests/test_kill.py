@@ -32,7 +32,7 @@ import pytest
 from tests.conftest import DaemonRunner, wait_for
 from tests.fakeapi import FakeTwelveLabs
 from tests.media import make_video
-from watcherd.mover import TEMP_PREFIX
+from watcherd.ingest.mover import TEMP_PREFIX
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from watcherd import mover
-from watcherd.mover import TEMP_PREFIX, free_target, move_file, write_sidecar
+import watcherd.ingest.mover as mover
+from watcherd.ingest.mover import TEMP_PREFIX, free_target, move_file, write_sidecar
 
 
 def test_a_taken_name_gets_a_distinct_suffix_and_so_does_its_sidecar(tmp_path):

@@ -9,15 +9,16 @@ import queue
 import sqlite3
 
 import pytest
+import queries
 
+import watcherd.ingest.mover as mover
 from tests.conftest import FakeClock
-from watcherd import mover, queries
 from watcherd.config import parse_config
-from watcherd.finalizer import Finalizer
-from watcherd.mover import TEMP_PREFIX, free_target, write_sidecar
+from watcherd.ingest.finalizer import Finalizer
+from watcherd.ingest.mover import TEMP_PREFIX, free_target, write_sidecar
 from watcherd.names import NAME_MAX, api_filename, display, fit_name, name_bytes, temp_name
-from watcherd.states import State
-from watcherd.store import Store
+from watcherd.state.states import State
+from watcherd.state.store import Store
 
 LATIN1 = os.fsdecode(b"/in/caf\xe9.mp4")
 

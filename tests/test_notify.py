@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from watcherd.notify import Notifier
+from watcherd.service.notify import Notifier
 
 
 @pytest.fixture

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
+import watcherd.cli.main as cli
 from tests.conftest import wait_for
 from tests.media import make_video
-from watcherd import cli
-from watcherd.states import State
-from watcherd.store import Store
+from watcherd.state.states import State
+from watcherd.state.store import Store
 
 OLD = time.time() - 3600  # an mtime long settled
 SETTLE = 1.0  # ctime cannot be set back, so "settled" files are simply left alone this long

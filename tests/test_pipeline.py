@@ -12,14 +12,14 @@ import pytest
 
 from tests.conftest import FakeClock
 from tests.media import write_text_as_video
-from watcherd.api import UploadAborted
 from watcherd.config import parse_config
 from watcherd.errors import ApiRejected, AuthError, TransientError
-from watcherd.pipeline import UploadWorker
-from watcherd.poller import Poller
-from watcherd.retry import UploadGate
-from watcherd.states import State
-from watcherd.store import Store
+from watcherd.ingest.gate import UploadGate
+from watcherd.ingest.poller import Poller
+from watcherd.ingest.upload import UploadWorker
+from watcherd.state.states import State
+from watcherd.state.store import Store
+from watcherd.twelvelabs.client import UploadAborted
 
 
 class ScriptedApi:

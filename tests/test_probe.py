@@ -12,7 +12,7 @@ import av
 import pytest
 
 from tests.media import standard_clips
-from watcherd.probe import MediaFacts, ProbeFailed, probe
+from watcherd.media.probe import MediaFacts, ProbeFailed, probe
 
 
 @pytest.fixture(scope="session")

@@ -8,13 +8,13 @@ import logging
 from rich.console import Console
 
 from tests.conftest import FakeClock
-from watcherd.progress import Progress, ProgressLog, TerminalProgress
+from watcherd.ingest.progress import Progress, ProgressLog, TerminalProgress
 
 MIB = 2**20
 
 
 def lines(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "watcherd.progress"]
+    return [r.getMessage() for r in caplog.records if r.name == "watcherd.ingest.progress"]
 
 
 def test_a_line_per_quarter_at_most_plus_one_per_ten_quiet_seconds(caplog):

@@ -10,10 +10,10 @@ import yaml
 from tests.conftest import TEST_KEY
 from watcherd.config import load_config
 from watcherd.errors import ConfigError
-from watcherd.reload import describe_changes, prepare_reload
-from watcherd.states import State
-from watcherd.store import Store
-from watcherd.watcher import Scanner, Watcher
+from watcherd.intake.watcher import Scanner, Watcher
+from watcherd.service.reload import describe_changes, prepare_reload
+from watcherd.state.states import State
+from watcherd.state.store import Store
 
 
 @pytest.fixture
@@ -120,8 +120,8 @@ def test_the_watcher_follows_the_folders_of_a_reload(setup):
 
 def test_an_unexpected_reload_failure_keeps_the_daemon_and_its_config(setup, monkeypatch,
                                                                       caplog):
-    from watcherd import daemon as daemon_module
-    from watcherd.daemon import Daemon
+    import watcherd.service.daemon as daemon_module
+    from watcherd.service.daemon import Daemon
 
     write, _, store = setup
     config = write()

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FakeClock
+from watcherd.backoff import compute_backoff
 from watcherd.config import parse_config
 from watcherd.errors import AuthError, QuotaError, TransientError
-from watcherd.pausecheck import PauseCheck
-from watcherd.retry import UploadGate, compute_backoff
+from watcherd.ingest.gate import UploadGate
+from watcherd.ingest.pausecheck import PauseCheck
 
 
 def test_backoff_grows_exponentially_with_jitter_and_a_cap():
@@ -188,7 +189,7 @@ def test_a_zero_or_past_server_hint_still_waits_a_floor_that_grows_with_repeats(
 
 
 def test_uploads_wait_while_the_api_says_the_upload_rate_limit_is_used_up():
-    from watcherd.retry import UPLOAD_ENDPOINT, RateWindow  # new in issue 12
+    from watcherd.twelvelabs.ratelimit import UPLOAD_ENDPOINT, RateWindow  # new in issue 12
 
     clock, stop = FakeClock(), threading.Event()
     window = RateWindow(clock=clock)

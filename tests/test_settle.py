@@ -10,9 +10,9 @@ import pytest
 
 from tests.conftest import FakeClock
 from watcherd.config import parse_config
-from watcherd.settle import Hint, Settler
-from watcherd.states import State
-from watcherd.store import Store
+from watcherd.intake.settle import Hint, Settler
+from watcherd.state.states import State
+from watcherd.state.store import Store
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from watcherd.records import SCHEMA
-from watcherd.states import State
-from watcherd.store import ContentTaken, CorruptDatabase, StaleState, Store
+from watcherd.state.schema import SCHEMA
+from watcherd.state.states import State
+from watcherd.state.store import ContentTaken, CorruptDatabase, StaleState, Store
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def store(tmp_path):
 
 
 def test_transitions_are_recorded_in_history_with_timestamps(store, caplog):
-    caplog.set_level("INFO", logger="watcherd.store")
+    caplog.set_level("INFO", logger="watcherd.state.store")
     rec = store.add(path="/in/a.mp4", folder="/in", index_id="idx", detail="found by scan")
     store.transition(rec.id, State.QUEUED, "settled", size=10, mtime_ns=5)
     rec = store.transition(rec.id, State.UPLOADING, attempts=1)

@@ -19,10 +19,10 @@ import pytest
 
 from tests.conftest import DaemonRunner, wait_for
 from watcherd.config import parse_config
-from watcherd.finalizer import Finalizer
-from watcherd.putback import INTERNAL_ERROR_LIMIT, InternalErrors, Sweep, put_back
-from watcherd.states import State
-from watcherd.store import Store
+from watcherd.ingest.finalizer import Finalizer
+from watcherd.ingest.putback import INTERNAL_ERROR_LIMIT, InternalErrors, Sweep, put_back
+from watcherd.state.states import State
+from watcherd.state.store import Store
 
 HERE = Path(__file__).parent
 

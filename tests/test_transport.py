@@ -17,8 +17,8 @@ import requests
 
 from tests.fakeapi import FakeTwelveLabs
 from watcherd import errors
-from watcherd.api import TwelveLabsClient, retry_after_seconds
 from watcherd.errors import TransientError
+from watcherd.twelvelabs.client import TwelveLabsClient, retry_after_seconds
 
 
 @pytest.fixture
@@ -127,7 +127,7 @@ class Answer:
 
 
 def test_a_server_delay_longer_than_an_hour_is_capped_and_logged(caplog):
-    with caplog.at_level(logging.WARNING, logger="watcherd.api"):
+    with caplog.at_level(logging.WARNING, logger="watcherd.twelvelabs.client"):
         assert retry_after_seconds(Answer({"Retry-After": "86400"})) == 3600
         assert retry_after_seconds(Answer({"X-Ratelimit-Reset": "1000000"}), now=0) == 3600
     assert caplog.text.count("waiting 3600s at most") == 2

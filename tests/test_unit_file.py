@@ -72,7 +72,7 @@ def test_the_unit_has_what_the_service_contract_needs():
     # The key comes only as a credential, never through the environment.
     assert not any("TWELVELABS_API_KEY" in v for v in service.get("Environment", []))
     # Our shutdown grace (20 s) must fit inside systemd's stop timeout.
-    from watcherd.daemon import SHUTDOWN_GRACE_SECONDS
+    from watcherd.service.daemon import SHUTDOWN_GRACE_SECONDS
     assert SHUTDOWN_GRACE_SECONDS + 10 < int(service["TimeoutStopSec"][0].rstrip("s"))
     # HTTPS needs IP sockets; sd_notify needs AF_UNIX.
     assert set(service["RestrictAddressFamilies"][0].split()) == {"AF_UNIX", "AF_INET",

@@ -52,7 +52,7 @@ def unprivileged_daemon(fake_api) -> Iterator[DaemonRunner]:
 
 def _can_run(options: dict) -> bool:
     try:
-        probe = subprocess.run([sys.executable, "-c", "import watcherd.daemon"],
+        probe = subprocess.run([sys.executable, "-c", "import watcherd.service.daemon"],
                                capture_output=True, timeout=60, check=False, **options)
     except PermissionError:  # the interpreter itself is out of reach
         return False
@@ -107,10 +107,10 @@ def test_a_file_that_turns_unreadable_during_validation_goes_back_to_settling(
     import av
 
     from watcherd.config import parse_config
-    from watcherd.pipeline import UploadWorker
-    from watcherd.retry import UploadGate
-    from watcherd.states import State
-    from watcherd.store import Store
+    from watcherd.ingest.gate import UploadGate
+    from watcherd.ingest.upload import UploadWorker
+    from watcherd.state.states import State
+    from watcherd.state.store import Store
 
     inbox = tmp_path / "inbox"
     inbox.mkdir()

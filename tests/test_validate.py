@@ -11,8 +11,8 @@ import pytest
 
 from tests.media import standard_clips
 from watcherd.errors import MediaRejected
-from watcherd.limits import limits_for
-from watcherd.validate import RULES, Report, check_file, raise_if_rejected
+from watcherd.media.limits import limits_for
+from watcherd.media.validate import RULES, Report, check_file, raise_if_rejected
 
 MARENGO = limits_for("marengo")
 PEGASUS = limits_for("pegasus")

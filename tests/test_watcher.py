@@ -19,9 +19,9 @@ from watchdog.events import (
     FileOpenedEvent,
 )
 
-from watcherd import watcher as watcher_module
+import watcherd.intake.watcher as watcher_module
 from watcherd.config import parse_config
-from watcherd.watcher import FolderWatch, HintingHandler, Scanner, Watcher, scan_folder
+from watcherd.intake.watcher import FolderWatch, HintingHandler, Scanner, Watcher, scan_folder
 
 
 def config_for(path: Path, **folder):
@@ -92,7 +92,7 @@ def _wait(predicate, timeout=5.0):
 
 def test_a_removed_folder_is_noticed_rewatched_on_return_and_rescanned(tmp_path, caplog):
     """inotify's watch dies with the directory; the observer thread does not."""
-    caplog.set_level("INFO", logger="watcherd.watcher")
+    caplog.set_level("INFO", logger="watcherd.intake.watcher")
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     config = config_for(inbox)

@@ -21,7 +21,7 @@ from typing import Any
 
 import av
 
-from watcherd import cli
+import watcherd.cli.main as cli
 
 _open = builtins.open
 _av_open = av.open

@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from .errors import ConfigError
-from .limits import MODEL_LIMITS, Limits, limits_for
-from .yamlreader import Errors, Reader
+from watcherd.errors import ConfigError
+from watcherd.media.limits import MODEL_LIMITS, Limits, limits_for
+from watcherd.yamlreader import Errors, Reader
 
 DEFAULT_CONFIG_PATH = "/etc/watcherd/config.yaml"
 # The unit's ConfigurationDirectory= and StateDirectory= (systemd/watcherd.service):
@@ -90,6 +90,13 @@ class Config:
             if matches:
                 return max(matches, key=lambda f: len(f.path.parts))
         return None
+
+    def folder_keys_by_index(self) -> dict[str, list[str]]:
+        """Each index id with the config keys (``folders[i]``) of the folders that use it."""
+        found: dict[str, list[str]] = {}
+        for i, folder in enumerate(self.folders):
+            found.setdefault(folder.index_id, []).append(f"folders[{i}]")
+        return found
 
 
 TOP_KEYS = {

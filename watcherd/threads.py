@@ -20,7 +20,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .config import Config
+    from watcherd.config import Config
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .limits import LIMIT_KEYS
+from watcherd.media.limits import LIMIT_KEYS
 
 
 class Errors:

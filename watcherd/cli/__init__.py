@@ -1,0 +1,1 @@
+"""The ``watcherd`` command line: the parser, one module per operator command, rendering."""

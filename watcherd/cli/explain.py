@@ -1,0 +1,169 @@
+"""``watcherd explain PATH``: why this file is where it is, and everything that happened to it.
+
+Works for a file the daemon tracks (its inbox path, or where it was moved
+to), and for one it has never seen: then it says which rule would apply, as
+the daemon would decide it, with the daemon's own functions (naming rules
+and symlinks, settling, readability, the media checks). Reads the database
+read-only and never calls the API. Paths are shown escaped (``names.display``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.text import Text
+
+import watcherd.state.queries as queries
+from watcherd.cli.render import ago, duration, iso, styled_state, table
+from watcherd.config import Config
+from watcherd.ingest.dedupe import sha256_file
+from watcherd.intake.filters import skip_reason
+from watcherd.intake.settle import READ_FIX, seconds_unchanged, unreadable_reason
+from watcherd.names import display
+from watcherd.service.runtime import daemon_state
+from watcherd.state.schema import FileRecord
+from watcherd.state.states import UNREADABLE, State
+from watcherd.state.store import Store
+
+
+def explain(config: Config, store: Store | None, path: str, now: float | None = None
+            ) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    target = str(Path(path).expanduser().absolute())
+    records = []
+    if store is not None:
+        records = queries.records_for_path(store, target) or queries.records_at(store, target)
+    folder = config.folder_for(target) if not records else config.folder_for(records[-1].path)
+    result: dict[str, Any] = {"path": target, "folder": str(folder.path) if folder else None}
+    if records:
+        latest = records[-1]
+        result.update(_tracked(config, store, latest, now))
+        result["record"] = {k: getattr(latest, k) for k in (
+            "id", "path", "state", "attempts", "task_id", "video_id", "remote_status", "sha256",
+            "dest_path", "reason", "rule", "error_code", "duplicate_of")}
+        result["history"] = [{"file_id": r.id, "at": iso(h["at"]), "from": h["from_state"],
+                              "to": h["to_state"], "detail": h["detail"]}
+                             for r in records for h in store.history(r.id)]
+    else:
+        result.update(_untracked(config, store, target, now))
+        result["record"], result["history"] = None, []
+    return _shown(result)
+
+
+def _tracked(config: Config, store: Store, record: FileRecord, now: float) -> dict[str, Any]:
+    state = record.state
+    if state == State.SETTLING and record.error_code == UNREADABLE:
+        return _say("unreadable", f"{record.reason}; it stays in the inbox and is taken by "
+                    f"itself once readable. Fix: {READ_FIX}", reason=record.reason)
+    if state == State.SETTLING:
+        quiet = seconds_unchanged(record.path, now)
+        wait = config.settle_seconds
+        return _say("settling", f"waiting for the file to stop changing: unchanged for "
+                    f"{duration(quiet or 0)} of {wait:g}s", quiet_seconds=quiet,
+                    settle_seconds=wait)
+    if state == State.QUEUED:
+        position = queries.queue_position(store, record)
+        return _say("queued", f"settled and waiting to upload: number {position} in the queue"
+                    f"{_last_detail(store, record)}", position=position)
+    if state == State.VALIDATING:
+        return _say("validating", "being checked against Twelve Labs' requirements now")
+    if state == State.UPLOADING:
+        return _say("uploading", _upload_progress(store, record))
+    if state == State.INDEXING:
+        since = ago(record.uploaded_at, now)
+        return _say("indexing", f"uploaded {since}; Twelve Labs task {record.task_id} is "
+                    f"{record.remote_status or 'not polled yet'}", task_id=record.task_id,
+                    remote_status=record.remote_status)
+    if state == State.FINALIZING:
+        return _say("finalizing", f"{record.outcome}; being moved to {record.dest_path}")
+    if record.duplicate_of is not None:
+        original = store.get(record.duplicate_of)
+        return _say("duplicate", f"same content as {original.path}: shares its task "
+                    f"{record.task_id} (no second upload); {state}, now at {record.dest_path}",
+                    duplicate_of=original.path)
+    if state == State.DONE:
+        return _say("done", f"indexed {ago(record.finished_at, now)} as video "
+                    f"{record.video_id}; moved to {record.dest_path}", video_id=record.video_id)
+    if state == State.FAILED:
+        rule = f" by rule '{record.rule}'" if record.rule else ""
+        return _say("failed", f"rejected{rule}: {record.reason}; moved to {record.dest_path}",
+                    rule=record.rule, reason=record.reason)
+    return _say("vanished", f"disappeared from the folder before upload ({record.reason})")
+
+
+def _untracked(config: Config, store: Store | None, path: str, now: float
+               ) -> dict[str, Any]:
+    folder = config.folder_for(path)
+    if folder is None:
+        return _say("outside", "not in any configured folder: it will never be picked up")
+    reason = skip_reason(path, folder)
+    if reason is not None:
+        return _say("ignored", f"never picked up: {reason}", rule=reason)
+    quiet = seconds_unchanged(path, now)
+    if quiet is None:
+        return _say("missing", "no such file, and the daemon has no record of it")
+    if quiet < config.settle_seconds:
+        return _say("settling", f"still changing: unchanged for {duration(quiet)} of "
+                    f"{config.settle_seconds:g}s", quiet_seconds=quiet)
+    problem = unreadable_reason(path)
+    if problem is not None:
+        return _say("unreadable", f"{problem}: it will wait in the inbox until it is "
+                    f"readable. Fix: {READ_FIX}", reason=problem)
+    from watcherd.media.validate import check_file  # PyAV: only when a file must be looked at
+
+    report = check_file(path, folder.limits, require_audio=folder.require_audio)
+    if not report.accepted:
+        failure = report.first_failure
+        return _say("would_reject", f"would be rejected by rule '{failure.rule}': "
+                    f"{failure.reason} (measured {failure.measured})", rule=failure.rule)
+    holder = store.holder_for_new(sha256_file(path), folder.index_id) \
+        if folder.dedupe and store is not None else None
+    if holder is not None:
+        return _say("would_join", f"not seen by the daemon yet; same content as "
+                    f"{holder.path} ({holder.state}): it will share that task, no second "
+                    "upload", duplicate_of=holder.path)
+    return _say("would_upload", "not seen by the daemon yet; it passes every rule and "
+                f"will be uploaded to index {folder.index_id} after the next event or scan "
+                f"(every {config.rescan_interval_seconds:g}s)")
+
+
+def _shown(value: Any) -> Any:
+    """Every string in ``value`` fit for JSON and terminals (undecodable bytes escaped)."""
+    if isinstance(value, dict):
+        return {k: _shown(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shown(v) for v in value]
+    return display(value) if isinstance(value, str) else value
+
+
+def _say(status: str, summary: str, **details: Any) -> dict[str, Any]:
+    return {"status": status, "summary": summary, "details": details}
+
+
+def _upload_progress(store: Store, record: FileRecord) -> str:
+    daemon = daemon_state(store) or {}
+    for upload in daemon.get("uploads", []):
+        if upload["file_id"] == record.id and upload["total"]:
+            percent = int(100 * upload["sent"] / upload["total"])
+            return f"uploading now (attempt {record.attempts}): {percent}% sent"
+    return f"uploading (attempt {record.attempts}); progress unknown (daemon not running?)"
+
+
+def _last_detail(store: Store, record: FileRecord) -> str:
+    rows = store.history(record.id)
+    return f"; last: {rows[-1]['detail']}" if rows and rows[-1]["detail"] else ""
+
+
+def render_explain(result: dict[str, Any], console: Console) -> None:
+    console.print(Text(result["path"], style="bold"))
+    console.print(Text.assemble("  ", styled_state(result["status"]), ": ", result["summary"]))
+    if result["folder"]:
+        console.print(Text(f"  folder: {result['folder']}"))
+    if result["history"]:
+        console.print()
+        console.print(table(("when", "from", "to", "detail"),
+                            ((h["at"], h["from"] or "", h["to"], h["detail"] or "")
+                             for h in result["history"]), title="History"))

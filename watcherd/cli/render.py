@@ -1,0 +1,99 @@
+"""Human output for the operator commands: consoles, tables, times and sizes.
+
+Colour only on a terminal and never with ``NO_COLOR`` (rich honours both);
+``--json`` output never goes through here. Times are shown local and relative
+("3m ago") because an operator asks "is this recent?", and JSON carries the
+exact ISO 8601 values.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+PIPE_WIDTH = 4096
+STATE_STYLES = {
+    "done": "green", "failed": "red", "vanished": "dim", "uploading": "cyan",
+    "indexing": "blue", "queued": "yellow", "settling": "yellow", "validating": "cyan",
+    "finalizing": "blue", "ignored": "dim", "would upload": "green", "invalid": "red",
+    "duplicate": "magenta", "tracked": "blue",
+}
+
+
+def output_console(file: Any = None) -> Console:
+    """stdout for command output; rich disables colour off a terminal and with NO_COLOR.
+
+    Piped output is never cut to 80 columns: a path in a pipe must stay whole.
+    """
+    file = file or sys.stdout
+    width = None if file.isatty() else PIPE_WIDTH
+    return Console(file=file, highlight=False, soft_wrap=True, width=width, **_plain_if_asked())
+
+
+def terminal_console() -> Console | None:
+    """A stderr console for ``watcherd run`` when a person is watching, else None."""
+    from watcherd.service.logs import stderr_is_journal
+
+    if not sys.stderr.isatty() or stderr_is_journal():
+        return None
+    return Console(file=sys.stderr, highlight=False, **_plain_if_asked())
+
+
+def _plain_if_asked() -> dict[str, Any]:
+    # rich's own NO_COLOR handling still emits bold and dim; no-color.org asks for none.
+    return {"color_system": None} if os.environ.get("NO_COLOR") else {}
+
+
+def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None
+          ) -> Table:
+    grid = Table(*columns, title=title, title_justify="left", box=None, pad_edge=False,
+                 header_style="bold")
+    for row in rows:
+        # Plain Text, never markup: a file named "take [12].mp4" must print as is.
+        grid.add_row(*(cell if isinstance(cell, Text) else Text("" if cell is None else str(cell))
+                       for cell in row))
+    return grid
+
+
+def styled_state(state: str) -> Text:
+    return Text(state, style=STATE_STYLES.get(state, ""))
+
+
+def iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts).astimezone().isoformat(
+        timespec="seconds")
+
+
+def ago(ts: float | None, now: float | None = None) -> str:
+    if ts is None:
+        return "never"
+    return f"{duration((now or time.time()) - ts)} ago"
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f}m{seconds % 60:02.0f}s"
+    if seconds < 86400:
+        return f"{seconds // 3600:.0f}h{seconds % 3600 // 60:02.0f}m"
+    return f"{seconds // 86400:.0f}d{seconds % 86400 // 3600:02.0f}h"
+
+
+def size(n: float | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"

@@ -1,0 +1,75 @@
+"""``watcherd retry``: put failed files back in their inbox, safely while the daemon runs.
+
+The file goes back to the path it was found at (a free sibling name if that
+is taken), through the same no-clobber move the daemon uses (a hidden temp
+name across filesystems, which the daemon ignores), so the daemon sees a
+finished file appear and picks it up as new: a fresh row, attempts at zero.
+The old row stays as history with a note of the retry, and the failed
+sidecar is removed so failed/ only lists what is still failed.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import watcherd.state.queries as queries
+from watcherd.config import Config
+from watcherd.ingest.mover import SIDECAR_SUFFIX, move_file
+from watcherd.state.schema import FileRecord
+from watcherd.state.states import State
+from watcherd.state.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+def select_failed(store: Store, target: str | None, folder: Path | None) -> list[FileRecord]:
+    """Failed rows for a path (inbox or failed/ location), a task id, or all (in a folder)."""
+    if target is None:
+        records = [r for r in store.in_states(State.FAILED)
+                   if folder is None or r.folder == str(folder)]
+    else:
+        path = str(Path(target).expanduser().absolute())
+        records = (queries.records_at(store, path) or queries.records_for_path(store, path)
+                   or queries.records_for_task(store, target))
+    # A path that failed, was retried and failed again has older failed rows:
+    # only its latest row says where the file is now.
+    latest = {r.path: r for r in records}
+    return [r for r in latest.values() if r.state == State.FAILED]
+
+
+def plan(store: Store, record: FileRecord, config: Config) -> dict[str, Any]:
+    """What retrying ``record`` would do, or why it cannot."""
+    entry: dict[str, Any] = {"file_id": record.id, "from": record.dest_path,
+                             "to": record.path, "reason": record.reason, "skipped": None}
+    latest = queries.records_for_path(store, record.path)[-1]
+    if latest.id != record.id:
+        entry["skipped"] = f"the file was picked up again since (now {latest.state})"
+    elif not record.dest_path or not Path(record.dest_path).is_file():
+        entry["skipped"] = "no longer in failed/ (moved or deleted by someone)"
+    elif not any(f.path == Path(record.folder) for f in config.folders):
+        # Moving it back would strand it: nothing watches that folder any more.
+        entry["skipped"] = f"its folder {record.folder} is no longer in the config"
+    return entry
+
+
+def retry(store: Store, records: list[FileRecord], config: Config,
+          dry_run: bool) -> list[dict[str, Any]]:
+    results = []
+    for record in records:
+        entry = plan(store, record, config)
+        if entry["skipped"] is None and not dry_run:
+            entry["to"] = str(_move_back(store, record))
+        entry["moved"] = entry["skipped"] is None and not dry_run
+        results.append(entry)
+    return results
+
+
+def _move_back(store: Store, record: FileRecord) -> Path:
+    source = Path(record.dest_path or "")
+    landed = move_file(source, Path(record.path))
+    source.with_name(source.name + SIDECAR_SUFFIX).unlink(missing_ok=True)
+    store.note(record.id, f"retry requested by an operator: moved back to {landed}")
+    logger.info("moved %s back to %s", source, landed)
+    return landed

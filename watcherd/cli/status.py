@@ -1,0 +1,192 @@
+"""``watcherd status`` and ``watcherd list``: what the daemon is doing, from the database.
+
+Reads the database read-only (safe while the daemon runs) with one indexed
+query per section, plus the runtime row the daemon publishes every 2 s
+(observer health, upload progress, pauses). The JSON shape is documented in
+the README and kept stable; the human view is the same data in tables.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.text import Text
+
+import watcherd.state.queries as queries
+from watcherd.cli.render import ago, duration, iso, size, styled_state, table
+from watcherd.config import Config
+from watcherd.names import display
+from watcherd.service.runtime import daemon_state
+from watcherd.state.schema import FileRecord
+from watcherd.state.states import ACTIVE_STATES, FINAL_STATES
+from watcherd.state.store import Store, record_from_row
+
+RECENT = 5
+COUNTED_STATES = (*ACTIVE_STATES, *FINAL_STATES)
+
+
+def build_status(config: Config, store: Store, folder: Path | None = None,
+                 now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    daemon = daemon_state(store, now)
+    counts = queries.counts_by_folder(store)
+    watched = {f["path"]: f for f in (daemon or {}).get("folders", [])}
+    uploads = {u["file_id"]: u for u in (daemon or {}).get("uploads", [])}
+    gone = (daemon or {}).get("paused_indexes", {})
+    wanted = [f for f in config.folders if folder is None or f.path == folder]
+    only = str(folder) if folder else None
+    active = [r for r in queries.active(store) if only in (None, r.folder)]
+    return {
+        "daemon": _daemon(daemon),
+        "uploads": (daemon or {}).get("gate"),
+        "folders": [{
+            "path": str(f.path), "index_id": f.index_id,
+            "counts": {s: counts.get(str(f.path), {}).get(s, 0) for s in COUNTED_STATES},
+            "watch": _watch(watched.get(str(f.path))),
+            "unreadable": [{"path": display(r.path), "reason": r.reason}
+                           for r in queries.unreadable(store, str(f.path))],
+            "paused": gone.get(f.index_id),
+        } for f in wanted],
+        "active": [_active(r, uploads.get(r.id), now) for r in active],
+        "recent": {state: [_finished(r) for r in queries.recent(store, state, RECENT, only)]
+                   for state in ("done", "failed")},
+    }
+
+
+def _daemon(daemon: dict[str, Any] | None) -> dict[str, Any]:
+    if daemon is None:
+        return {"running": False}
+    return {"running": True, "pid": daemon["pid"], "version": daemon["version"],
+            "started_at": iso(daemon["started_at"]), "seen_at": iso(daemon["seen_at"]),
+            "problems": daemon.get("problems", [])}
+
+
+def _watch(watch: dict[str, Any] | None) -> dict[str, Any] | None:
+    if watch is None:
+        return None
+    return {"mode": watch["mode"], "healthy": watch["healthy"], "problem": watch["problem"],
+            "last_scan": iso(watch["last_scan"])}
+
+
+def _active(record: FileRecord, upload: dict[str, Any] | None, now: float) -> dict[str, Any]:
+    since = record.uploaded_at if record.state == "indexing" else record.updated_at
+    entry = {"path": display(record.path), "state": record.state, "task_id": record.task_id,
+             "remote_status": record.remote_status, "age_seconds": round(now - (since or now)),
+             "percent": None, "rate_bytes_per_second": None, "size": record.size}
+    if upload and upload["total"]:
+        entry["percent"] = int(100 * upload["sent"] / upload["total"])
+        entry["rate_bytes_per_second"] = upload["rate"]
+    return entry
+
+
+def _finished(record: FileRecord) -> dict[str, Any]:
+    return {"path": display(record.path), "dest_path": _shown(record.dest_path),
+            "video_id": record.video_id,
+            "task_id": record.task_id, "reason": record.reason, "error_code": record.error_code,
+            "finished_at": iso(record.finished_at or record.updated_at)}
+
+
+def render_status(status: dict[str, Any], console: Console) -> None:
+    console.print(_headline(status))
+    rows = []
+    for f in status["folders"]:
+        c = f["counts"]
+        watch = f["watch"]
+        health = "?" if watch is None else \
+            f"{watch['mode']} {'ok' if watch['healthy'] else 'DOWN: ' + str(watch['problem'])}"
+        last = "?" if watch is None else _ago_iso(watch["last_scan"])
+        rows.append((f["path"], health, last, c["settling"] + c["queued"] + c["validating"],
+                     c["uploading"], c["indexing"], c["done"], c["failed"], c["vanished"]))
+    console.print(table(("folder", "watch", "last scan", "waiting", "uploading", "indexing",
+                         "done", "failed", "vanished"), rows))
+    unreadable = [u for f in status["folders"] for u in f["unreadable"]]
+    if unreadable:
+        console.print()
+        console.print(table(("file", "why"), ((u["path"], u["reason"]) for u in unreadable),
+                            title="Unreadable (waiting in the inbox: let the service user "
+                                  "read them)"))
+    if status["active"]:
+        console.print()
+        console.print(table(("state", "file", "progress", "task", "remote", "for"),
+                            (_active_row(a) for a in status["active"]), title="Active"))
+    for state in ("done", "failed"):
+        recent = status["recent"][state]
+        if recent:
+            console.print()
+            console.print(table(("when", "file", "video" if state == "done" else "reason"),
+                                ((_ago_iso(r["finished_at"]), Path(r["path"]).name,
+                                  r["video_id"] if state == "done" else r["reason"])
+                                 for r in recent), title=f"Recently {state}"))
+
+
+def _headline(status: dict[str, Any]) -> Text:
+    daemon = status["daemon"]
+    if not daemon["running"]:
+        return Text.assemble(("daemon not running", "yellow"),
+                             " (no fresh heartbeat in the database)")
+    line = Text.assemble(("daemon running", "green"), f" (pid {daemon['pid']}, watcherd "
+                         f"{daemon['version']}, started {_ago_iso(daemon['started_at'])})")
+    uploads = status["uploads"] or {}
+    if uploads.get("state") == "paused":
+        line.append_text(Text.assemble("\n", ("uploads paused", "red"),
+                                       f": {uploads['reason']}\n  fix: {uploads['fix']}"))
+    elif uploads.get("state") == "backing_off":
+        line.append_text(Text.assemble("\n", ("uploads backing off", "yellow"),
+                                       f" until {iso(uploads['until'])} after "
+                                       f"{uploads['reason']}"))
+    else:
+        line.append("\nuploads running")
+    for folder in status["folders"]:
+        if folder.get("paused"):
+            line.append_text(Text.assemble(
+                "\n", ("uploads paused", "red"), f" for {folder['path']}: index "
+                f"{folder['index_id']} is gone ({folder['paused']})\n  fix: recreate it or "
+                "point the folder's index_id at an existing index, then reload"))
+    for problem in daemon.get("problems", []):
+        line.append_text(Text.assemble("\n", ("unhealthy", "red"), f": {problem}"))
+    return line
+
+
+def _active_row(entry: dict[str, Any]) -> tuple:
+    progress = ""
+    if entry["percent"] is not None:
+        rate = entry["rate_bytes_per_second"]
+        progress = f"{entry['percent']}%" + (f" {size(rate)}/s" if rate else "")
+    return (styled_state(entry["state"]), Path(entry["path"]).name, progress,
+            entry["task_id"] or "", entry["remote_status"] or "", duration(entry["age_seconds"]))
+
+
+def _ago_iso(value: str | None) -> str:
+    if value is None:
+        return "never"
+    return ago(datetime.fromisoformat(value).timestamp())
+
+
+LIST_FIELDS = ("path", "state", "task_id", "video_id", "reason", "remote_status", "attempts",
+               "dest_path", "duplicate_of")
+
+
+def list_rows(store: Store, state: str | None, folder: Path | None) -> list[dict[str, Any]]:
+    """``watcherd list``: one row per tracked file, newest first."""
+    sql = "SELECT * FROM files"
+    clauses, params = [], []
+    if state:
+        clauses.append("state = ?")
+        params.append(state)
+    if folder:
+        clauses.append("folder = ?")
+        params.append(str(folder))
+    if clauses:
+        sql += " WHERE " + " AND ".join(clauses)
+    rows = [record_from_row(r) for r in store.query(sql + " ORDER BY id DESC",
+                                                            tuple(params))]
+    return [{**{name: _shown(getattr(r, name)) for name in LIST_FIELDS},
+             "updated_at": iso(r.updated_at)} for r in rows]
+
+
+def _shown(value: Any) -> Any:
+    return display(value) if isinstance(value, str) else value

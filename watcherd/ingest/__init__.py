@@ -1,0 +1,1 @@
+"""The pipeline itself: upload workers, the backoff gate, pauses, adoption and dedupe, polling, finalizing, moving."""

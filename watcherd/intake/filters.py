@@ -1,0 +1,79 @@
+"""Which paths are candidates: the naming rules, each with a name.
+
+``ignore_reason`` returns the naming rule that excludes a path (so ``explain``
+and debug logs can say why) or None; it is a pure function of the path and
+the folder config. ``kind_reason`` says why what is at a path is not taken
+(a symlink, a directory…) from its ``lstat``; ``skip_reason`` is both, as
+the daemon applies them, for ``scan --dry-run`` and ``explain``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path, PurePath
+
+from watcherd.config import FolderConfig
+from watcherd.state.instance import FOLDER_LOCK_NAME
+
+# Partial/temp names written by browsers, WinSCP, rsync and friends
+# (watch-folder-peers.md appendix A). Checked on the final suffix only:
+# "clip.mp4.part" is partial, "~syncthing~clip.mp4.tmp" too.
+PARTIAL_SUFFIXES = (".part", ".partial", ".crdownload", ".download", ".tmp", ".temp", ".filepart")
+
+
+def ignore_reason(path: str | PurePath, folder: FolderConfig) -> str | None:
+    path = Path(path)
+    for special in ("done_dir", "failed_dir"):
+        if path.is_relative_to(getattr(folder, special)):
+            return f"inside {special} ({getattr(folder, special)})"
+    if not path.is_relative_to(folder.path) or path == folder.path:
+        return f"outside the watched folder {folder.path}"
+    relative = path.relative_to(folder.path)
+    if len(relative.parts) > 1 and not folder.recursive:
+        return "in a subfolder and the folder is not recursive"
+    return _name_reason(relative, folder)
+
+
+def _name_reason(relative: PurePath, folder: FolderConfig) -> str | None:
+    if relative.name == FOLDER_LOCK_NAME:
+        return "watcherd's folder lock (one daemon per folder)"
+    hidden = [part for part in relative.parts if part.startswith(".")]
+    if hidden:
+        return f"hidden name ({hidden[0]})"
+    name = relative.name
+    if name.startswith("~$"):
+        return "temporary name (~$ owner file)"
+    if name.endswith("~"):
+        return "temporary name (ends with ~)"
+    suffix = relative.suffix.lower()
+    if suffix in PARTIAL_SUFFIXES:
+        return f"partial download name ({suffix})"
+    if suffix not in folder.extensions:
+        return f"not a video extension ({suffix or 'no suffix'})"
+    return None
+
+
+def is_candidate(path: str | PurePath, folder: FolderConfig) -> bool:
+    return ignore_reason(path, folder) is None
+
+
+def kind_reason(st: os.stat_result) -> str | None:
+    """Why the thing ``lstat`` describes is not taken: only regular files are."""
+    if stat.S_ISLNK(st.st_mode):
+        return "symbolic link (links are never followed)"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    return None
+
+
+def skip_reason(path: str | PurePath, folder: FolderConfig) -> str | None:
+    """``ignore_reason``, then ``kind_reason`` of what is there (None if nothing is)."""
+    reason = ignore_reason(path, folder)
+    if reason is not None:
+        return reason
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return kind_reason(st)

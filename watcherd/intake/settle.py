@@ -1,0 +1,249 @@
+"""Completeness gate: a file is taken only after it has been quiet long enough.
+
+Events and scans are only hints. Every candidate is re-``stat``-ed on a short
+timer; any change of size, mtime, ctime or inode, and any new event for it,
+restarts its quiet period. A file is released to the upload queue once it
+has been unchanged for ``settle_seconds``, however it was found. Timing uses
+an injectable monotonic clock so the gate can be stepped in tests.
+
+A quiet file the service user cannot read stays here: it is an environment
+problem (permissions), not bad media. Its row is marked ``unreadable``, one
+WARNING says the fix, and it is released by itself once it can be opened.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from watcherd.config import Config
+from watcherd.intake.filters import ignore_reason, kind_reason
+from watcherd.intake.presence import folder_reachable
+from watcherd.names import display
+from watcherd.state.states import UNREADABLE, State
+from watcherd.state.store import StaleState, Store
+from watcherd.threads import ServiceThread
+
+logger = logging.getLogger(__name__)
+
+Signature = tuple[int, int, int, int]  # size, mtime_ns, ctime_ns, inode
+IGNORED_LOG_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class Hint:
+    """Something suggests ``path`` may be new or changed."""
+
+    path: str
+    source: str  # "event", "scan" or "recovery"
+
+
+@dataclass
+class Candidate:
+    file_id: int
+    signature: Signature
+    quiet_since: float
+
+
+def signature_of(st: os.stat_result) -> Signature:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+class Settler(ServiceThread):
+    def __init__(
+        self,
+        *,
+        config: Config,
+        store: Store,
+        intake: queue.SimpleQueue[Hint],
+        release: Callable[[int], None],
+        clock: Callable[[], float] = time.monotonic,
+        tick_seconds: float = 0.25,
+    ) -> None:
+        super().__init__("settler")
+        self.config = config
+        self.store = store
+        self.intake = intake
+        self.release = release
+        self.clock = clock
+        self.tick_seconds = tick_seconds
+        self.candidates: dict[str, Candidate] = {}
+        self._ignored_logged: set[str] = set()
+        self._unreachable_logged: set[str] = set()
+        self._unreadable_logged: set[str] = set()
+
+    def step(self) -> None:
+        deadline = self.clock() + self.tick_seconds
+        while (remaining := deadline - self.clock()) > 0:
+            try:
+                hint = self.intake.get(timeout=remaining)
+            except queue.Empty:
+                break
+            self.offer(hint)
+        self.tick()
+
+    def offer(self, hint: Hint) -> None:
+        """Start (or restart) the quiet period of ``hint.path`` if it is a candidate."""
+        known = self.candidates.get(hint.path)
+        if known is not None:
+            if hint.source == "event":
+                known.quiet_since = self.clock()
+            return
+        folder = self.config.folder_for(hint.path)
+        reason = "not in any configured folder" if folder is None else \
+            ignore_reason(hint.path, folder)
+        if reason is not None:
+            self._note_ignored(hint.path, reason)
+            return
+        st = _lstat(hint.path)
+        kind = None if st is None else kind_reason(st)
+        if kind is not None:
+            self._note_ignored(hint.path, kind)
+            st = None
+        record = self.store.active_by_path(hint.path)
+        if st is None:
+            if record is not None and record.state == State.SETTLING:
+                self._gone_or_unreachable(hint.path, record.id, folder.path)
+            return
+        if record is None:
+            record = self.store.add(path=hint.path, folder=str(folder.path),
+                                    index_id=folder.index_id, size=st.st_size,
+                                    mtime_ns=st.st_mtime_ns, detail=f"found by {hint.source}")
+        elif record.state != State.SETTLING:
+            return  # already further along; the pipeline owns it
+        self.candidates[hint.path] = Candidate(record.id, signature_of(st), self.clock())
+
+    def _note_ignored(self, path: str, reason: str) -> None:
+        # Once per path and run: a .part file being written fires many events.
+        if path not in self._ignored_logged and len(self._ignored_logged) < IGNORED_LOG_LIMIT:
+            self._ignored_logged.add(path)
+            logger.debug("ignoring %s: %s", display(path), reason)
+
+    def tick(self) -> None:
+        """Re-stat every candidate; release the ones quiet for long enough."""
+        now = self.clock()
+        for path, cand in list(self.candidates.items()):
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                self._gone_or_unreachable(path, cand.file_id, Path(self.store.get(
+                    cand.file_id).folder))
+                continue
+            except OSError as exc:  # e.g. a share hiccup: keep waiting, never drop
+                logger.warning("%s: cannot stat (%s); still settling", path, exc.strerror)
+                cand.quiet_since = now
+                continue
+            sig = signature_of(st)
+            if sig != cand.signature:
+                cand.signature, cand.quiet_since = sig, now
+            elif now - cand.quiet_since >= self.config.settle_seconds:
+                self._release(path, cand, st)
+
+    def _gone_or_unreachable(self, path: str, file_id: int, folder: Path) -> None:
+        """A missing file is vanished only if its folder is in reach; else keep it tracked
+        (re-checked every tick, its quiet period restarting once it is visible again)."""
+        if folder_reachable(folder):
+            self.candidates.pop(path, None)
+            self._unreachable_logged.discard(path)
+            try:
+                self.store.transition(file_id, State.VANISHED, "file disappeared while settling",
+                                      expect=(State.SETTLING,), finished_at=self.store.clock())
+            except StaleState:
+                pass
+            return
+        if path not in self._unreachable_logged:
+            self._unreachable_logged.add(path)
+            logger.warning("%s: cannot see it because folder %s is missing or empty "
+                           "(unmounted?); keeping it tracked until the folder is back",
+                           path, folder)
+        self.candidates[path] = Candidate(file_id, (-1, -1, -1, -1), self.clock())
+
+    def _release(self, path: str, cand: Candidate, st: os.stat_result) -> None:
+        problem = unreadable_reason(path)
+        if problem is not None:
+            self._hold_unreadable(path, cand, problem)
+            return
+        del self.candidates[path]
+        self._unreachable_logged.discard(path)
+        if path in self._unreadable_logged:
+            self._unreadable_logged.discard(path)
+            logger.info("%s: readable now; taking it", display(path))
+        try:
+            # sha256 is cleared so the worker validates and hashes this version.
+            self.store.transition(
+                cand.file_id, State.QUEUED,
+                f"unchanged for {self.config.settle_seconds:g}s ({st.st_size} bytes)",
+                expect=(State.SETTLING,), size=st.st_size, mtime_ns=st.st_mtime_ns,
+                settled_at=self.store.clock(), sha256=None, duplicate_of=None,
+                error_code=None, reason=None,
+            )
+        except StaleState:
+            return
+        self.release(cand.file_id)
+
+    def _hold_unreadable(self, path: str, cand: Candidate, problem: str) -> None:
+        """Keep it settling; try again after another quiet period (a chmod restarts it too)."""
+        cand.quiet_since = self.clock()
+        if path in self._unreadable_logged:
+            return
+        self._unreadable_logged.add(path)
+        record = self.store.get(cand.file_id)
+        if record.error_code != UNREADABLE:
+            self.store.transition(cand.file_id, State.SETTLING, problem,
+                                  error_code=UNREADABLE, reason=problem)
+        logger.warning("%s: %s; it stays in the inbox and is taken once readable. Fix: let "
+                       "the service user read it (%s)", display(path), problem, READ_FIX)
+
+    def quiet_for(self, path: str) -> float | None:
+        """How long ``path`` has been quiet, if it is settling (for status views)."""
+        cand = self.candidates.get(path)
+        return None if cand is None else self.clock() - cand.quiet_since
+
+
+def seconds_unchanged(path: str, now: float) -> float | None:
+    """How long ``path`` has not changed, judged from outside (None if it is not there).
+
+    The settler watches the signature change over time; a one-off look can
+    only go by mtime and ctime (ctime catches a rename into the folder).
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return max(0.0, now - max(st.st_mtime, st.st_ctime))
+
+
+READ_FIX = "e.g. chmod o+r FILE, or give the group of the service user read access"
+
+
+def unreadable_reason(path: str) -> str | None:
+    """Why the service user cannot open ``path`` for reading, or None (it can, or it is gone)."""
+    try:
+        with open(path, "rb"):
+            return None
+    except PermissionError as exc:
+        return f"cannot read it as user {_user()}: {exc.strerror}"
+    except OSError:
+        return None
+
+
+def _user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError):
+        return str(os.geteuid())
+
+
+def _lstat(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except OSError:
+        return None
+

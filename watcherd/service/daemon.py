@@ -1,0 +1,323 @@
+"""Assemble the pipeline, run the main loop, shut down in order.
+
+Threads: one observer per folder (watchdog's own), ``scanner``, ``settler``,
+``upload-N``, ``poller``, ``finalizer`` and ``pause-check``. The main thread
+owns signals (handlers only enqueue the signal number; the loop acts on it),
+talks to systemd (READY, STATUS, WATCHDOG, RELOADING, STOPPING), supervises
+the other threads and restarts dead observers. Under a systemd watchdog a dead
+thread is not restarted in place: the pings stop and systemd restarts the
+whole service, which is the better-tested path back to health. Every
+health check also sweeps for files no thread holds (``putback.Sweep``).
+A refused key at start pauses uploads instead of stopping: READY=1 goes out
+with a STATUS= that says so, and the pause check resumes by itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+from watcherd.config import Config
+from watcherd.errors import ConfigError
+from watcherd.ingest.finalizer import Finalizer
+from watcherd.ingest.gate import UploadGate
+from watcherd.ingest.indexpause import IndexPauses
+from watcherd.ingest.pausecheck import PauseCheck
+from watcherd.ingest.poller import Poller
+from watcherd.ingest.progress import Progress, TerminalProgress
+from watcherd.ingest.putback import InternalErrors, Sweep, put_back
+from watcherd.ingest.upload import UploadWorker
+from watcherd.intake.settle import Hint, Settler
+from watcherd.intake.watcher import Scanner, Watcher
+from watcherd.service.health import Monitor
+from watcherd.service.notify import Notifier
+from watcherd.service.preflight import CHECK_TIMEOUTS, preflight
+from watcherd.service.rebuild import move_aside, rebuild
+from watcherd.service.reload import prepare_reload
+from watcherd.service.runtime import build_snapshot
+from watcherd.state.instance import AlreadyRunning, InstanceLock
+from watcherd.state.schema import FileRecord
+from watcherd.state.states import State
+from watcherd.state.store import CorruptDatabase, Store
+from watcherd.threads import ServiceThread
+from watcherd.twelvelabs.apikey import key_for_request, resolve_api_key
+from watcherd.twelvelabs.client import TwelveLabsClient
+
+logger = logging.getLogger(__name__)
+
+# In-flight uploads get this long to finish on SIGTERM; then they are aborted
+# and redone cleanly next start. Keep it below the unit's TimeoutStopSec=.
+SHUTDOWN_GRACE_SECONDS = 20.0
+HEALTH_CHECK_SECONDS = 5.0
+
+
+class Daemon:
+    def __init__(self, config: Config, *, api: TwelveLabsClient | None = None,
+                 store: Store | None = None, notifier: Notifier | None = None,
+                 display: TerminalProgress | None = None) -> None:
+        self.config = config
+        self.lock = InstanceLock(config)
+        self.store = store or Store(config.state_db)
+        self.notifier = notifier or Notifier()
+        self.api = api or TwelveLabsClient(
+            config.api.base_url,
+            # Read per request, from the config of the moment: a reload or a
+            # rotated key file applies to the next request, and a key file
+            # caught empty mid-rotation pauses uploads instead of failing one.
+            lambda: key_for_request(self.config.api.key_file),
+            connect_timeout=config.api.connect_timeout_seconds,
+            io_timeout=config.api.io_timeout_seconds,
+        )
+        # The gate also holds uploads while the API says the upload rate limit is used up.
+        self.gate = UploadGate(window=getattr(self.api, "rate_window", None))
+        self.index_pauses = IndexPauses(lambda: self.config)
+        self.internal_errors = InternalErrors()
+        self.pause_wake = threading.Event()  # set on SIGHUP: check every pause now
+        self.progress = Progress()
+        self.intake: queue.SimpleQueue[Hint] = queue.SimpleQueue()
+        self.work: queue.Queue[int] = queue.Queue()
+        self.to_finalize: queue.Queue[int] = queue.Queue()  # a Queue: the sweep reads it
+        self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self.scanner = Scanner(config, self.intake)
+        self.watcher = Watcher(config, self.intake, self.scanner)
+        self.factories: dict[str, Callable[[], ServiceThread]] = self._thread_factories()
+        self.threads: dict[str, ServiceThread] = {}
+        self.sweep = Sweep(self.store, self._held_files, self._put_back)
+        self.monitor = Monitor(notifier=self.notifier, store=self.store, progress=self.progress,
+                               gate=self.gate, index_pauses=self.index_pauses,
+                               watcher=self.watcher,
+                               threads=lambda: [self.scanner, *self.threads.values()],
+                               stall_seconds=config.stall_seconds,
+                               publish=self._publish_runtime, display=display)
+        self.started_at = time.time()
+
+    def _thread_factories(self) -> dict[str, Callable[[], ServiceThread]]:
+        # Each factory reads self.config when called, so a thread restarted
+        # after a reload gets the reloaded settings.
+        factories: dict[str, Callable[[], ServiceThread]] = {
+            "settler": lambda: Settler(config=self.config, store=self.store, intake=self.intake,
+                                       release=self.work.put),
+            "poller": lambda: Poller(store=self.store, api=self.api, gate=self.gate,
+                                     finalize=self.to_finalize.put,
+                                     interval=self.config.poll_interval_seconds,
+                                     task_timeout=self.config.task_timeout_seconds,
+                                     batch=self.config.poll_batch,
+                                     index_pauses=self.index_pauses,
+                                     internal_errors=self.internal_errors),
+            "finalizer": lambda: Finalizer(config=self.config, store=self.store,
+                                           work=self.to_finalize,
+                                           internal_errors=self.internal_errors),
+            "pause-check": lambda: PauseCheck(config=self.config, api=self.api, gate=self.gate,
+                                              index_pauses=self.index_pauses,
+                                              release=self.work.put, wake=self.pause_wake),
+        }
+        for n in range(1, self.config.upload_workers + 1):
+            factories[f"upload-{n}"] = lambda name=f"upload-{n}": UploadWorker(
+                name, config=self.config, store=self.store, api=self.api, gate=self.gate,
+                work=self.work, finalize=self.to_finalize.put,
+                settle_again=self._settle_again, progress=self.progress,
+                index_pauses=self.index_pauses, internal_errors=self.internal_errors)
+        return factories
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT; returns the exit code."""
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, lambda s, _frame: self.signals.put(s))
+        self.start()
+        try:
+            # Only now: the database is open, observers run, the first scan is queued.
+            self.notifier.ready(self.monitor.summary())
+            with self.monitor.display or contextlib.nullcontext():
+                self._main_loop()
+        finally:
+            self.shutdown()
+        return 0
+
+    def start(self) -> None:
+        """Lock, check, open and recover; then start every thread."""
+        self.lock.acquire()
+        try:
+            with self.api.short_timeouts(*CHECK_TIMEOUTS) as quick:
+                refused = preflight(self.config, quick,
+                                    resolve_api_key(self.config.api.key_file).source)
+            if refused is not None:  # the pause check says so with the fix, and resumes
+                self.gate.pause(refused)
+            self._open_store()
+            self.recover()
+        except BaseException:
+            self.store.close()
+            self.api.close()
+            self.lock.release()
+            raise
+        self._start_threads()
+
+    def _open_store(self) -> None:
+        try:
+            self.store.open()
+        except CorruptDatabase as exc:
+            aside = move_aside(exc)
+            logger.critical("state database %s is damaged (%s); moved it to %s and "
+                            "rebuilding it from the folders and Twelve Labs", exc.path,
+                            exc.detail, aside)
+            self.store.open()
+            finished, pending = rebuild(self.config, self.store)
+            logger.warning("rebuilt state: %d finished file(s) from their sidecars; %d inbox "
+                           "file(s) are checked with Twelve Labs before any upload",
+                           finished, pending)
+
+    def _start_threads(self) -> None:
+        self.scanner.start()
+        for name, factory in self.factories.items():
+            self.threads[name] = factory()
+            self.threads[name].start()
+        self.watcher.start()
+        self.scanner.request()
+        for watch in self.watcher.watches:
+            f = watch.folder
+            logger.info("folder %s (%s%s) -> index %s, %s limits; done: %s, failed: %s",
+                        f.path, watch.mode, ", recursive" if f.recursive else "", f.index_id,
+                        f.model, f.done_dir, f.failed_dir)
+        logger.info("watcherd started: watching %d folder(s), state in %s",
+                    len(self.config.folders), self.config.state_db)
+
+    def recover(self) -> None:
+        """Pick up where the last run stopped (before any new upload)."""
+        for record in self.store.in_states(State.QUEUED, State.VALIDATING, State.UPLOADING):
+            # Hints for these are sent with the other settling rows below.
+            put_back(self.store, record, "restart", settle_again=lambda _path: None,
+                     finalize=self.to_finalize.put)
+        for record in self.store.in_states(State.SETTLING):
+            self.intake.put(Hint(record.path, "recovery"))
+        for record in self.store.in_states(State.FINALIZING):
+            self.to_finalize.put(record.id)
+
+    def _main_loop(self) -> None:
+        next_health = time.monotonic() + HEALTH_CHECK_SECONDS
+        turn = min(1.0, (self.notifier.watchdog_interval or 1.0) / 2)
+        while True:
+            try:
+                signum = self.signals.get(timeout=turn)
+            except queue.Empty:
+                signum = None
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                logger.info("received %s; shutting down", signal.Signals(signum).name)
+                self.notifier.stopping()
+                return
+            if signum == signal.SIGHUP:
+                self.reload()
+            try:
+                self.monitor.tick()
+            except Exception:  # a status line must never take the daemon down
+                logger.exception("health check failed")
+            if time.monotonic() >= next_health:
+                next_health = time.monotonic() + HEALTH_CHECK_SECONDS
+                try:
+                    self.supervise()
+                except Exception:  # the main thread must outlive any one bad check
+                    logger.exception("supervision failed; trying again in %.0fs",
+                                     HEALTH_CHECK_SECONDS)
+
+    def _settle_again(self, path: str) -> None:
+        self.intake.put(Hint(path, "recovery"))
+
+    def _put_back(self, record: FileRecord, detail: str) -> None:
+        put_back(self.store, record, detail, settle_again=self._settle_again,
+                 finalize=self.to_finalize.put)
+
+    def _held_files(self) -> set[int]:
+        """Every file id a queue or a live thread holds, or that waits for its index."""
+        held = self.index_pauses.parked()
+        for waiting in (self.work, self.to_finalize):
+            with waiting.mutex:
+                held.update(waiting.queue)
+        for thread in self.threads.values():
+            held |= thread.held_files()
+        return held
+
+    def _publish_runtime(self, problems: list[str]) -> None:
+        self.store.publish_runtime(build_snapshot(
+            watcher=self.watcher, scanner=self.scanner, progress=self.progress, gate=self.gate,
+            problems=problems, started_at=self.started_at,
+            index_pauses=self.index_pauses.paused()))
+
+    def reload(self) -> None:
+        """Apply a changed config to new work; a bad one is refused and the old kept."""
+        self.notifier.reloading()
+        logger.info("SIGHUP: reloading %s", self.config.source)
+        try:
+            new, changes = prepare_reload(self.config, self.store)
+            self.lock.hold(new)  # an added folder another daemon runs refuses the reload
+        except AlreadyRunning as exc:
+            logger.error("reload refused; still running with the previous config: %s", exc)
+        except ConfigError as exc:
+            logger.error("reload refused; still running with the previous config. "
+                         "Problems in %s:\n  %s", exc.source or self.config.source,
+                         "\n  ".join(exc.errors))
+        except Exception:  # whatever went wrong, the running config stays and so do we
+            logger.exception("reload failed; still running with the previous config")
+        else:
+            self.apply(new)
+            logger.info("reloaded %s: %s", new.source, "; ".join(changes))
+        self.pause_wake.set()  # perhaps the key or an index was fixed: check now
+        self.notifier.ready(self.monitor.summary())
+
+    def apply(self, config: Config) -> None:
+        """Hand ``config`` to every part; each applies it to work not yet started."""
+        self.config = config
+        logging.getLogger().setLevel(config.log_level.upper())
+        self.api.base_url = config.api.base_url.rstrip("/")
+        self.api.timeout = (config.api.connect_timeout_seconds, config.api.io_timeout_seconds)
+        self.monitor.stall_seconds = config.stall_seconds
+        for thread in [self.scanner, *self.threads.values()]:
+            thread.reconfigure(config)
+        self.watcher.reconfigure(config)
+
+    def supervise(self) -> None:
+        """Replace dead threads (unless systemd's watchdog will), restart dead observers,
+        put back files that no thread holds."""
+        for name, thread in list(self.threads.items()):
+            if not thread.is_alive() and not self.notifier.watchdog_enabled:
+                logger.error("thread %s died; starting a new one", name)
+                self.threads[name] = self.factories[name]()
+                self.threads[name].start()
+                if name == "settler":
+                    self.recover()
+                    self.scanner.request()
+        if not self.scanner.is_alive() and not self.notifier.watchdog_enabled:
+            logger.error("thread scanner died; starting a new one")
+            self.scanner = Scanner(self.config, self.intake)
+            self.watcher.scanner = self.scanner
+            self.scanner.start()
+        self.watcher.ensure_running()
+        self.sweep.run()
+
+    def shutdown(self) -> None:
+        """Stop intake first, give uploads a grace period, then close the database."""
+        self.watcher.stop()
+        self.scanner.stop()
+        workers = [t for n, t in self.threads.items() if n.startswith("upload-")]
+        for thread in self.threads.values():
+            thread.stop()
+        deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        for worker in workers:
+            if worker.is_alive():
+                logger.warning("%s: upload still running after %.0fs; aborting it (it is "
+                               "redone next start)", worker.name, SHUTDOWN_GRACE_SECONDS)
+                worker.abort_event.set()
+        for thread in [self.scanner, *self.threads.values()]:
+            thread.join(5.0)
+        self.api.close()
+        self.store.close()
+        self.lock.release()
+        self.notifier.close()
+        logger.info("watcherd stopped")
+

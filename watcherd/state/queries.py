@@ -1,0 +1,63 @@
+"""Read-only questions the operator commands ask of the state database.
+
+Each is one indexed query, so ``status`` and ``explain`` answer in well under
+a second at 100,000 rows (``bench/status_rows.py`` measures it).
+"""
+
+from __future__ import annotations
+
+from watcherd.state.schema import FileRecord
+from watcherd.state.states import UNREADABLE, State
+from watcherd.state.store import Store, record_from_row
+
+
+def records_for_path(store: Store, path: str) -> list[FileRecord]:
+    """Every row for ``path``, oldest first (a retried file has several)."""
+    return _records(store, "SELECT * FROM files WHERE path = ? ORDER BY id", (path,))
+
+
+def records_at(store: Store, path: str) -> list[FileRecord]:
+    """Rows whose file now lives at ``path`` (moved to done/ or failed/)."""
+    return _records(store, "SELECT * FROM files WHERE dest_path = ? ORDER BY id", (path,))
+
+
+def records_for_task(store: Store, task_id: str) -> list[FileRecord]:
+    return _records(store, "SELECT * FROM files WHERE task_id = ? ORDER BY id", (task_id,))
+
+
+def recent(store: Store, state: str, limit: int, folder: str | None = None) -> list[FileRecord]:
+    sql = "SELECT * FROM files WHERE state = ?" + (" AND folder = ?" if folder else "")
+    return _records(store, sql + " ORDER BY updated_at DESC LIMIT ?",
+                    (state, folder, limit) if folder else (state, limit))
+
+
+def active(store: Store, limit: int = 50) -> list[FileRecord]:
+    """Files being validated, uploaded or indexed right now."""
+    return _records(store, "SELECT * FROM files WHERE state IN (?, ?, ?) ORDER BY id LIMIT ?",
+                    (State.VALIDATING, State.UPLOADING, State.INDEXING, limit))
+
+
+def queue_position(store: Store, record: FileRecord) -> int:
+    """1 for the next file to upload: queued files go roughly in the order they settled."""
+    row = store.query("SELECT COUNT(*) FROM files WHERE state = ? AND id < ?",
+                      (State.QUEUED, record.id))
+    return row[0][0] + 1
+
+
+def counts_by_folder(store: Store) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for folder, state, n in store.query(
+            "SELECT folder, state, COUNT(*) FROM files GROUP BY folder, state"):
+        counts.setdefault(folder, {})[state] = n
+    return counts
+
+
+def unreadable(store: Store, folder: str, limit: int = 50) -> list[FileRecord]:
+    """Files waiting in ``folder`` because the service user cannot read them."""
+    return _records(store, "SELECT * FROM files WHERE state = ? AND error_code = ? AND "
+                    "folder = ? ORDER BY id LIMIT ?",
+                    (State.SETTLING, UNREADABLE, folder, limit))
+
+
+def _records(store: Store, sql: str, params: tuple | dict) -> list[FileRecord]:
+    return [record_from_row(row) for row in store.query(sql, params)]

@@ -1,0 +1,135 @@
+"""The shape of the state database: schema, columns and the row dataclass."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from watcherd.names import api_filename
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    index_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    size INTEGER,
+    mtime_ns INTEGER,
+    sha256 TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    task_id TEXT,
+    video_id TEXT,
+    remote_status TEXT,
+    outcome TEXT,
+    reason TEXT,
+    error_code TEXT,
+    rule TEXT,
+    dest_path TEXT,
+    facts TEXT,
+    task_json TEXT,
+    discovered_at REAL NOT NULL,
+    settled_at REAL,
+    upload_started_at REAL,
+    uploaded_at REAL,
+    finished_at REAL,
+    updated_at REAL NOT NULL,
+    duplicate_of INTEGER,
+    task_may_exist INTEGER NOT NULL DEFAULT 0,
+    indexing_seconds REAL
+);
+-- At most one live row per path; finished rows stay as history.
+CREATE UNIQUE INDEX IF NOT EXISTS files_active_path ON files(path)
+    WHERE state NOT IN ('done', 'failed', 'vanished');
+CREATE INDEX IF NOT EXISTS files_state ON files(state);
+CREATE INDEX IF NOT EXISTS files_sha ON files(sha256, index_id);
+CREATE TABLE IF NOT EXISTS history (
+    id INTEGER PRIMARY KEY,
+    file_id INTEGER NOT NULL REFERENCES files(id),
+    at REAL NOT NULL,
+    from_state TEXT,
+    to_state TEXT NOT NULL,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS history_file ON history(file_id);
+-- "Most recent done/failed" and "queue position" stay fast at 100,000 rows.
+CREATE INDEX IF NOT EXISTS files_state_updated ON files(state, updated_at);
+CREATE INDEX IF NOT EXISTS files_path ON files(path);
+CREATE INDEX IF NOT EXISTS files_task ON files(task_id);
+-- What the running daemon knows and the database does not (observer health,
+-- upload progress, pauses): one row, rewritten every few seconds, for the CLI.
+CREATE TABLE IF NOT EXISTS runtime (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    snapshot TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+
+COLUMNS = (
+    "id path folder index_id state size mtime_ns sha256 attempts task_id video_id remote_status "
+    "outcome reason error_code rule dest_path facts task_json discovered_at settled_at "
+    "upload_started_at uploaded_at finished_at updated_at duplicate_of task_may_exist "
+    "indexing_seconds"
+).split()
+# Columns added after the first release: ALTERed into older databases on open.
+#   task_may_exist: 1 while an upload attempt may have created a task we never
+#     heard of (set at upload intent, cleared by a definitive answer), so the
+#     next attempt looks for it first, even after a crash or a restart.
+#   indexing_seconds: how long the task has been followed, counted on the
+#     monotonic clock while the daemon runs (wall-clock steps do not count).
+ADDED_COLUMNS = {"duplicate_of": "INTEGER",
+                 "task_may_exist": "INTEGER NOT NULL DEFAULT 0",
+                 "indexing_seconds": "REAL"}
+# Run once, right after the column is added to an older database.
+BACKFILL = {
+    # Before this column existed, every attempt without a recorded task may
+    # have created one: look before sending again.
+    "task_may_exist": "UPDATE files SET task_may_exist = 1 WHERE upload_started_at IS NOT NULL "
+                      "AND task_id IS NULL AND state IN ('settling', 'queued', 'validating', "
+                      "'uploading')",
+}
+# index_id changes at upload intent: the index the task is created in.
+UPDATABLE = set(COLUMNS) - {"id", "path", "folder", "state", "updated_at"}
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    id: int
+    path: str
+    folder: str
+    index_id: str
+    state: str
+    size: int | None
+    mtime_ns: int | None
+    sha256: str | None
+    attempts: int
+    task_id: str | None
+    video_id: str | None
+    remote_status: str | None
+    outcome: str | None
+    reason: str | None
+    error_code: str | None
+    rule: str | None
+    dest_path: str | None
+    facts: str | None
+    task_json: str | None
+    discovered_at: float
+    settled_at: float | None
+    upload_started_at: float | None
+    uploaded_at: float | None
+    finished_at: float | None
+    updated_at: float
+    duplicate_of: int | None = None
+    task_may_exist: int = 0
+    indexing_seconds: float | None = None
+
+    @property
+    def name(self) -> str:
+        """The file name as Twelve Labs knows it (valid UTF-8, ``names.api_filename``)."""
+        return api_filename(self.path)
+
+    def task(self) -> dict | None:
+        return json.loads(self.task_json) if self.task_json else None
+
+    def media_facts(self) -> dict | None:
+        return json.loads(self.facts) if self.facts else None

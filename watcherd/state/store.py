@@ -1,0 +1,358 @@
+"""SQLite tracker: one row per file, with every state transition recorded.
+
+Discipline from dependency-trials.md section 6: WAL, one connection per
+thread, autocommit with explicit ``BEGIN IMMEDIATE`` for read-modify-write
+(a DEFERRED transaction that upgrades to a write fails at once with
+"database is locked", busy timeout or not).
+
+Paths are stored exactly: a name that is UTF-8 as TEXT, one with other bytes
+as a BLOB of those bytes (``os.fsencode``), so every name round-trips and
+``WHERE path = ?`` matches either way. Free text (history details, reasons)
+is stored escaped for display (``names.display``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from watcherd.names import display, is_utf8
+from watcherd.state.schema import ADDED_COLUMNS, BACKFILL, COLUMNS, SCHEMA, UPDATABLE, FileRecord
+from watcherd.state.states import ACTIVE_STATES, State
+
+logger = logging.getLogger(__name__)
+
+
+class Store:
+    """Thread-safe facade: each thread lazily gets its own connection."""
+
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time,
+                 readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.clock = clock
+        self.readonly = readonly
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def open(self) -> Store:
+        """Create or upgrade the schema; raise CorruptDatabase if SQLite says it is damaged."""
+        if self.readonly:
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = self._conn()
+            conn.executescript(SCHEMA)
+            _add_missing_columns(conn)
+            verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            if not _is_corruption(exc):
+                raise
+            self.close()
+            raise CorruptDatabase(self.path, str(exc)) from exc
+        if verdict != "ok":
+            self.close()
+            raise CorruptDatabase(self.path, f"integrity check: {verdict}")
+        return self
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.readonly:
+            uri = f"file:{self.path}?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=10,
+                                   check_same_thread=False)
+        else:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=10,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # -- reads ---------------------------------------------------------------
+
+    def get(self, file_id: int) -> FileRecord:
+        row = self._conn().execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
+        if row is None:
+            raise KeyError(file_id)
+        return record_from_row(row)
+
+    def active_by_path(self, path: str) -> FileRecord | None:
+        placeholders = ",".join("?" * len(ACTIVE_STATES))
+        row = self._conn().execute(
+            f"SELECT * FROM files WHERE path = ? AND state IN ({placeholders})",
+            (db_path(path), *ACTIVE_STATES),
+        ).fetchone()
+        return record_from_row(row) if row else None
+
+    def in_states(self, *states: str) -> list[FileRecord]:
+        placeholders = ",".join("?" * len(states))
+        rows = self._conn().execute(
+            f"SELECT * FROM files WHERE state IN ({placeholders}) ORDER BY id", states
+        ).fetchall()
+        return [record_from_row(r) for r in rows]
+
+    def all(self, limit: int | None = None) -> list[FileRecord]:
+        sql = "SELECT * FROM files ORDER BY id DESC" + (" LIMIT ?" if limit else "")
+        rows = self._conn().execute(sql, (limit,) if limit else ()).fetchall()
+        return [record_from_row(r) for r in rows]
+
+    def history(self, file_id: int) -> list[dict[str, Any]]:
+        rows = self._conn().execute(
+            "SELECT at, from_state, to_state, detail FROM history WHERE file_id = ? ORDER BY id",
+            (file_id,),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def content_holder(self, record: FileRecord) -> FileRecord | None:
+        """Another row that has (or may soon have) a task for the same content and index."""
+        return _content_holder(self._conn(), record.id, record.sha256, record.index_id)
+
+    def holder_for_new(self, sha256: str, index_id: str) -> FileRecord | None:
+        """The row a file not tracked yet would join or wait for (``scan --dry-run``):
+        ``content_holder`` for a row newer than every row there is, as its would be."""
+        return _content_holder(self._conn(), NEWEST_ID, sha256, index_id)
+
+    def query(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
+        """Read-only SQL for the reports in ``queries`` (one place owns the connections)."""
+        if isinstance(params, dict):
+            return self._conn().execute(sql, {k: db_path(v) for k, v in params.items()}
+                                        ).fetchall()
+        return self._conn().execute(sql, tuple(db_path(v) for v in params)).fetchall()
+
+    def runtime(self) -> tuple[dict[str, Any], float] | None:
+        """The daemon's last published snapshot and when (wall clock), if any."""
+        try:
+            row = self._conn().execute("SELECT snapshot, updated_at FROM runtime").fetchone()
+        except sqlite3.OperationalError:  # a database from before the runtime table
+            return None
+        return (json.loads(row[0]), row[1]) if row else None
+
+    def counts(self) -> dict[str, int]:
+        rows = self._conn().execute("SELECT state, COUNT(*) FROM files GROUP BY state")
+        return {state: n for state, n in rows}
+
+    # -- writes --------------------------------------------------------------
+
+    def add(self, *, path: str, folder: str, index_id: str, state: str = State.SETTLING,
+            detail: str | None = None, **fields: Any) -> FileRecord:
+        """Insert a live row for ``path`` (which must not have one already)."""
+        now = self.clock()
+        cols = {"path": db_path(path), "folder": db_path(folder), "index_id": index_id,
+                "state": state, "discovered_at": now, "updated_at": now, **_checked(fields)}
+        with self._write() as conn:
+            cur = conn.execute(
+                f"INSERT INTO files ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})",
+                tuple(cols.values()),
+            )
+            conn.execute(
+                "INSERT INTO history (file_id, at, from_state, to_state, detail) "
+                "VALUES (?, ?, NULL, ?, ?)", (cur.lastrowid, now, state, _db_text(detail)),
+            )
+        return self.get(cur.lastrowid)
+
+    def transition(self, file_id: int, state: str, detail: str | None = None,
+                   *, expect: tuple[str, ...] | None = None, claim_content: bool = False,
+                   **fields: Any) -> FileRecord:
+        """Move a row to ``state`` and record why; one INFO log line per change.
+
+        ``expect`` guards against racing writers: the change only happens if
+        the row is currently in one of those states (else StaleState).
+        ``claim_content`` makes the change conditional on no other row holding
+        the same sha256 in the same index (else ContentTaken), checked in the
+        same transaction so two workers can never both upload one content.
+        """
+        now = self.clock()
+        updates = {**_checked(fields), "state": state, "updated_at": now}
+        with self._write() as conn:
+            row = conn.execute("SELECT state FROM files WHERE id = ?", (file_id,)).fetchone()
+            if row is None:
+                raise KeyError(file_id)
+            old = row["state"]
+            if expect is not None and old not in expect:
+                raise StaleState(f"file {file_id} is {old}, expected one of {expect}")
+            if claim_content:
+                _claim_content(conn, file_id, updates.get("index_id"))
+            assignments = ", ".join(f"{k} = ?" for k in updates)
+            conn.execute(f"UPDATE files SET {assignments} WHERE id = ?",
+                         (*updates.values(), file_id))
+            if old != state or detail:
+                conn.execute(
+                    "INSERT INTO history (file_id, at, from_state, to_state, detail) "
+                    "VALUES (?, ?, ?, ?, ?)", (file_id, now, old, state, _db_text(detail)),
+                )
+        record = self.get(file_id)
+        if old != state:
+            _log_transition(record, old, detail)
+        return record
+
+    def note(self, file_id: int, detail: str) -> None:
+        """Add a history line without changing the state (e.g. an operator's retry)."""
+        with self._write() as conn:
+            state = conn.execute("SELECT state FROM files WHERE id = ?", (file_id,)).fetchone()[0]
+            conn.execute("INSERT INTO history (file_id, at, from_state, to_state, detail) "
+                         "VALUES (?, ?, ?, ?, ?)", (file_id, self.clock(), state, state,
+                                                    _db_text(detail)))
+
+    def publish_runtime(self, snapshot: dict[str, Any]) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO runtime (id, snapshot, updated_at) "
+                         "VALUES (1, ?, ?)", (json.dumps(snapshot), self.clock()))
+
+    def update(self, file_id: int, **fields: Any) -> None:
+        """Change columns without a state change (e.g. the remote status)."""
+        updates = {**_checked(fields), "updated_at": self.clock()}
+        assignments = ", ".join(f"{k} = ?" for k in updates)
+        with self._write() as conn:
+            conn.execute(f"UPDATE files SET {assignments} WHERE id = ?",
+                         (*updates.values(), file_id))
+
+
+class StaleState(Exception):
+    """The row was not in the state the caller expected."""
+
+
+class ContentTaken(Exception):
+    """Another row already holds a task for this content in this index."""
+
+    def __init__(self, holder: FileRecord) -> None:
+        super().__init__(f"same content as {holder.path} (file {holder.id})")
+        self.holder = holder
+
+
+class CorruptDatabase(Exception):
+    """SQLite reports the state database as damaged."""
+
+    def __init__(self, path: Path, detail: str) -> None:
+        super().__init__(f"{path}: {detail}")
+        self.path = path
+        self.detail = detail
+
+
+NEWEST_ID = 2**63 - 1  # SQLite's largest rowid: newer than any real row
+
+# A holder has a task for the content, is sending it now, or sent it once and
+# waits to retry (that attempt may have created a task). Among waiting rows
+# the older one holds, so two of them never wait for each other.
+HOLDER_SQL = """
+SELECT * FROM files WHERE sha256 = :sha AND index_id = :index AND id != :id AND (
+    state IN ('uploading', 'indexing')
+    OR (state IN ('finalizing', 'done') AND outcome = 'ready')
+    OR (state IN ('settling', 'queued', 'validating') AND attempts > 0 AND id < :id)
+) ORDER BY state = 'done' DESC, id LIMIT 1
+"""
+
+
+def _content_holder(conn: sqlite3.Connection, file_id: int, sha256: str | None,
+                    index_id: str) -> FileRecord | None:
+    if sha256 is None:
+        return None
+    row = conn.execute(HOLDER_SQL, {"sha": sha256, "index": index_id, "id": file_id}).fetchone()
+    return record_from_row(row) if row else None
+
+
+def _claim_content(conn: sqlite3.Connection, file_id: int, index_id: str | None) -> None:
+    """``index_id``: the index this transition moves the row to, if it changes it."""
+    row = conn.execute("SELECT sha256, index_id FROM files WHERE id = ?", (file_id,)).fetchone()
+    holder = _content_holder(conn, file_id, row["sha256"], index_id or row["index_id"])
+    if holder is not None:
+        raise ContentTaken(holder)
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    present = {row[1] for row in conn.execute("PRAGMA table_info(files)")}
+    missing = [name for name in ADDED_COLUMNS if name not in present]
+    if not missing:
+        return
+    conn.execute("BEGIN IMMEDIATE")  # a column is never added without its backfill
+    try:
+        for name in missing:
+            conn.execute(f"ALTER TABLE files ADD COLUMN {name} {ADDED_COLUMNS[name]}")
+            if name in BACKFILL:
+                conn.execute(BACKFILL[name])
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return True
+    text = str(exc)
+    return "malformed" in text or "not a database" in text
+
+
+def _checked(fields: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(fields) - UPDATABLE
+    if unknown:
+        raise ValueError(f"unknown columns: {sorted(unknown)}")
+    return {k: _db_value(k, json.dumps(v) if k in ("facts", "task_json") and v is not None
+                         and not isinstance(v, str) else v) for k, v in fields.items()}
+
+
+PATH_COLUMNS = ("path", "folder", "dest_path")
+
+
+def db_path(value: Any) -> Any:
+    """A path for SQLite: a name that is not UTF-8 as the BLOB of its exact bytes."""
+    return os.fsencode(value) if isinstance(value, str) and not is_utf8(value) else value
+
+
+def _db_text(value: Any) -> Any:
+    return display(value) if isinstance(value, str) else value
+
+
+def _db_value(column: str, value: Any) -> Any:
+    return db_path(value) if column in PATH_COLUMNS else _db_text(value)
+
+
+def _path_from_db(value: Any) -> Any:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def record_from_row(row: sqlite3.Row) -> FileRecord:
+    return FileRecord(**{k: _path_from_db(row[k]) if k in PATH_COLUMNS else row[k]
+                         for k in COLUMNS})
+
+
+def _log_transition(record: FileRecord, old: str, detail: str | None) -> None:
+    task = f" task={record.task_id}" if record.task_id else ""
+    why = f": {detail}" if detail else ""
+    logger.info("%s: %s -> %s%s%s", display(record.path), old, record.state, task, why)

@@ -193,3 +193,22 @@ def assert_key_nowhere(root: Path) -> None:
     for path in root.rglob("*"):
         if path.is_file() and path.name != "api-key":
             assert TEST_KEY.encode() not in path.read_bytes(), f"API key leaked into {path}"
+
+
+# -- the quick inner loop: ./dev.sh test -m "not e2e" --------------------------------------
+
+E2E_MODULES = {"test_kill", "test_unit_file"}  # real daemons / systemd-analyze throughout
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark every test that runs real daemons (or systemd tools) as ``e2e``.
+
+    By fixture and module rather than by hand, so a new end-to-end test cannot
+    slip into the quick loop unmarked: it either uses ``daemon``, lives in a
+    ``*_e2e.py`` module, or carries ``@pytest.mark.e2e`` itself.
+    """
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if ("daemon" in getattr(item, "fixturenames", ())
+                or module.endswith("_e2e") or module in E2E_MODULES):
+            item.add_marker(pytest.mark.e2e)

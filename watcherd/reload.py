@@ -2,7 +2,8 @@
 
 A reload never disturbs work in flight. Added folders are checked like at
 start (done/failed writable, index usable with the key) before anything
-changes; removed folders stop being watched, but files already tracked there
+changes; every index is asked for its models again, so each folder's
+validation profile follows its index (``folderprofiles``); removed folders stop being watched, but files already tracked there
 finish with the settings they had (``Config.retired``). Settings that the
 running process cannot change safely are kept and named in the log.
 """
@@ -17,7 +18,8 @@ from .api import TwelveLabsClient
 from .apikey import resolve_api_key
 from .config import Config, load_config
 from .errors import ConfigError
-from .preflight import CHECK_TIMEOUTS, check_folder, probe_api
+from .folderprofiles import log_profiles, resolve_profiles
+from .preflight import CHECK_TIMEOUTS, ApiCheck, check_folder, probe_api
 from .states import ACTIVE_STATES
 from .store import Store
 
@@ -40,7 +42,12 @@ def prepare_reload(current: Config, store: Store) -> tuple[Config, list[str]]:
     for name, value in kept.items():
         changes.append(f"{name} changes only on restart (keeping {value})")
     new = dataclasses.replace(new, retired=_retired(current, new, store), **kept)
-    _check_new_folders(current, new, key.value, key.source)
+    models = _check_indexes(current, new, key.value, key.source)
+    new = resolve_profiles(new, models, store)
+    log_profiles(new)
+    changes += describe_profile_changes(current, new)
+    for warning in new.warnings:
+        logger.warning("%s: %s", new.source, warning)
     changes.append(f"API key from {key.source}")
     return new, changes
 
@@ -59,6 +66,15 @@ def describe_changes(old: Config, new: Config) -> list[str]:
     return changes
 
 
+def describe_profile_changes(old: Config, new: Config) -> list[str]:
+    """Folders whose validation profile changed (profiles take no part in equality)."""
+    before = {f.path: f.profile for f in old.folders}
+    return [f"folder {f.path} now validates with {f.profile.describe()} (was "
+            f"{before[f.path].describe()})" for f in new.folders
+            if f.path in before and (before[f.path].name, before[f.path].limits) !=
+            (f.profile.name, f.profile.limits)]
+
+
 def _retired(current: Config, new: Config, store: Store) -> tuple:
     """Folders gone from the config that still have files in flight."""
     kept = {f.path for f in new.folders}
@@ -67,22 +83,32 @@ def _retired(current: Config, new: Config, store: Store) -> tuple:
                  if f.path not in kept and f.path in busy)
 
 
-def _check_new_folders(current: Config, new: Config, key: str, key_source: str) -> None:
+def _check_indexes(current: Config, new: Config, key: str,
+                   key_source: str) -> dict[str, tuple[str, ...]]:
+    """The models of every index that answered; ConfigError for a new folder's problem.
+
+    An index the running config already uses is asked only for its models: if
+    it is gone, its folders pause (``indexpause``) rather than refuse the reload.
+    """
     before = set(current.folders)
     fresh = [(i, f) for i, f in enumerate(new.folders) if f not in before]
     problems = [p for i, f in fresh for p in check_folder(f"folders[{i}]", f)]
     known = {f.index_id for f in current.folders}
     to_check = {f.index_id for _, f in fresh} - known
-    if to_check:
-        client = TwelveLabsClient(new.api.base_url, lambda: key,
-                                  connect_timeout=CHECK_TIMEOUTS[0], io_timeout=CHECK_TIMEOUTS[1])
-        try:
-            found = probe_api(new, client, key_source, only=to_check)
-        finally:
-            client.close()
-        problems += found.problems
-        if found.refused is not None:  # a pause, not a reason to refuse the reload
-            logger.warning("cannot check index(es) %s of the new folders: %s", ", ".join(
-                sorted(to_check)), found.refusal())
+    client = TwelveLabsClient(new.api.base_url, lambda: key,
+                              connect_timeout=CHECK_TIMEOUTS[0], io_timeout=CHECK_TIMEOUTS[1])
+    try:
+        found = probe_api(new, client, key_source, only=to_check) if to_check else ApiCheck()
+        again = probe_api(new, client, key_source,
+                          only={f.index_id for f in new.folders} - to_check)
+    finally:
+        client.close()
+    problems += found.problems
+    if found.refused is not None:  # a pause, not a reason to refuse the reload
+        logger.warning("cannot check index(es) %s of the new folders: %s", ", ".join(
+            sorted(to_check)), found.refusal())
+    for problem in again.problems:
+        logger.warning("reload: %s", problem)
     if problems:
         raise ConfigError(problems, str(new.source))
+    return {**again.models, **found.models}

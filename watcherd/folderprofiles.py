@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from datetime import datetime
 
 from . import profiles
 from .config import Config, FolderConfig
@@ -87,8 +88,10 @@ def log_profiles(config: Config) -> None:
                            "answers (at the next start or reload)", i, folder.path,
                            folder.index_id, profile.name)
         elif profile.source == FROM_CACHE:
-            logger.warning("folders[%d] (%s): index %s did not answer: validating with %s as "
-                           "cached", i, folder.path, folder.index_id, profile.describe())
+            asked = datetime.fromtimestamp(profile.checked_at or 0).isoformat(timespec="seconds")
+            logger.warning("folders[%d] (%s): index %s did not answer; validating with %s, the "
+                           "models it named at %s", i, folder.path, folder.index_id,
+                           profile.describe(), asked)
         else:
             logger.info("folders[%d] (%s): validating with %s", i, folder.path,
                         profile.describe())

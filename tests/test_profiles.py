@@ -107,8 +107,8 @@ def test_model_defaults_to_auto_and_old_spellings_map_with_a_deprecation_warning
 def test_a_bad_model_lists_every_choice(tmp_path):
     with pytest.raises(ConfigError) as caught:
         config({"path": "/a", "index_id": "i", "model": "gpt"})
-    assert caught.value.errors == ["folders[0].model: must be one of auto, marengo3.0, "
-                                   "marengo2.7, pegasus1.2, marengo, pegasus (got 'gpt')"]
+    assert caught.value.errors == [("folders[0].model: must be one of auto, marengo3.0, "
+                                   "marengo2.7, pegasus1.2, marengo, pegasus (got 'gpt')")]
 
 
 # -- resolution for a config: fresh answers, the cache, the default -----------------------
@@ -151,9 +151,9 @@ def test_a_pegasus_only_index_is_a_config_error_naming_the_folder(store):
     with pytest.raises(ConfigError) as caught:
         resolve_profiles(cfg, {"idx": ("marengo3.0",), "peg": ("pegasus1.2",)}, store)
     assert caught.value.errors == [
-        "folders[1].index_id: index peg has only pegasus1.2, which can no longer take new "
+        ("folders[1].index_id: index peg has only pegasus1.2, which can no longer take new "
         "videos (Twelve Labs ended Pegasus 1.2 indexing in 2026): create an index with "
-        "marengo3.0 and put its id here"]
+        "marengo3.0 and put its id here")]
     store.save_index_models("peg", ("pegasus1.2",))  # as cached by an older watcherd
     with pytest.raises(ConfigError, match=r"folders\[1\]\.index_id: index peg has only"):
         resolve_profiles(cfg, {}, store)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 
 from tests.conftest import wait_for
 from tests.media import make_video
@@ -48,3 +51,28 @@ def test_without_a_cached_answer_an_offline_start_uses_the_newest_profile(daemon
     shutil.copy(panorama, daemon.inbox / "panorama.mp4")
     side = daemon.sidecar(daemon.wait_done("panorama.mp4", "failed"))
     assert (side["rule"], side["model"]) == ("aspect_ratio", "marengo3.0"), side
+
+
+def test_explain_and_dry_scan_judge_with_the_profile_the_daemon_cached(tmp_path, clip_dir):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    shutil.copy(make_video(clip_dir / "op-cinema.mp4", width=1920, height=900, seconds=5, fps=1,
+                           audio=False), inbox / "cinema.mp4")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"state_db: {tmp_path / 'state.db'}\nsettle_seconds: 0\n"
+                      f"folders:\n  - {{path: {inbox}, index_id: idx_old}}\n")
+
+    def run(*args: str) -> str:
+        return subprocess.run([sys.executable, "-m", "watcherd", *args, "-c", str(config)],
+                              capture_output=True, text=True, timeout=60, check=True).stdout
+
+    def judged() -> tuple[str, str]:
+        (row,) = json.loads(run("scan", "--dry-run", "--json"))
+        return row["verdict"], json.loads(run("explain", str(inbox / "cinema.mp4"), "--json"))[
+            "status"]
+
+    assert judged() == ("would_upload", "would_upload")  # nothing cached: marengo3.0 takes 2.13:1
+    store = Store(tmp_path / "state.db").open()
+    store.save_index_models("idx_old", ("marengo2.7",))
+    store.close()
+    assert judged() == ("invalid", "would_reject")

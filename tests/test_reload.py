@@ -99,9 +99,9 @@ def test_a_new_folder_on_a_pegasus_only_index_refuses_the_reload(setup, fake_api
     with pytest.raises(ConfigError) as caught:
         prepare_reload(current, store)
     assert caught.value.errors == [
-        "folders[1].index_id: index idx_peg has only pegasus1.2, which can no longer take new "
+        ("folders[1].index_id: index idx_peg has only pegasus1.2, which can no longer take new "
         "videos (Twelve Labs ended Pegasus 1.2 indexing in 2026): create an index with "
-        "marengo3.0 and put its id here"]
+        "marengo3.0 and put its id here")]
 
 
 def test_restart_only_settings_are_kept_and_named(setup, tmp_path):

@@ -82,11 +82,18 @@ def test_a_reload_asks_every_index_again_and_follows_its_models(setup, fake_api)
 
 
 def test_a_reload_without_network_keeps_the_cached_profile(setup, fake_api):
-    write, _, store = setup
-    current = resolve_profiles(write(), {"idx_test": ("marengo2.7",)}, store)
+    write, folders, store = setup
+    fake_api.indexes.append("idx_other")
+    both = [{"path": str(folders["a"]), "index_id": "idx_test"},
+            {"path": str(folders["b"]), "index_id": "idx_other"}]
+    current = resolve_profiles(write(folders=both), {"idx_test": ("marengo2.7",),
+                                                     "idx_other": ("marengo2.7",)}, store)
     fake_api.inject("GET", "/indexes/", status=503, times=5)
     new, _ = prepare_reload(current, store)
-    assert {(f.profile.name, f.profile.source) for f in new.folders} == {("marengo2.7", "cache")}
+    assert [(f.profile.name, f.profile.source) for f in new.folders] == [
+        ("marengo2.7", "cache"), ("marengo2.7", "cache")]
+    # The first index that does not answer ends the round: no timeout per index.
+    assert fake_api.count("GET", "/indexes/") == 1
 
 
 def test_a_new_folder_on_a_pegasus_only_index_refuses_the_reload(setup, fake_api):

@@ -17,9 +17,10 @@ from pathlib import Path
 from .api import TwelveLabsClient
 from .apikey import resolve_api_key
 from .config import Config, load_config
-from .errors import ConfigError
+from .errors import ApiError, ConfigError, TransientError, UploadsPaused
 from .folderprofiles import log_profiles, resolve_profiles
 from .preflight import CHECK_TIMEOUTS, ApiCheck, check_folder, probe_api
+from .profiles import index_models
 from .states import ACTIVE_STATES
 from .store import Store
 
@@ -59,7 +60,7 @@ def describe_changes(old: Config, new: Config) -> list[str]:
     changes = [f"added folder {p}" for p in after if p not in before]
     changes += [f"removed folder {p}" for p in before if p not in after]
     changes += [f"changed folder {p}" for p in after if p in before and after[p] != before[p]]
-    skip = {"source", "folders", "retired", *RESTART_ONLY}
+    skip = {"source", "folders", "retired", "warnings", *RESTART_ONLY}
     for field in dataclasses.fields(Config):
         if field.name not in skip and getattr(old, field.name) != getattr(new, field.name):
             changes.append(f"{field.name} changed")
@@ -99,16 +100,31 @@ def _check_indexes(current: Config, new: Config, key: str,
                               connect_timeout=CHECK_TIMEOUTS[0], io_timeout=CHECK_TIMEOUTS[1])
     try:
         found = probe_api(new, client, key_source, only=to_check) if to_check else ApiCheck()
-        again = probe_api(new, client, key_source,
-                          only={f.index_id for f in new.folders} - to_check)
+        again = _models_of(client, {f.index_id for f in new.folders} - to_check)
     finally:
         client.close()
     problems += found.problems
     if found.refused is not None:  # a pause, not a reason to refuse the reload
         logger.warning("cannot check index(es) %s of the new folders: %s", ", ".join(
             sorted(to_check)), found.refusal())
-    for problem in again.problems:
-        logger.warning("reload: %s", problem)
     if problems:
         raise ConfigError(problems, str(new.source))
-    return {**again.models, **found.models}
+    return {**again, **found.models}
+
+
+def _models_of(client: TwelveLabsClient, index_ids: set[str]) -> dict[str, tuple[str, ...]]:
+    """The models of indexes already in use; one that does not answer keeps its cached
+    profile. The first that cannot be reached ends the round: the main thread must not
+    wait out a timeout per index while the watchdog counts."""
+    models: dict[str, tuple[str, ...]] = {}
+    for index_id in sorted(index_ids):
+        try:
+            models[index_id] = index_models(client.get_index(index_id))
+        except (TransientError, UploadsPaused) as exc:
+            logger.warning("reload: cannot ask Twelve Labs for the models of index(es) %s "
+                           "(%s); their folders keep the profile they had", ", ".join(
+                               sorted(i for i in index_ids if i not in models)), exc.describe())
+            break
+        except ApiError as exc:  # gone: its folders pause (indexpause), not the reload
+            logger.warning("reload: index %s: %s", index_id, exc.describe())
+    return models

@@ -148,8 +148,9 @@ def test_the_watcher_follows_the_folders_of_a_reload(setup):
     watcher.start()
     kept = watcher.watches[0]
     try:
-        new = write(folders=[{"path": str(folders["a"]), "index_id": "idx_test", "model": "marengo2.7"},
-                             {"path": str(folders["c"]), "index_id": "idx_test"}])
+        new = write(folders=[
+            {"path": str(folders["a"]), "index_id": "idx_test", "model": "marengo2.7"},
+            {"path": str(folders["c"]), "index_id": "idx_test"}])
         watcher.reconfigure(new)
         assert [w.folder.path for w in watcher.watches] == [folders["a"], folders["c"]]
         assert watcher.watches[0] is kept and kept.folder.model == "marengo2.7"

@@ -3,11 +3,11 @@
 A wrong index must be a clear error at start, not something a 2 GB upload
 discovers; so must an index that can no longer take videos (Pegasus 1.2
 only). Each index's answer also names its models, which decide the folders'
-validation profile (``folderprofiles``). Unwritable done/failed folders are caught here too. A refused key
-is not a reason to stop: a key that expired over a weekend plus a reboot
-would otherwise leave systemd giving up while files pile up, so ``run``
-starts with uploads paused and the pause check resumes them once the key
-works (``check_api`` still reports it as a problem, for ``check-config``).
+validation profile (``folderprofiles``). Unwritable done/failed folders are
+caught here too. A refused key is not a reason to stop: a key that expired
+over a weekend plus a reboot would otherwise leave systemd giving up while
+files pile up, so ``run`` starts with uploads paused and the pause check
+resumes them once the key works (``check_api`` still reports it as a problem, for ``check-config``).
 What may fix itself (a share not mounted yet, the API unreachable) is logged
 and the daemon starts anyway: it keeps retrying both.
 """

@@ -3,9 +3,10 @@
 A reload never disturbs work in flight. Added folders are checked like at
 start (done/failed writable, index usable with the key) before anything
 changes; every index is asked for its models again, so each folder's
-validation profile follows its index (``folderprofiles``); removed folders stop being watched, but files already tracked there
-finish with the settings they had (``Config.retired``). Settings that the
-running process cannot change safely are kept and named in the log.
+validation profile follows its index (``folderprofiles``); removed folders
+stop being watched, but files already tracked there finish with the settings
+they had (``Config.retired``). Settings that the running process cannot
+change safely are kept and named in the log.
 """
 
 from __future__ import annotations

@@ -44,6 +44,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 ACTIONS = (None, "reset", "reset_midbody", "create_then_reset", "late", "early", "trickle",
            "slow_read", "pass")
 DEFAULT_PROGRESSION = (("validating", 0.0), ("pending", 0.05), ("indexing", 0.1), ("ready", 0.3))
+# What a new index has had since Marengo 2.7 was retired (research round 2, section 0).
+DEFAULT_INDEX_MODELS = ("marengo3.0",)
 Progression = Sequence[tuple[str, float]]
 
 
@@ -349,16 +351,21 @@ class FakeTwelveLabs:
     it moves every timestamp the API gives and every ``created_at`` filter it applies.
     ``user_metadata_shown``: where a video's user_metadata can be read back: "list_and_video"
     (the documented behaviour), "video" (not in list items) or "nowhere".
+    ``index_models``: index id -> the model names ``GET /indexes/{id}`` lists (each with the
+    options ``visual`` and ``audio``); an index not in it has ``DEFAULT_INDEX_MODELS``.
+    Change it while running to make an index "switch models" before a reload.
     """
 
     def __init__(self, *, api_key: str = "tlk_test_key", indexes: Iterable[str] = ("idx_test",),
                  api_version: str = "v1.3", progression: Progression = DEFAULT_PROGRESSION,
+                 index_models: dict[str, list[str]] | None = None,
                  store_dir: str | os.PathLike | None = None,
                  host: str = "127.0.0.1", port: int = 0) -> None:
         if api_version not in ("v1.2", "v1.3"):
             raise ValueError(f"api_version must be v1.2 or v1.3, not {api_version!r}")
         self.api_key = api_key
         self.indexes = list(indexes)
+        self.index_models: dict[str, list[str]] = dict(index_models or {})
         self.api_version = api_version
         self.store_dir = Path(store_dir) if store_dir is not None else None
         self.host, self.port = host, port
@@ -675,7 +682,8 @@ class FakeTwelveLabs:
         created = _rfc3339(self._created_ms)
         return {"_id": index_id, "index_name": index_id, "created_at": created,
                 "updated_at": created,
-                "models": [{"model_name": "marengo2.7", "model_options": ["visual", "audio"]}]}
+                "models": [{"model_name": name, "model_options": ["visual", "audio"]}
+                           for name in self.index_models.get(index_id, DEFAULT_INDEX_MODELS)]}
 
 
 class _Listing:
@@ -820,13 +828,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--index", action="append", help="index id (repeatable)")
     parser.add_argument("--api-version", default="v1.3", choices=("v1.3", "v1.2"))
     parser.add_argument("--store-dir", help="save each uploaded file there as <task_id>.bin")
+    parser.add_argument("--models", action="append", default=[], metavar="ID=NAME[,NAME]",
+                        help="the models GET /indexes/ID lists (repeatable; default "
+                             f"{','.join(DEFAULT_INDEX_MODELS)})")
     args = parser.parse_args(argv)
+    index_models = {index_id: names.split(",") for index_id, _, names in
+                    (item.partition("=") for item in args.models)}
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with FakeTwelveLabs(api_key=args.api_key, indexes=args.index or ["idx_test"],
                         api_version=args.api_version, store_dir=args.store_dir,
-                        host=args.host, port=args.port) as fake:
+                        index_models=index_models, host=args.host, port=args.port) as fake:
         print(fake.base_url, flush=True)
         while not stop.wait(0.2):
             pass

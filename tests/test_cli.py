@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
+
+from tests.conftest import TEST_KEY
 from tests.media import make_video
 from watcherd.state.states import State
 from watcherd.state.store import Store
@@ -25,14 +30,86 @@ def test_probe_accepts_a_valid_file_with_exit_0(valid_clip):
 
 
 def test_probe_rejects_with_exit_1_and_names_the_rule(clip_dir):
-    short = make_video(clip_dir / "cli-short.mp4", seconds=4.5)
-    assert watcherd("probe", str(short)).returncode == 0  # marengo: 4 s minimum
-    result = watcherd("probe", str(short), "--model", "pegasus", "--json")
+    short = make_video(clip_dir / "cli-short.mp4", seconds=3)
+    result = watcherd("probe", str(short), "--json")
     assert result.returncode == 1
     report = json.loads(result.stdout)
-    assert report["model"] == "pegasus" and report["accepted"] is False
+    assert report["model"] == "marengo3.0" and report["accepted"] is False
+    assert report["profile"]["source"] == "default"
     assert report["rule"] == "duration" and "limits.min_duration_seconds" in report["reason"]
     assert {v["rule"]: v["status"] for v in report["verdicts"]}["duration"] == "fail"
+
+
+@pytest.fixture(scope="module")
+def ultrawide(clip_dir) -> Path:
+    return make_video(clip_dir / "cli-5184x2160.mp4", width=5184, height=2160, seconds=5, fps=1,
+                      audio=False)
+
+
+def test_probe_a_5184x2160_clip_passes_marengo_3_0_and_fails_marengo_2_7(ultrawide):
+    new = watcherd("probe", str(ultrawide), "--model", "marengo3.0")
+    assert new.returncode == 0, new.stdout + new.stderr
+    assert "ACCEPTED" in new.stdout and "override" in new.stdout  # the profile's source
+    old = watcherd("probe", str(ultrawide), "--model", "marengo2.7", "--json")
+    assert old.returncode == 1
+    report = json.loads(old.stdout)
+    assert (report["model"], report["rule"]) == ("marengo2.7", "resolution")
+    assert report["profile"]["source"] == "override"
+    assert report["profile"]["limits"]["max_long_side"] == 3840
+
+
+def test_probe_accepts_the_old_spellings_with_a_warning(ultrawide):
+    result = watcherd("probe", str(ultrawide), "--model", "marengo", "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)["model"] == "marengo3.0"
+    assert "'marengo' is deprecated: it now means marengo3.0" in result.stderr
+
+
+def probe_config(tmp_path: Path, base_url: str) -> Path:
+    config = tmp_path / "probe.yaml"
+    config.write_text(f"api: {{base_url: '{base_url}', connect_timeout_seconds: 1, "
+                      f"io_timeout_seconds: 2}}\nstate_db: {tmp_path / 'state.db'}\n"
+                      f"folders:\n  - {{path: {tmp_path}, index_id: idx_test}}\n")
+    return config
+
+
+def test_probe_index_uses_the_indexs_models_then_the_cache_when_offline(tmp_path, fake_api,
+                                                                        ultrawide):
+    env = {**os.environ, "TWELVELABS_API_KEY": TEST_KEY}
+    fake_api.index_models["idx_old"] = ["marengo2.7"]
+    fake_api.indexes.append("idx_old")
+    config = probe_config(tmp_path, fake_api.base_url)
+    new = watcherd("probe", str(ultrawide), "--index", "idx_test", "-c", str(config), env=env)
+    assert new.returncode == 0, new.stdout + new.stderr
+    assert "from index" in new.stdout and "marengo3.0" in new.stdout
+    old = watcherd("probe", str(ultrawide), "--index", "idx_old", "-c", str(config), "--json",
+                   env=env)
+    assert old.returncode == 1, old.stderr
+    profile = json.loads(old.stdout)["profile"]
+    assert (profile["name"], profile["source"], profile["models"]) == (
+        "marengo2.7", "index", ["marengo2.7"])
+    assert fake_api.count("GET", "/indexes/idx_old") == 1
+
+    offline = probe_config(tmp_path, "http://127.0.0.1:9/v1.3")  # nothing listens there
+    missing = watcherd("probe", str(ultrawide), "--index", "idx_old", "-c", str(offline), env=env)
+    assert missing.returncode == 1 and "no cached answer" in missing.stderr
+    store = Store(tmp_path / "state.db").open()
+    store.save_index_models("idx_old", ("marengo2.7",))  # what a daemon saved at its start
+    store.close()
+    cached = watcherd("probe", str(ultrawide), "--index", "idx_old", "-c", str(offline),
+                      "--json", env=env)
+    assert cached.returncode == 1
+    assert json.loads(cached.stdout)["profile"]["source"] == "cache"
+    assert "using its models as the daemon last saw them" in cached.stderr
+
+
+def test_probe_index_refuses_a_pegasus_only_index(tmp_path, fake_api, valid_clip):
+    fake_api.index_models["idx_test"] = ["pegasus1.2"]
+    result = watcherd("probe", str(valid_clip), "--index", "idx_test", "-c",
+                      str(probe_config(tmp_path, fake_api.base_url)),
+                      env={**os.environ, "TWELVELABS_API_KEY": TEST_KEY})
+    assert result.returncode == 1
+    assert "index idx_test has only pegasus1.2, which can no longer take new videos" \
+        in result.stderr
 
 
 def test_probe_require_audio_and_missing_file(clip_dir):

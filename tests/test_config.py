@@ -29,7 +29,8 @@ def test_example_config_is_valid_and_documents_every_key():
     assert config.api.base_url == "https://api.twelvelabs.io/v1.3"
     text = (ROOT / "config.example.yaml").read_text()
     for field in dataclasses.fields(type(config)):
-        if field.name not in ("source", "folders", "retired"):  # retired: set by reloads
+        # retired: set by reloads; warnings: what parsing noticed
+        if field.name not in ("source", "folders", "retired", "warnings"):
             assert field.name in text, f"{field.name} missing from config.example.yaml"
     for field in dataclasses.fields(type(folder)):
         assert field.name in text, f"folders[].{field.name} missing from config.example.yaml"
@@ -42,7 +43,8 @@ def test_defaults_and_relative_paths_resolve_against_the_config_folder(tmp_path)
     assert folder.path == tmp_path / "inbox"
     assert folder.done_dir == tmp_path / "inbox" / "done"
     assert folder.failed_dir == tmp_path / "inbox" / "failed"
-    assert folder.model == "marengo" and folder.limits.min_duration_seconds == 4.0
+    assert folder.model == "auto" and folder.limits == ()
+    assert folder.profile.name == "marengo3.0" and folder.profile.source == "default"
     assert folder.extensions == tuple(VIDEO_EXTENSIONS)
     # Not $STATE_DIRECTORY: only the service sees it, and its operator must find the same file.
     assert config.state_db == Path("/home/op/.local/state/watcherd/state.db")
@@ -61,17 +63,17 @@ def test_the_system_config_keeps_its_database_in_var_lib_for_everyone(env):
     assert config.state_db == Path("/var/lib/watcherd/state.db")
 
 
-def test_pegasus_model_and_limit_overrides(tmp_path):
+def test_pinned_model_and_limit_overrides(tmp_path):
     config = load_config(write(tmp_path, """
 folders:
   - path: /in
     index_id: idx
-    model: pegasus
+    model: pegasus1.2
     extensions: [MP4, .mov]
     limits: {min_short_side: 240, max_duration_seconds: 60}
 """), env={})
-    limits = config.folders[0].limits
-    assert limits.min_duration_seconds == 5.0  # pegasus
+    limits = config.folders[0].profile.limits
+    assert limits.max_long_side == 3840 and config.folders[0].profile.name == "pegasus1.2"
     assert limits.min_short_side == 240 and limits.max_duration_seconds == 60.0
     assert config.folders[0].extensions == (".mp4", ".mov")
 
@@ -92,7 +94,7 @@ folders:
     expected_prefixes = [
         "api.surprise: unknown key", "api.base_url: must start with https://",
         "settle_seconds: must be >= 0", "upload_workers: must be an integer",
-        "colour: unknown key", "folders[0].model: must be one of marengo, pegasus",
+        "colour: unknown key", "folders[0].model: must be one of auto, marengo3.0, marengo2.7, pegasus1.2",
         "folders[0].recursive: must be true or false", "folders[1].index_id: required",
         "folders[1].limits.min_short_side: must be an integer",
         "folders[1].limits.bogus: unknown limit", "folders[2].done_dir: must differ",
@@ -136,7 +138,7 @@ def test_check_config_prints_a_summary(tmp_path):
                             capture_output=True, text=True, timeout=60,
                             env={"TWELVELABS_API_KEY": "tlk_secret_value", "PATH": "/usr/bin"})
     assert result.returncode == 0, result.stderr
-    assert f"folders[0]: {tmp_path} -> index idx (marengo, polling" in result.stdout
+    assert f"folders[0]: {tmp_path} -> index idx (model auto, polling" in result.stdout
     assert "environment variable TWELVELABS_API_KEY" in result.stdout
     assert "tlk_secret_value" not in result.stdout
 

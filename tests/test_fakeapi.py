@@ -185,7 +185,16 @@ def test_validation_errors_use_the_documented_codes(api, session):
     assert code(wrong_version, 404) == "not_found"
     assert api.tasks == {} and api.uploads() == []
     index = get(api, "/indexes/idx_other", session).json()
-    assert index["_id"] == "idx_other" and index["models"][0]["model_name"] == "marengo2.7"
+    assert index["_id"] == "idx_other"
+    assert index["models"] == [{"model_name": "marengo3.0", "model_options": ["visual", "audio"]}]
+
+
+def test_each_index_lists_the_models_it_is_given(api, session):
+    api.index_models["idx_other"] = ["marengo2.7", "pegasus1.2"]
+    index = get(api, "/indexes/idx_other", session).json()
+    assert [m["model_name"] for m in index["models"]] == ["marengo2.7", "pegasus1.2"]
+    assert [m["model_name"] for m in get(api, "/indexes/idx_test", session).json()["models"]] \
+        == ["marengo3.0"]
 
 
 def test_chunked_uploads_are_parsed_too(api):

@@ -11,6 +11,7 @@ from tests.conftest import TEST_KEY
 from watcherd.config import load_config
 from watcherd.errors import ConfigError
 from watcherd.intake.watcher import Scanner, Watcher
+from watcherd.service.folderprofiles import resolve_profiles
 from watcherd.service.reload import describe_changes, prepare_reload
 from watcherd.state.states import State
 from watcherd.state.store import Store
@@ -67,6 +68,49 @@ def test_a_new_folder_with_an_unknown_index_is_refused(setup):
     assert caught.value.errors[0].startswith("folders[1].index_id: index idx_nope")
 
 
+def test_a_reload_asks_every_index_again_and_follows_its_models(setup, fake_api):
+    write, folders, store = setup
+    current = resolve_profiles(write(), {"idx_test": ("marengo3.0",)}, store)
+    fake_api.index_models["idx_test"] = ["marengo2.7"]  # say, an index moved back (a test)
+    new, changes = prepare_reload(current, store)
+    assert [(f.profile.name, f.profile.source) for f in new.folders] == [
+        ("marengo2.7", "index"), ("marengo2.7", "index")]
+    assert fake_api.count("GET", "/indexes/idx_test") == 1  # once per index, not per folder
+    assert f"folder {folders['a']} now validates with marengo2.7 (from index: marengo2.7) " \
+        "(was marengo3.0 (from index: marengo3.0))" in changes
+    assert store.index_models("idx_test")[0] == ("marengo2.7",)
+
+
+def test_a_reload_without_network_keeps_the_cached_profile(setup, fake_api):
+    write, folders, store = setup
+    fake_api.indexes.append("idx_other")
+    both = [{"path": str(folders["a"]), "index_id": "idx_test"},
+            {"path": str(folders["b"]), "index_id": "idx_other"}]
+    current = resolve_profiles(write(folders=both), {"idx_test": ("marengo2.7",),
+                                                     "idx_other": ("marengo2.7",)}, store)
+    fake_api.inject("GET", "/indexes/", status=503, times=5)
+    new, _ = prepare_reload(current, store)
+    assert [(f.profile.name, f.profile.source) for f in new.folders] == [
+        ("marengo2.7", "cache"), ("marengo2.7", "cache")]
+    # The first index that does not answer ends the round: no timeout per index.
+    assert fake_api.count("GET", "/indexes/") == 1
+
+
+def test_a_new_folder_on_a_pegasus_only_index_refuses_the_reload(setup, fake_api):
+    write, folders, store = setup
+    current = write()
+    fake_api.indexes.append("idx_peg")
+    fake_api.index_models["idx_peg"] = ["pegasus1.2"]
+    write(load=False, folders=[{"path": str(folders["a"]), "index_id": "idx_test"},
+                               {"path": str(folders["c"]), "index_id": "idx_peg"}])
+    with pytest.raises(ConfigError) as caught:
+        prepare_reload(current, store)
+    assert caught.value.errors == [
+        ("folders[1].index_id: index idx_peg has only pegasus1.2, which can no longer take new "
+        "videos (Twelve Labs ended Pegasus 1.2 indexing in 2026): create an index with "
+        "marengo3.0 and put its id here")]
+
+
 def test_restart_only_settings_are_kept_and_named(setup, tmp_path):
     write, _, store = setup
     current = write()
@@ -104,11 +148,12 @@ def test_the_watcher_follows_the_folders_of_a_reload(setup):
     watcher.start()
     kept = watcher.watches[0]
     try:
-        new = write(folders=[{"path": str(folders["a"]), "index_id": "idx_test", "model": "pegasus"},
-                             {"path": str(folders["c"]), "index_id": "idx_test"}])
+        new = write(folders=[
+            {"path": str(folders["a"]), "index_id": "idx_test", "model": "marengo2.7"},
+            {"path": str(folders["c"]), "index_id": "idx_test"}])
         watcher.reconfigure(new)
         assert [w.folder.path for w in watcher.watches] == [folders["a"], folders["c"]]
-        assert watcher.watches[0] is kept and kept.folder.model == "pegasus"
+        assert watcher.watches[0] is kept and kept.folder.model == "marengo2.7"
         assert all(w.healthy for w in watcher.watches)
         (folders["c"] / "new.mp4").write_bytes(b"x")
         hints = []

@@ -173,3 +173,26 @@ def test_check_config_online_says_when_it_could_not_check(setup, fake_api):
     result = setup.watcherd("check-config", "--online")
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert "index idx_test could not be checked" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["run"], ["check-config", "--online"]])
+def test_a_pegasus_only_index_is_exit_78_naming_the_folders_index_id(setup, fake_api, command):
+    fake_api.indexes.append("idx_peg")
+    fake_api.index_models["idx_peg"] = ["pegasus1.2"]
+    setup.settings["folders"][1]["index_id"] = "idx_peg"
+    result = setup.watcherd(*command)
+    assert result.returncode == 78, (result.stdout, result.stderr)
+    assert "folders[1].index_id: index idx_peg has only pegasus1.2, which can no longer take " \
+        "new videos" in result.stderr
+    assert "watcherd started" not in result.stdout + result.stderr
+
+
+def test_check_config_online_shows_each_folders_profile_and_its_source(setup, fake_api):
+    fake_api.index_models["idx_test"] = ["marengo3.0", "pegasus1.2"]
+    setup.settings["folders"][1]["model"] = "marengo"
+    result = setup.watcherd("check-config", "--online")
+    assert result.returncode == 0, result.stderr
+    assert "folders[0] validates with marengo3.0 (from index: marengo3.0, pegasus1.2)" \
+        in result.stdout
+    assert "folders[1] validates with marengo3.0 (from override)" in result.stdout
+    assert "warning: folders[1].model: model 'marengo' is deprecated" in result.stderr

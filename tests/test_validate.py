@@ -9,13 +9,13 @@ from pathlib import Path
 import av
 import pytest
 
-from tests.media import standard_clips
+from tests.media import make_video, standard_clips
 from watcherd.errors import MediaRejected
-from watcherd.media.limits import limits_for
+from watcherd.media.profiles import PROFILES
 from watcherd.media.validate import RULES, Report, check_file, raise_if_rejected
 
-MARENGO = limits_for("marengo")
-PEGASUS = limits_for("pegasus")
+MARENGO = PROFILES["marengo3.0"].limits
+MARENGO_2_7 = PROFILES["marengo2.7"].limits
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +47,8 @@ def test_valid_clip_passes_every_rule_in_order(clips):
     report = check(clips["ok"])
     assert tuple(v.rule for v in report.verdicts) == RULES
     assert statuses(report) == {"size": "pass", "decodable": "pass", "complete": "pass",
-                                "resolution": "pass", "duration": "pass", "audio": "skip"}
+                                "resolution": "pass", "aspect_ratio": "pass", "duration": "pass",
+                                "audio": "skip"}
     assert report.accepted and report.first_failure is None
     assert report.facts is not None and report.facts.width == 640
     assert verdict(report, "resolution").measured == "640x360"
@@ -81,7 +82,7 @@ def test_rotated_portrait_uses_display_dimensions_and_passes(clips):
 
 
 def test_too_wide_fails_on_long_side(clips):
-    failure = check(clips["wide"]).first_failure
+    failure = check(clips["wide"], MARENGO_2_7).first_failure
     assert failure.rule == "resolution" and "long side 4000" in failure.reason
 
 
@@ -97,9 +98,9 @@ def test_too_short_for_marengo(clips):
                               "(limits.min_duration_seconds)")
 
 
-def test_four_and_a_half_seconds_passes_marengo_but_not_pegasus(clips):
+def test_four_and_a_half_seconds_passes_marengo_but_not_a_raised_minimum(clips):
     assert check(clips["mid"], MARENGO).accepted
-    failure = check(clips["mid"], PEGASUS).first_failure
+    failure = check(clips["mid"], replace(MARENGO, min_duration_seconds=5)).first_failure
     assert failure.rule == "duration" and "minimum of 5 s" in failure.reason
 
 
@@ -121,7 +122,8 @@ def test_undecodable_fails_and_skips_the_rest(clips, name):
     report = check(clips[name], require_audio=True)
     assert report.facts is None
     assert statuses(report) == {"size": "pass", "decodable": "fail", "complete": "skip",
-                                "resolution": "skip", "duration": "skip", "audio": "skip"}
+                                "resolution": "skip", "aspect_ratio": "skip", "duration": "skip",
+                                "audio": "skip"}
     assert report.first_failure.reason.startswith("not decodable: ")
 
 
@@ -138,7 +140,8 @@ def test_truncated_faststart_fails_complete(clips):
 def test_empty_file_fails_size_without_pyav(clips, no_pyav):
     report = check(clips["empty"])
     assert statuses(report) == {"size": "fail", "decodable": "skip", "complete": "skip",
-                                "resolution": "skip", "duration": "skip", "audio": "skip"}
+                                "resolution": "skip", "aspect_ratio": "skip", "duration": "skip",
+                                "audio": "skip"}
     assert report.first_failure.reason == "the file is empty (0 bytes)"
     assert report.first_failure.measured == "0 bytes" and report.facts is None
 
@@ -158,7 +161,8 @@ def test_missing_file_raises_file_not_found(tmp_path):
 @pytest.mark.parametrize("name, overrides, key", [
     ("ok", {"max_size_bytes": 1000}, "limits.max_size_bytes"),
     ("small", {}, "limits.min_short_side"),
-    ("wide", {}, "limits.max_long_side"),
+    ("wide", {"max_long_side": 3840}, "limits.max_long_side"),
+    ("wide", {}, "limits.max_aspect_ratio"),
     ("ok", {"max_short_side": 300}, "limits.max_short_side"),
     ("short", {}, "limits.min_duration_seconds"),
     ("ok", {"max_duration_seconds": 2}, "limits.max_duration_seconds"),
@@ -178,8 +182,91 @@ def test_report_as_dict_is_json_serialisable(clips):
 
 
 def test_raise_if_rejected_carries_the_first_failure(clips):
-    with pytest.raises(MediaRejected) as caught:
-        raise_if_rejected(check(clips["wide"], require_audio=True))  # resolution, audio both fail
+    with pytest.raises(MediaRejected) as caught:  # resolution, aspect, audio all fail
+        raise_if_rejected(check(clips["wide"], MARENGO_2_7, require_audio=True))
     assert caught.value.rule == "resolution"
     assert caught.value.measured == "4000x360"
     assert "limits.max_long_side" in caught.value.reason
+
+
+# -- the profiles' own limits: Marengo 3.0's wider frame and its aspect-ratio rule --------
+
+
+@pytest.fixture(scope="module")
+def shaped(tmp_path_factory) -> dict[str, Path]:
+    """Clips whose shape alone decides: a few frames each, no audio."""
+    d = tmp_path_factory.mktemp("shaped")
+    few = {"seconds": 5, "fps": 1, "audio": False}
+    return {
+        "ultrawide": make_video(d / "ultrawide.mp4", width=5184, height=2160, **few),
+        "ultratall": make_video(d / "ultratall.mp4", width=5184, height=2160, rotation=90, **few),
+        "panorama": make_video(d / "panorama.mp4", width=900, height=360, **few),  # 2.5:1
+        "tall_panorama": make_video(d / "tall.mp4", width=900, height=360, rotation=90, **few),
+        "edge": make_video(d / "edge.mp4", width=864, height=360, **few),  # exactly 2.4:1
+        "cinema": make_video(d / "cinema.mp4", width=1920, height=900, **few),  # 2.13:1
+    }
+
+
+@pytest.mark.parametrize("name, shown", [("ultrawide", "5184x2160"),
+                                         ("ultratall", "2160x5184 (rotated 90°)")])
+def test_5184x2160_passes_marengo_3_0_in_either_orientation_but_not_2_7(shaped, name, shown):
+    report = check(shaped[name], MARENGO)
+    assert report.accepted, report.first_failure
+    assert verdict(report, "resolution").measured == shown
+    assert verdict(report, "aspect_ratio").status == "pass"
+    failure = check(shaped[name], MARENGO_2_7).first_failure
+    assert failure.rule == "resolution" and "long side 5184 exceeds the maximum of 3840" \
+        in failure.reason
+
+
+@pytest.mark.parametrize("name, shape", [("panorama", "wide, 900x360"),
+                                         ("tall_panorama", "tall, 360x900")])
+def test_a_panorama_beyond_2_4_to_1_fails_the_aspect_rule_rotated_or_not(shaped, name, shape):
+    report = check(shaped[name], MARENGO)
+    failure = report.first_failure
+    assert failure.rule == "aspect_ratio" and failure.measured == f"2.50:1 ({shape})"
+    assert failure.reason.endswith("is 2.50:1 (" + shape.split(",")[0] + "), beyond the "
+                                   "maximum of 2.4:1 (limits.max_aspect_ratio)")
+    assert verdict(report, "resolution").status == "pass"  # the frame size itself is fine
+    # A folder may loosen it like any other limit.
+    assert check(shaped[name], replace(MARENGO, max_aspect_ratio=2.5)).accepted
+
+
+def test_exactly_2_4_to_1_passes_and_2_7_keeps_its_narrower_ratios(shaped):
+    assert check(shaped["edge"], MARENGO).accepted
+    assert check(shaped["cinema"], MARENGO).accepted
+    failure = check(shaped["cinema"], MARENGO_2_7).first_failure
+    assert failure.rule == "aspect_ratio" and "maximum of 1.89:1" in failure.reason
+
+
+def sparse(path: Path, size: int) -> Path:
+    """A file of ``size`` bytes that takes no disk space (only ``size`` is looked at)."""
+    with open(path, "wb") as f:
+        f.truncate(size)
+    return path
+
+
+def test_a_file_marengo_3_0_takes_but_post_tasks_cannot_names_the_path_and_the_way_out(
+        tmp_path, no_pyav):
+    three_gib = sparse(tmp_path / "lecture.mp4", 3 * 1024**3)
+    failure = check(three_gib, MARENGO).first_failure
+    assert failure.rule == "size" and failure.measured == "3.0 GiB"
+    assert "within the profile's 4.0 GiB (limits.max_size_bytes)" in failure.reason
+    assert "exceeds the 2.0 GiB that the upload path POST /tasks (legacy) takes" \
+        in failure.reason
+    assert "to lift it: the multipart asset upload" in failure.reason
+    assert failure.expected == ("1 byte – 2.0 GiB (upload path POST /tasks (legacy); the model "
+                                "takes 4.0 GiB)")
+    # Too big for the model itself: the model's limit is what it names.
+    five_gib = check(sparse(tmp_path / "huge.mp4", 5 * 1024**3), MARENGO).first_failure
+    assert "exceeds the maximum of 4.0 GiB" in five_gib.reason and "POST" not in five_gib.reason
+    assert "exceeds the maximum of 2.0 GiB" in check(three_gib, MARENGO_2_7).first_failure.reason
+
+
+def test_the_upload_path_cap_is_the_callers_to_lift(tmp_path):
+    from watcherd.media.limits import UploadPath
+
+    three_gib = sparse(tmp_path / "lecture.mp4", 3 * 1024**3)
+    roomy = UploadPath("multipart", 10 * 1024**3, "-")
+    assert verdict(check_file(three_gib, MARENGO, require_audio=False, upload=roomy),
+                   "size").status == "pass"

@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
+import watcherd.media.profiles as profiles
 from watcherd.errors import ConfigError
-from watcherd.media.limits import MODEL_LIMITS, Limits, limits_for
+from watcherd.media.profiles import AUTO, MODEL_CHOICES, FolderProfile, LimitOverrides
 from watcherd.yamlreader import Errors, Reader
 
 DEFAULT_CONFIG_PATH = "/etc/watcherd/config.yaml"
@@ -46,7 +47,8 @@ class ApiConfig:
 class FolderConfig:
     path: Path
     index_id: str
-    model: str = "marengo"
+    # "auto": the index's models decide (``profiles``); a profile name pins one.
+    model: str = AUTO
     done_dir: Path = Path()
     failed_dir: Path = Path()
     recursive: bool = False
@@ -56,7 +58,10 @@ class FolderConfig:
     # Content already indexed in this index (same sha256) is not uploaded again.
     dedupe: bool = True
     extensions: tuple[str, ...] = tuple(VIDEO_EXTENSIONS)
-    limits: Limits = field(default_factory=lambda: MODEL_LIMITS["marengo"])
+    limits: LimitOverrides = ()  # folders[].limits: (key, value) pairs over the profile
+    # What files are validated with: set from the index at start and on reload
+    # (``folderprofiles``). Not configuration, so it takes no part in equality.
+    profile: FolderProfile = field(default_factory=profiles.default, compare=False)
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,8 @@ class Config:
     # Folders removed by a reload that still have files in flight: no longer
     # watched or scanned, but their files finish with the settings they had.
     retired: tuple[FolderConfig, ...] = ()
+    # Said once at start and on reload (e.g. a deprecated spelling); not errors.
+    warnings: tuple[str, ...] = ()
 
     def folder_for(self, path: str | os.PathLike) -> FolderConfig | None:
         """The configured folder whose tree holds ``path`` (deepest match)."""
@@ -162,6 +169,7 @@ def parse_config(
             api.connect_timeout_seconds + api.io_timeout_seconds + 60, minimum=5
         ),
         log_level=reader.choice(raw, "log_level", "log_level", LOG_LEVELS, "info"),
+        warnings=tuple(errors.warnings),
     )
     _check_folder_overlaps(numbered, errors)
     if errors.lines:
@@ -250,7 +258,12 @@ def _parse_folder(reader: Reader, raw: Any, key: str) -> FolderConfig | None:
     reader.unknown_keys(raw, FOLDER_KEYS, key)
     path = reader.path(raw, "path", f"{key}.path", required=True)
     index_id = reader.string(raw, "index_id", f"{key}.index_id", required=True)
-    model = reader.choice(raw, "model", f"{key}.model", tuple(MODEL_LIMITS), "marengo")
+    model = reader.choice(raw, "model", f"{key}.model", MODEL_CHOICES, AUTO)
+    deprecated = profiles.deprecation(model)
+    if deprecated:
+        reader.errors.warn(f"{key}.model", deprecated)
+    model = profiles.canonical(model)
+    overrides = tuple(reader.limits(raw, f"{key}.limits").items())
     # Read every field before giving up, so one run reports every problem.
     values = dict(
         model=model,
@@ -262,7 +275,9 @@ def _parse_folder(reader: Reader, raw: Any, key: str) -> FolderConfig | None:
         language=reader.string(raw, "language", f"{key}.language"),
         dedupe=reader.boolean(raw, "dedupe", f"{key}.dedupe", default=True),
         extensions=reader.extensions(raw, VIDEO_EXTENSIONS, f"{key}.extensions"),
-        limits=limits_for(model, reader.limits(raw, f"{key}.limits")),
+        limits=overrides,
+        profile=(profiles.default(overrides) if model == AUTO
+                 else profiles.pinned(model, overrides)),
     )
     if path is None or index_id is None:
         return None

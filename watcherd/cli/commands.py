@@ -21,7 +21,7 @@ from watcherd.cli.explain import explain, render_explain
 from watcherd.cli.render import output_console, styled_state, table
 from watcherd.cli.status import build_status, list_rows, render_status
 from watcherd.config import Config, load_config
-from watcherd.media.limits import limits_for
+from watcherd.service.folderprofiles import cached_profiles
 from watcherd.state.instance import other_databases
 from watcherd.state.store import Store
 
@@ -108,8 +108,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     config = _load_config(args)
-    _emit(_read(config, lambda store: explain(config, store, args.path)), args.json,
-          render_explain)
+    _emit(_read(config, lambda store: explain(cached_profiles(config, store), store, args.path)),
+          args.json, render_explain)
     return EXIT_OK
 
 
@@ -156,23 +156,27 @@ def cmd_scan(args: argparse.Namespace) -> int:
         raise SystemExit("watcherd scan: only --dry-run exists; the daemon rescans by itself "
                          "every rescan_interval_seconds")
     config = _load_config(args)
-    _emit(_read(config, lambda store: dry_scan(config, store)), args.json, render_scan)
+    _emit(_read(config, lambda store: dry_scan(cached_profiles(config, store), store)),
+          args.json, render_scan)
     return EXIT_OK
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
+    from watcherd.cli.probeprofile import choose_profile, profile_table
     from watcherd.media.validate import check_file
 
+    profile = choose_profile(args)
     try:
-        report = check_file(args.file, limits_for(args.model), require_audio=args.require_audio)
+        report = check_file(args.file, profile.limits, require_audio=args.require_audio)
     except FileNotFoundError:
         print(f"watcherd: {args.file}: no such file", file=sys.stderr)
         return EXIT_FAIL
     if args.json:
-        _print_json({"model": args.model, **report.as_dict()})
+        _print_json({"model": profile.name, "profile": profile.as_dict(), **report.as_dict()})
         return EXIT_OK if report.accepted else EXIT_FAIL
     console = output_console()
-    console.print(f"{args.file}  (model {args.model})", markup=False)
+    console.print(f"{args.file}  (profile {profile.name}, from {profile.source})", markup=False)
+    console.print(profile_table(profile))
     if report.facts:
         console.print(table(("fact", "value"), report.facts.as_dict().items()))
     console.print()

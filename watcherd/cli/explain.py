@@ -114,7 +114,7 @@ def _untracked(config: Config, store: Store | None, path: str, now: float
                     f"readable. Fix: {READ_FIX}", reason=problem)
     from watcherd.media.validate import check_file  # PyAV: only when a file must be looked at
 
-    report = check_file(path, folder.limits, require_audio=folder.require_audio)
+    report = check_file(path, folder.profile.limits, require_audio=folder.require_audio)
     if not report.accepted:
         failure = report.first_failure
         return _say("would_reject", f"would be rejected by rule '{failure.rule}': "

@@ -23,7 +23,7 @@ from watcherd.cli.commands import cmd_explain, cmd_list, cmd_probe, cmd_retry, c
 from watcherd.cli.render import terminal_console
 from watcherd.config import DEFAULT_CONFIG_PATH, Config, load_config
 from watcherd.errors import ConfigError
-from watcherd.media.limits import MODEL_LIMITS
+from watcherd.media.profiles import DEPRECATED_NAMES, NEWEST, PROFILES
 from watcherd.service.logs import setup_logging
 from watcherd.service.startcheck import check_at_start, check_online
 from watcherd.state.instance import AlreadyRunning
@@ -38,7 +38,7 @@ EPILOG = """examples:
   watcherd status                         # what is it doing?
   watcherd explain /srv/drop/inbox/interview.mp4
   watcherd retry --failed --dry-run
-  watcherd probe interview.mp4 --model pegasus
+  watcherd probe interview.mp4 --index 6650a8f2e5b8c1a0
 
 exit codes: 0 ok; 1 rejected, failed or not found; 2 usage; 78 invalid configuration
 colour only on a terminal, never with NO_COLOR; --json output is documented in the README
@@ -65,8 +65,10 @@ EXAMPLES = {
              "exit: 0 every match moved (or would be), 1 nothing matched or some were skipped",
     "scan": "watcherd scan --dry-run\n"
             "watcherd scan --dry-run --json | jq -r '.[] | select(.verdict == \"invalid\") | .path'",
-    "probe": "watcherd probe interview.mp4\nwatcherd probe clip.mov --model pegasus "
-             "--require-audio --json\nexit: 0 would be accepted, 1 would be rejected",
+    "probe": "watcherd probe interview.mp4              # the newest profile (marengo3.0)\n"
+             "watcherd probe clip.mov --index 6650a8f2e5b8c1a0   # that index's models\n"
+             "watcherd probe clip.mov --model marengo2.7 --require-audio --json\n"
+             "exit: 0 would be accepted, 1 would be rejected (or the index cannot be asked)",
 }
 
 
@@ -117,9 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     scan = command("scan", "classify every file in every folder without changing anything")
     scan.add_argument("--dry-run", action="store_true", help="required: only look")
     json_flag(scan)
-    probe = command("probe", "a file's media facts and each rule's verdict", config=False)
+    probe = command("probe", "a file's media facts and each rule's verdict against a "
+                    "validation profile")
     probe.add_argument("file")
-    probe.add_argument("--model", choices=sorted(MODEL_LIMITS), default="marengo")
+    probe.add_argument("--model", choices=[*PROFILES, *DEPRECATED_NAMES],
+                       help=f"pin this profile (default: the newest, {NEWEST})")
+    probe.add_argument("--index", metavar="ID", help="use this index's models, asked with the "
+                       "configured key (-c); the daemon's cached answer if the API is unreachable")
     probe.add_argument("--require-audio", action="store_true")
     json_flag(probe)
     return parser
@@ -160,6 +166,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     logger.info("watcherd %s: config %s, API %s, key from %s", __version__, config.source,
                 config.api.base_url, key.source)
     _warn_outside_state_directory(config, logger)
+    for warning in config.warnings:
+        logger.warning("%s: %s", config.source, warning)
     try:
         display = TerminalProgress(console) if console else None
         return Daemon(config, display=display).run()
@@ -187,13 +195,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     online = check_online(config, key) if args.online else None
     if online is not None and online.problems:
         raise ConfigError(online.problems, str(config.source) if config.source else None)
+    for warning in config.warnings:
+        print(f"watcherd: warning: {warning}", file=sys.stderr)
     print(f"config {config.source}: OK")
     print(f"  api: {config.api.base_url}; key: found ({key.source})")
     print(f"  state_db: {config.state_db}")
     print(f"  settle {config.settle_seconds:g}s, poll {config.poll_interval_seconds:g}s, "
           f"rescan {config.rescan_interval_seconds:g}s, {config.upload_workers} upload worker(s)")
     for i, f in enumerate(config.folders):
-        traits = [f.model, "polling" if f.polling else "inotify"]
+        traits = [f"model {f.model}", "polling" if f.polling else "inotify"]
         traits += ["recursive"] * f.recursive + ["audio required"] * f.require_audio
         print(f"  folders[{i}]: {f.path} -> index {f.index_id} ({', '.join(traits)})")
         print(f"    done: {f.done_dir}  failed: {f.failed_dir}")
@@ -201,6 +211,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return EXIT_OK
     for index_id, name in online.reachable.items():
         print(f"  online: index {index_id} ({name}) answers to the key from {key.source}")
+    for i, f in enumerate(online.config.folders if online.config else ()):
+        print(f"  online: folders[{i}] validates with {f.profile.describe()}")
     for index_id, why in online.unchecked.items():
         print(f"watcherd: index {index_id} could not be checked: {why}", file=sys.stderr)
     return EXIT_FAIL if online.unchecked else EXIT_OK

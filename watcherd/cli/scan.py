@@ -61,7 +61,7 @@ def _classify(config: Config, store: Store | None, folder: FolderConfig, path: s
         return "unreadable", problem
     from watcherd.media.validate import check_file  # PyAV: only when a file must be looked at
 
-    report = check_file(path, folder.limits, require_audio=folder.require_audio)
+    report = check_file(path, folder.profile.limits, require_audio=folder.require_audio)
     if not report.accepted:
         failure = report.first_failure
         return "invalid", f"{failure.rule}: {failure.reason}"

@@ -208,7 +208,7 @@ def sidecar_document(record: FileRecord, folder: FolderConfig | None, finished: 
         "task_id": record.task_id,
         "video_id": record.video_id,
         "index_id": record.index_id,
-        "model": folder.model if folder else None,
+        "model": folder.profile.name if folder else None,
         "source_path": display(record.path),
         "original_name": display(Path(record.path).name),
         "moved_to": None if record.dest_path is None else display(record.dest_path),

@@ -145,7 +145,8 @@ class UploadWorker(ServiceThread):
     def _validate(self, record: FileRecord, folder: FolderConfig) -> FileRecord:
         self._ensure_unchanged(record)
         record = self.store.transition(record.id, State.VALIDATING, expect=(State.QUEUED,))
-        report = check_file(record.path, folder.limits, require_audio=folder.require_audio)
+        report = check_file(record.path, folder.profile.limits,
+                            require_audio=folder.require_audio)
         if report.facts:
             self.store.update(record.id, facts=report.facts.as_dict())
         if not report.accepted:

@@ -1,13 +1,12 @@
-"""Twelve Labs' video requirements per model, kept in one table.
+"""The shape of a validation profile's limits, and the upload path's own cap.
 
-Figures come from ``shared/research/twelvelabs-api.md`` section 5 (POST /tasks,
-API v1.3). A folder may override any of them under ``limits:``.
+The figures per model live in ``profiles`` (one table, with their sources and
+dates). A folder may override any limit under ``limits:``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
-from typing import Any
+from dataclasses import dataclass, fields
 
 GIB = 1024**3
 
@@ -20,33 +19,32 @@ class Limits:
     # Containers round durations (AAC priming, edit lists): a clip cut at
     # exactly 4 s may report 3.98 s, so edges get this much slack.
     duration_tolerance_seconds: float
-    min_short_side: int  # 360p: the shorter displayed side
-    max_long_side: int  # 4K: 3840
-    max_short_side: int  # 4K: 2160
+    min_short_side: int  # the shorter displayed side: 360 for every model
+    max_long_side: int  # Marengo 3.0: 5184
+    max_short_side: int  # Marengo 3.0: 2160
+    # Long side / short side of the displayed picture: 2.4 admits 2.4:1 and 1:2.4.
+    max_aspect_ratio: float
 
-
-_MARENGO = Limits(
-    max_size_bytes=2 * GIB,
-    min_duration_seconds=4.0,
-    max_duration_seconds=2 * 3600.0,
-    duration_tolerance_seconds=0.1,
-    min_short_side=360,
-    max_long_side=3840,
-    max_short_side=2160,
-)
-
-MODEL_LIMITS: dict[str, Limits] = {
-    "marengo": _MARENGO,
-    # Pegasus differs only in duration: 5 s to 30 min.
-    "pegasus": replace(_MARENGO, min_duration_seconds=5.0, max_duration_seconds=30 * 60.0),
-}
 
 _TYPES = {"int": int, "float": float}
 # key -> expected Python type, for validating a folder's ``limits:`` block.
 LIMIT_KEYS: dict[str, type] = {f.name: _TYPES[str(f.type)] for f in fields(Limits)}
 
 
-def limits_for(model: str, overrides: dict[str, Any] | None = None) -> Limits:
-    """The model's limits with a folder's overrides applied (already validated)."""
-    base = MODEL_LIMITS[model]
-    return replace(base, **overrides) if overrides else base
+@dataclass(frozen=True)
+class UploadPath:
+    """How watcherd sends a file: a cap of its own, apart from what the model takes."""
+
+    name: str
+    max_size_bytes: int
+    lift: str  # how an operator gets a bigger file past this path
+
+
+# The only path watcherd uploads through today. Twelve Labs documents it as
+# "up to 2 GB" whatever the index's model takes (research round 2, section 0.7).
+TASKS_UPLOAD = UploadPath(
+    name="POST /tasks (legacy)",
+    max_size_bytes=2 * GIB,
+    lift="the multipart asset upload lifts this to the model's limit, and watcherd does not "
+         "use it yet; until then re-encode or split the file below 2.0 GiB",
+)

@@ -2,7 +2,8 @@
 
 Rules run in a fixed order and each yields a Verdict. ``size`` needs only
 ``os.stat``, so a huge file is rejected without FFmpeg ever touching it; when
-``decodable`` fails, the rules that need media facts are skipped.
+``decodable`` fails, the rules that need media facts are skipped. ``size``
+also applies the upload path's own cap, which may be lower than the model's.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import os
 from dataclasses import asdict, dataclass
 
 from watcherd.errors import MediaRejected
-from watcherd.media.limits import Limits
+from watcherd.media.limits import TASKS_UPLOAD, Limits, UploadPath
 from watcherd.media.probe import MediaFacts, ProbeFailed, probe
 
 logger = logging.getLogger(__name__)
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
-RULES = ("size", "decodable", "complete", "resolution", "duration", "audio")
+RULES = ("size", "decodable", "complete", "resolution", "aspect_ratio", "duration", "audio")
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,11 @@ class Report:
         }
 
 
-def check_file(path: str | os.PathLike, limits: Limits, *, require_audio: bool) -> Report:
+def check_file(path: str | os.PathLike, limits: Limits, *, require_audio: bool,
+               upload: UploadPath = TASKS_UPLOAD) -> Report:
     """Every rule's verdict for ``path``; FileNotFoundError propagates."""
     size = os.stat(path).st_size
-    verdicts = [_size(size, limits)]
+    verdicts = [_size(size, limits, upload)]
     facts = None
     if verdicts[0].status == PASS:
         try:
@@ -70,8 +72,8 @@ def check_file(path: str | os.PathLike, limits: Limits, *, require_audio: bool) 
             verdicts.append(Verdict("decodable", FAIL, "unreadable", _EXPECT_DECODABLE,
                                     f"not decodable: {exc.reason}"))
     if facts is not None:
-        verdicts += [_complete(facts), _resolution(facts, limits), _duration(facts, limits),
-                     _audio(facts, require_audio)]
+        verdicts += [_complete(facts), _resolution(facts, limits), _aspect_ratio(facts, limits),
+                     _duration(facts, limits), _audio(facts, require_audio)]
     else:
         failed = verdicts[-1].rule
         verdicts += [_skipped(rule, failed, limits, require_audio)
@@ -105,8 +107,16 @@ def _expect_duration(limits: Limits) -> str:
             f"(± {_num(limits.duration_tolerance_seconds)} s)")
 
 
-def _size(size: int, limits: Limits) -> Verdict:
+def _expect_aspect_ratio(limits: Limits) -> str:
+    ratio = _num(limits.max_aspect_ratio)
+    return f"long side / short side ≤ {ratio} (1:{ratio} to {ratio}:1)"
+
+
+def _size(size: int, limits: Limits, upload: UploadPath) -> Verdict:
     expected = f"1 byte – {human_bytes(limits.max_size_bytes)}"
+    if upload.max_size_bytes < limits.max_size_bytes:
+        expected = (f"1 byte – {human_bytes(upload.max_size_bytes)} (upload path {upload.name}; "
+                    f"the model takes {human_bytes(limits.max_size_bytes)})")
     measured = human_bytes(size)
     if size == 0:
         return Verdict("size", FAIL, measured, expected, "the file is empty (0 bytes)")
@@ -115,6 +125,14 @@ def _size(size: int, limits: Limits) -> Verdict:
                        f"size {measured} ({size} bytes) exceeds the maximum of "
                        f"{human_bytes(limits.max_size_bytes)} ({limits.max_size_bytes} bytes) "
                        f"(limits.max_size_bytes)")
+    if size > upload.max_size_bytes:
+        # The model would take it: say what stands in the way, not "too big for Twelve Labs".
+        return Verdict("size", FAIL, measured, expected,
+                       f"size {measured} ({size} bytes) is within the profile's "
+                       f"{human_bytes(limits.max_size_bytes)} (limits.max_size_bytes) but "
+                       f"exceeds the "
+                       f"{human_bytes(upload.max_size_bytes)} that the upload path "
+                       f"{upload.name} takes; to lift it: {upload.lift}")
     return Verdict("size", PASS, measured, expected)
 
 
@@ -150,6 +168,20 @@ def _resolution(facts: MediaFacts, limits: Limits) -> Verdict:
     return Verdict("resolution", PASS, measured, expected)
 
 
+def _aspect_ratio(facts: MediaFacts, limits: Limits) -> Verdict:
+    w, h = facts.display_width, facts.display_height  # rotation applied
+    ratio = max(w, h) / min(w, h)
+    shape = "wide" if w >= h else "tall"
+    measured = f"{ratio:.2f}:1 ({shape}, {w}x{h})"
+    expected = _expect_aspect_ratio(limits)
+    # A hair of slack: 5184x2160 is exactly 2.4, and float division must not refuse it.
+    if ratio > limits.max_aspect_ratio + 1e-9:
+        return Verdict("aspect_ratio", FAIL, measured, expected,
+                       f"aspect ratio {w}x{h} is {ratio:.2f}:1 ({shape}), beyond the maximum of "
+                       f"{_num(limits.max_aspect_ratio)}:1 (limits.max_aspect_ratio)")
+    return Verdict("aspect_ratio", PASS, measured, expected)
+
+
 def _duration(facts: MediaFacts, limits: Limits) -> Verdict:
     d, tol = facts.duration_seconds, limits.duration_tolerance_seconds
     measured = f"{d:.2f} s"
@@ -181,6 +213,7 @@ def _skipped(rule: str, failed: str, limits: Limits, require_audio: bool) -> Ver
         "decodable": _EXPECT_DECODABLE,
         "complete": _EXPECT_COMPLETE,
         "resolution": _expect_resolution(limits),
+        "aspect_ratio": _expect_aspect_ratio(limits),
         "duration": _expect_duration(limits),
         "audio": _EXPECT_AUDIO if require_audio else "not required",
     }[rule]

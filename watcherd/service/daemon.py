@@ -34,6 +34,7 @@ from watcherd.ingest.putback import InternalErrors, Sweep, put_back
 from watcherd.ingest.upload import UploadWorker
 from watcherd.intake.settle import Hint, Settler
 from watcherd.intake.watcher import Scanner, Watcher
+from watcherd.service.folderprofiles import log_profiles, resolve_profiles
 from watcherd.service.health import Monitor
 from watcherd.service.notify import Notifier
 from watcherd.service.preflight import CHECK_TIMEOUTS, preflight
@@ -145,11 +146,12 @@ class Daemon:
         self.lock.acquire()
         try:
             with self.api.short_timeouts(*CHECK_TIMEOUTS) as quick:
-                refused = preflight(self.config, quick,
-                                    resolve_api_key(self.config.api.key_file).source)
-            if refused is not None:  # the pause check says so with the fix, and resumes
-                self.gate.pause(refused)
+                found = preflight(self.config, quick,
+                                  resolve_api_key(self.config.api.key_file).source)
+            if found.refused is not None:  # the pause check says so with the fix, and resumes
+                self.gate.pause(found.refused)
             self._open_store()
+            self._use_profiles(found.models)
             self.recover()
         except BaseException:
             self.store.close()
@@ -157,6 +159,15 @@ class Daemon:
             self.lock.release()
             raise
         self._start_threads()
+
+    def _use_profiles(self, models: dict[str, tuple[str, ...]]) -> None:
+        """Validate with each index's profile: as just asked, else as cached (ConfigError
+        when an index can no longer take videos)."""
+        config = resolve_profiles(self.config, models, self.store)
+        log_profiles(config)
+        self.config = config
+        self.scanner.reconfigure(config)
+        self.watcher.reconfigure(config)  # nothing runs yet: only hands over the folders
 
     def _open_store(self) -> None:
         try:
@@ -181,9 +192,9 @@ class Daemon:
         self.scanner.request()
         for watch in self.watcher.watches:
             f = watch.folder
-            logger.info("folder %s (%s%s) -> index %s, %s limits; done: %s, failed: %s",
-                        f.path, watch.mode, ", recursive" if f.recursive else "", f.index_id,
-                        f.model, f.done_dir, f.failed_dir)
+            logger.info("folder %s (%s%s) -> index %s, validating with %s; done: %s, "
+                        "failed: %s", f.path, watch.mode, ", recursive" if f.recursive else "",
+                        f.index_id, f.profile.describe(), f.done_dir, f.failed_dir)
         logger.info("watcherd started: watching %d folder(s), state in %s",
                     len(self.config.folders), self.config.state_db)
 

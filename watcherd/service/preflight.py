@@ -1,11 +1,13 @@
 """Checks at start, before any upload: stop early on what only a person can fix.
 
 A wrong index must be a clear error at start, not something a 2 GB upload
-discovers. Unwritable done/failed folders are caught here too. A refused key
-is not a reason to stop: a key that expired over a weekend plus a reboot
-would otherwise leave systemd giving up while files pile up, so ``run``
-starts with uploads paused and the pause check resumes them once the key
-works (``check_api`` still reports it as a problem, for ``check-config``).
+discovers; so must an index that can no longer take videos (Pegasus 1.2
+only). Each index's answer also names its models, which decide the folders'
+validation profile (``folderprofiles``). Unwritable done/failed folders are
+caught here too. A refused key is not a reason to stop: a key that expired
+over a weekend plus a reboot would otherwise leave systemd giving up while
+files pile up, so ``run`` starts with uploads paused and the pause check
+resumes them once the key works (``check_api`` still reports it as a problem, for ``check-config``).
 What may fix itself (a share not mounted yet, the API unreachable) is logged
 and the daemon starts anyway: it keeps retrying both.
 """
@@ -27,6 +29,7 @@ from watcherd.errors import (
     TransientError,
 )
 from watcherd.ingest.mover import TEMP_PREFIX
+from watcherd.media.profiles import NoVideoModel, check_takes_videos, index_models
 from watcherd.twelvelabs.client import TwelveLabsClient
 
 logger = logging.getLogger(__name__)
@@ -43,6 +46,7 @@ class ApiCheck:
     problems: list[str] = field(default_factory=list)
     refused: AuthError | None = None
     key_source: str = ""
+    models: dict[str, tuple[str, ...]] = field(default_factory=dict)  # of indexes that answered
 
     def refusal(self) -> str | None:
         """The refused key as one line naming its source and the fix, if it was refused."""
@@ -52,10 +56,11 @@ class ApiCheck:
                 f"({self.refused.describe()}). Fix: {self.refused.fix}")
 
 
-def preflight(config: Config, api: TwelveLabsClient, key_source: str) -> AuthError | None:
+def preflight(config: Config, api: TwelveLabsClient, key_source: str) -> ApiCheck:
     """Raise ConfigError listing every problem that would make uploads fail.
 
-    A refused key is returned instead: the caller pauses uploads with it.
+    What the API said comes back: a refused key (``refused``: the caller pauses
+    uploads with it) and each index's models.
     """
     problems: list[str] = []
     for i, folder in enumerate(config.folders):
@@ -64,7 +69,7 @@ def preflight(config: Config, api: TwelveLabsClient, key_source: str) -> AuthErr
     problems += found.problems
     if problems:
         raise ConfigError(problems, str(config.source) if config.source else None)
-    return found.refused
+    return found
 
 
 def check_folder(key: str, folder: FolderConfig) -> list[str]:
@@ -135,6 +140,14 @@ def probe_api(config: Config, api: TwelveLabsClient, key_source: str,
             found.problems.append(f"{keys[0]}.index_id: index {index_id} cannot be used with "
                                   f"this API key ({exc.describe()})")
             continue
-        logger.info("index %s (%s): reachable with the API key from %s", index_id,
-                    index.get("index_name") or "unnamed", key_source)
+        models = index_models(index)
+        try:
+            check_takes_videos(index_id, models)
+        except NoVideoModel as exc:
+            found.problems.append(f"{keys[0]}.index_id: {exc.reason}")
+            continue
+        found.models[index_id] = models
+        logger.info("index %s (%s): reachable with the API key from %s; models: %s", index_id,
+                    index.get("index_name") or "unnamed", key_source,
+                    ", ".join(models) or "none named")
     return found

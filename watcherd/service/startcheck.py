@@ -8,7 +8,9 @@ key. A folder that disappears *after* start is not checked here: the daemon
 tolerates that (a share unmounting) and watches it again when it returns.
 
 ``check-config --online`` adds the start-up preflight's API checks, with the
-same requests (``preflight.check_api``).
+same requests (``preflight.check_api``): a refused key, an unknown index or one
+that can no longer take videos (Pegasus 1.2 only) is exit 78 there too, and
+each folder's validation profile follows from its index's models.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Any
 import watcherd.service.preflight as preflight
 from watcherd.config import Config
 from watcherd.errors import ConfigError, QuotaError, TransientError
+from watcherd.media.profiles import index_models
+from watcherd.service.folderprofiles import resolve_profiles
 from watcherd.service.preflight import CHECK_TIMEOUTS, check_api
 from watcherd.twelvelabs.apikey import ApiKey, resolve_api_key
 from watcherd.twelvelabs.client import TwelveLabsClient
@@ -73,6 +77,8 @@ class OnlineReport:
     problems: list[str] = field(default_factory=list)  # refused key, unknown index: exit 78
     reachable: dict[str, str] = field(default_factory=dict)  # index id -> its name
     unchecked: dict[str, str] = field(default_factory=dict)  # index id -> why not
+    models: dict[str, tuple[str, ...]] = field(default_factory=dict)  # index id -> its models
+    config: Config | None = None  # with each folder's profile, once every index is usable
 
 
 class _WitnessClient(TwelveLabsClient):
@@ -89,6 +95,7 @@ class _WitnessClient(TwelveLabsClient):
             self.report.unchecked[index_id] = exc.describe()
             raise
         self.report.reachable[index_id] = str(index.get("index_name") or "unnamed")
+        self.report.models[index_id] = index_models(index)
         return index
 
 
@@ -108,4 +115,6 @@ def check_online(config: Config, key: ApiKey) -> OnlineReport:
     finally:
         quiet.setLevel(level)
         client.close()
+    if not report.problems:
+        report.config = resolve_profiles(config, report.models, None)
     return report

@@ -63,6 +63,13 @@ CREATE TABLE IF NOT EXISTS runtime (
     snapshot TEXT NOT NULL,
     updated_at REAL NOT NULL
 );
+-- Each index's models as Twelve Labs last named them (a JSON list): a start
+-- without network still validates with the index's profile.
+CREATE TABLE IF NOT EXISTS index_models (
+    index_id TEXT PRIMARY KEY,
+    models TEXT NOT NULL,
+    checked_at REAL NOT NULL
+);
 """
 
 COLUMNS = (

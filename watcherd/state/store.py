@@ -242,6 +242,22 @@ class Store:
             conn.execute(f"UPDATE files SET {assignments} WHERE id = ?",
                          (*updates.values(), file_id))
 
+    # -- index models (the validation profile's cache) ------------------------
+
+    def save_index_models(self, index_id: str, models: tuple[str, ...]) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO index_models (index_id, models, checked_at) "
+                         "VALUES (?, ?, ?)", (index_id, json.dumps(list(models)), self.clock()))
+
+    def index_models(self, index_id: str) -> tuple[tuple[str, ...], float] | None:
+        """The index's models as last saved, and when (wall clock), if ever."""
+        try:
+            row = self._conn().execute("SELECT models, checked_at FROM index_models "
+                                       "WHERE index_id = ?", (index_id,)).fetchone()
+        except sqlite3.OperationalError:  # a read-only database from before the table
+            return None
+        return (tuple(json.loads(row[0])), row[1]) if row else None
+
 
 class StaleState(Exception):
     """The row was not in the state the caller expected."""

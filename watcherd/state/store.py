@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from watcherd.names import display, is_utf8
+from watcherd.state.runtime import RuntimeSnapshot, snapshot_from_json, snapshot_to_json
 from watcherd.state.schema import ADDED_COLUMNS, BACKFILL, COLUMNS, SCHEMA, UPDATABLE, FileRecord
 from watcherd.state.states import ACTIVE_STATES, State
 
@@ -155,13 +156,13 @@ class Store:
                                         ).fetchall()
         return self._conn().execute(sql, tuple(db_path(v) for v in params)).fetchall()
 
-    def runtime(self) -> tuple[dict[str, Any], float] | None:
+    def runtime(self) -> tuple[RuntimeSnapshot, float] | None:
         """The daemon's last published snapshot and when (wall clock), if any."""
         try:
             row = self._conn().execute("SELECT snapshot, updated_at FROM runtime").fetchone()
         except sqlite3.OperationalError:  # a database from before the runtime table
             return None
-        return (json.loads(row[0]), row[1]) if row else None
+        return (snapshot_from_json(row[0]), row[1]) if row else None
 
     def counts(self) -> dict[str, int]:
         rows = self._conn().execute("SELECT state, COUNT(*) FROM files GROUP BY state")
@@ -229,10 +230,10 @@ class Store:
                          "VALUES (?, ?, ?, ?, ?)", (file_id, self.clock(), state, state,
                                                     _db_text(detail)))
 
-    def publish_runtime(self, snapshot: dict[str, Any]) -> None:
+    def publish_runtime(self, snapshot: RuntimeSnapshot) -> None:
         with self._write() as conn:
             conn.execute("INSERT OR REPLACE INTO runtime (id, snapshot, updated_at) "
-                         "VALUES (1, ?, ?)", (json.dumps(snapshot), self.clock()))
+                         "VALUES (1, ?, ?)", (snapshot_to_json(snapshot), self.clock()))
 
     def update(self, file_id: int, **fields: Any) -> None:
         """Change columns without a state change (e.g. the remote status)."""

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from watcherd.backoff import doubling
 from watcherd.config import Config, FolderConfig
 from watcherd.errors import StorageRefused
 from watcherd.ingest.mover import free_target, move_file
@@ -116,7 +117,7 @@ class Finalizer(ServiceThread):
     def _retry_later(self, file_id: int) -> float:
         failures = self._failures.get(file_id, 0) + 1
         self._failures[file_id] = failures
-        delay = min(RETRY_MAX_SECONDS, self.retry_seconds * 2 ** (failures - 1))
+        delay = doubling(failures, self.retry_seconds, RETRY_MAX_SECONDS)
         heapq.heappush(self._later, (self.clock() + delay, file_id))
         return delay
 

@@ -62,5 +62,6 @@ def snapshot_to_json(snapshot: RuntimeSnapshot) -> str:
 def snapshot_from_json(text: str) -> RuntimeSnapshot:
     """The snapshot in ``text``; a list or mapping a writer left out reads as empty."""
     found = json.loads(text)
-    empty: dict[str, object] = {"folders": [], "uploads": [], "gate": None, "paused_indexes": {}, "problems": []}
+    empty: dict[str, object] = {"folders": [], "uploads": [], "gate": None,
+                                "paused_indexes": {}, "problems": []}
     return cast(RuntimeSnapshot, {**empty, **found})

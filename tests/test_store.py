@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from watcherd.state.schema import SCHEMA
+from watcherd.state.schema import SCHEMA, UPDATABLE, Changes, Fields
 from watcherd.state.states import State
 from watcherd.state.store import ContentTaken, CorruptDatabase, StaleState, Store
 
@@ -55,6 +55,12 @@ def test_unknown_columns_are_refused(store):
     rec = store.add(path="/in/a.mp4", folder="/in", index_id="idx")
     with pytest.raises(ValueError):
         store.update(rec.id, api_key="x")
+
+
+def test_the_typed_changes_name_exactly_the_columns_a_write_may_set():
+    # mypy checks the keywords against Changes; the store checks them against UPDATABLE.
+    assert Changes.__optional_keys__ == UPDATABLE and not Changes.__required_keys__
+    assert Fields.__optional_keys__ == UPDATABLE - {"index_id"}  # add() takes index_id itself
 
 
 def test_json_columns_round_trip(store):

@@ -176,3 +176,24 @@ def test_a_damaged_database_is_reported_as_corrupt(tmp_path, damage):
     path.write_bytes(bytes(data))
     with pytest.raises(CorruptDatabase):
         Store(path).open()
+
+
+def test_the_runtime_snapshot_reads_back_as_written_with_left_out_lists_empty(tmp_path):
+    from watcherd.state.runtime import snapshot_from_json, snapshot_to_json
+
+    store = Store(tmp_path / "state.db", clock=lambda: 42.0).open()
+    snapshot = {"pid": 7, "version": "1", "started_at": 1.0,
+                "folders": [{"path": "/in", "mode": "polling", "healthy": True,
+                             "problem": None, "last_scan": 2.0}],
+                "uploads": [{"file_id": 1, "path": "/in/a.mp4", "sent": 5, "total": 10,
+                             "rate": None}],
+                "gate": {"state": "running", "reason": None, "kind": None, "fix": None,
+                         "until": None},
+                "paused_indexes": {"idx": "gone"}, "problems": ["observer down"]}
+    store.publish_runtime(snapshot)
+    assert store.runtime() == (snapshot, 42.0)
+    assert snapshot_from_json(snapshot_to_json(snapshot)) == snapshot
+    assert snapshot_from_json('{"pid": 7, "version": "1", "started_at": 1.0}') == {
+        "pid": 7, "version": "1", "started_at": 1.0, "folders": [], "uploads": [],
+        "gate": None, "paused_indexes": {}, "problems": []}
+    store.close()

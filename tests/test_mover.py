@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 import watcherd.ingest.mover as mover
-from watcherd.ingest.mover import TEMP_PREFIX, free_target, move_file, write_sidecar
+from watcherd.ingest.mover import TEMP_PREFIX, free_target, move_file
+from watcherd.ingest.sidecar import write_sidecar
 
 
 def test_a_taken_name_gets_a_distinct_suffix_and_so_does_its_sidecar(tmp_path):

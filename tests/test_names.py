@@ -15,7 +15,8 @@ import watcherd.state.queries as queries
 from tests.conftest import FakeClock
 from watcherd.config import parse_config
 from watcherd.ingest.finalizer import Finalizer
-from watcherd.ingest.mover import TEMP_PREFIX, free_target, write_sidecar
+from watcherd.ingest.mover import TEMP_PREFIX, free_target
+from watcherd.ingest.sidecar import write_sidecar
 from watcherd.names import NAME_MAX, api_filename, display, fit_name, name_bytes, temp_name
 from watcherd.state.states import State
 from watcherd.state.store import Store

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from watcherd.state.schema import SCHEMA
+from watcherd.state.schema import SCHEMA, UPDATABLE, Changes, Fields
 from watcherd.state.states import State
 from watcherd.state.store import ContentTaken, CorruptDatabase, StaleState, Store
 
@@ -55,6 +55,12 @@ def test_unknown_columns_are_refused(store):
     rec = store.add(path="/in/a.mp4", folder="/in", index_id="idx")
     with pytest.raises(ValueError):
         store.update(rec.id, api_key="x")
+
+
+def test_the_typed_changes_name_exactly_the_columns_a_write_may_set():
+    # mypy checks the keywords against Changes; the store checks them against UPDATABLE.
+    assert Changes.__optional_keys__ == UPDATABLE and not Changes.__required_keys__
+    assert Fields.__optional_keys__ == UPDATABLE - {"index_id"}  # add() takes index_id itself
 
 
 def test_json_columns_round_trip(store):
@@ -170,3 +176,24 @@ def test_a_damaged_database_is_reported_as_corrupt(tmp_path, damage):
     path.write_bytes(bytes(data))
     with pytest.raises(CorruptDatabase):
         Store(path).open()
+
+
+def test_the_runtime_snapshot_reads_back_as_written_with_left_out_lists_empty(tmp_path):
+    from watcherd.state.runtime import snapshot_from_json, snapshot_to_json
+
+    store = Store(tmp_path / "state.db", clock=lambda: 42.0).open()
+    snapshot = {"pid": 7, "version": "1", "started_at": 1.0,
+                "folders": [{"path": "/in", "mode": "polling", "healthy": True,
+                             "problem": None, "last_scan": 2.0}],
+                "uploads": [{"file_id": 1, "path": "/in/a.mp4", "sent": 5, "total": 10,
+                             "rate": None}],
+                "gate": {"state": "running", "reason": None, "kind": None, "fix": None,
+                         "until": None},
+                "paused_indexes": {"idx": "gone"}, "problems": ["observer down"]}
+    store.publish_runtime(snapshot)
+    assert store.runtime() == (snapshot, 42.0)
+    assert snapshot_from_json(snapshot_to_json(snapshot)) == snapshot
+    assert snapshot_from_json('{"pid": 7, "version": "1", "started_at": 1.0}') == {
+        "pid": 7, "version": "1", "started_at": 1.0, "folders": [], "uploads": [],
+        "gate": None, "paused_indexes": {}, "problems": []}
+    store.close()

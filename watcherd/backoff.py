@@ -9,6 +9,8 @@
   already past by our clock): such hints must not turn into a request storm;
 - failures that several workers hit at the same moment count as one step, and
   a success clears every delay watcherd chose itself (the API's stand).
+- moving a finished file that the disk refuses (full, share away) is retried
+  on the same doubling (``doubling``), without jitter: no one else shares it.
 """
 
 from __future__ import annotations
@@ -20,18 +22,22 @@ BACKOFF_CAP = 60.0   # the longest wait watcherd chooses by itself
 FLOOR_BASE = 1.0     # the shortest wait before any retry, before jitter
 
 
+def doubling(failures: int, first: float, cap: float) -> float:
+    """``first`` after the first failure, twice as long after each further one, at most ``cap``."""
+    return min(cap, first * 2 ** (failures - 1))
+
+
 def compute_backoff(failures: int, *, base: float = 2.0, cap: float = BACKOFF_CAP,
                     rng: Callable[[], float] = random.random) -> float:
     """Exponential backoff with jitter: between half and all of ``base·2^(n-1)``, capped."""
     if failures <= 0:
         return 0.0
-    ceiling = min(cap, base * 2 ** (failures - 1))
-    return ceiling * (0.5 + 0.5 * rng())
+    return doubling(failures, base, cap) * (0.5 + 0.5 * rng())
 
 
 def floor_seconds(repeats: int, cap: float = BACKOFF_CAP) -> float:
     """The floor before jitter: about a second, doubling with each repeat."""
-    return min(cap, FLOOR_BASE * 2 ** (max(repeats, 1) - 1))
+    return doubling(max(repeats, 1), FLOOR_BASE, cap)
 
 
 def retry_floor(repeats: int, rng: Callable[[], float] = random.random,

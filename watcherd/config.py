@@ -19,7 +19,7 @@ import yaml
 import watcherd.media.profiles as profiles
 from watcherd.errors import ConfigError
 from watcherd.media.profiles import AUTO, MODEL_CHOICES, FolderProfile, LimitOverrides
-from watcherd.yamlreader import Errors, Reader
+from watcherd.yamlreader import Errors, Reader, Section
 
 DEFAULT_CONFIG_PATH = "/etc/watcherd/config.yaml"
 # The unit's ConfigurationDirectory= and StateDirectory= (systemd/watcherd.service):
@@ -64,6 +64,11 @@ class FolderConfig:
     profile: FolderProfile = field(default_factory=profiles.default, compare=False)
 
 
+def stall_seconds_for(api: ApiConfig) -> float:
+    """The default ``stall_seconds``: both API timeouts plus a minute."""
+    return api.connect_timeout_seconds + api.io_timeout_seconds + 60
+
+
 @dataclass(frozen=True)
 class Config:
     source: Path | None
@@ -80,8 +85,8 @@ class Config:
     # A task not terminal after this long fails the file rather than pinning it forever.
     task_timeout_seconds: float = 86400.0
     # A service thread showing no progress for this long counts as hung (the
-    # systemd watchdog pings stop). Default: both API timeouts plus a minute.
-    stall_seconds: float = 370.0
+    # systemd watchdog pings stop).
+    stall_seconds: float = stall_seconds_for(ApiConfig())
     log_level: str = "info"
     # Folders removed by a reload that still have files in flight: no longer
     # watched or scanned, but their files finish with the settings they had.
@@ -140,35 +145,24 @@ def parse_config(
     if not isinstance(raw, dict):
         raise ConfigError(["(top level): must be a mapping with a 'folders' list"], str(source))
     reader.unknown_keys(raw, TOP_KEYS, "")
+    top = Section(reader, raw, Config)
     api = _parse_api(reader, raw.get("api") or {})
     numbered = _parse_folders(reader, raw.get("folders"))
-    state_db = reader.path(raw, "state_db", "state_db") or default_state_db(source, env)
+    state_db = top.path("state_db") or default_state_db(source, env)
     config = Config(
         source=source,
         api=api,
         state_db=state_db,
         folders=tuple(folder for _, folder in numbered),
-        settle_seconds=reader.number(raw, "settle_seconds", "settle_seconds", 5.0, minimum=0),
-        poll_interval_seconds=reader.number(
-            raw, "poll_interval_seconds", "poll_interval_seconds", 10.0, minimum=0.05
-        ),
-        poll_batch=reader.boolean(raw, "poll_batch", "poll_batch", True),
-        rescan_interval_seconds=reader.number(
-            raw, "rescan_interval_seconds", "rescan_interval_seconds", 300.0, minimum=0.1
-        ),
-        upload_workers=int(reader.number(raw, "upload_workers", "upload_workers", 1, minimum=1,
-                                         maximum=16, integer=True)),
-        pause_check_seconds=reader.number(
-            raw, "pause_check_seconds", "pause_check_seconds", 60.0, minimum=0.1
-        ),
-        task_timeout_seconds=reader.number(
-            raw, "task_timeout_seconds", "task_timeout_seconds", 86400.0, minimum=1
-        ),
-        stall_seconds=reader.number(
-            raw, "stall_seconds", "stall_seconds",
-            api.connect_timeout_seconds + api.io_timeout_seconds + 60, minimum=5
-        ),
-        log_level=reader.choice(raw, "log_level", "log_level", LOG_LEVELS, "info"),
+        settle_seconds=top.number("settle_seconds", minimum=0),
+        poll_interval_seconds=top.number("poll_interval_seconds", minimum=0.05),
+        poll_batch=top.boolean("poll_batch"),
+        rescan_interval_seconds=top.number("rescan_interval_seconds", minimum=0.1),
+        upload_workers=int(top.number("upload_workers", minimum=1, maximum=16, integer=True)),
+        pause_check_seconds=top.number("pause_check_seconds", minimum=0.1),
+        task_timeout_seconds=top.number("task_timeout_seconds", minimum=1),
+        stall_seconds=top.number("stall_seconds", minimum=5, default=stall_seconds_for(api)),
+        log_level=top.choice("log_level", LOG_LEVELS),
         warnings=tuple(errors.warnings),
     )
     _check_folder_overlaps(numbered, errors)
@@ -195,19 +189,16 @@ def _parse_api(reader: Reader, raw: Any) -> ApiConfig:
         reader.errors.add("api", "must be a mapping")
         return ApiConfig()
     reader.unknown_keys(raw, API_KEYS, "api")
-    base_url = reader.string(raw, "base_url", "api.base_url", DEFAULT_BASE_URL)
+    api = Section(reader, raw, ApiConfig, "api")
+    base_url = api.string("base_url")
     problem = base_url_problem(base_url) if base_url else None
     if problem:
         reader.errors.add("api.base_url", problem)
     return ApiConfig(
-        base_url=(base_url or DEFAULT_BASE_URL).rstrip("/"),
-        key_file=reader.path(raw, "key_file", "api.key_file"),
-        connect_timeout_seconds=reader.number(
-            raw, "connect_timeout_seconds", "api.connect_timeout_seconds", 10.0, minimum=0.1
-        ),
-        io_timeout_seconds=reader.number(
-            raw, "io_timeout_seconds", "api.io_timeout_seconds", 300.0, minimum=0.1
-        ),
+        base_url=(base_url or api.default("base_url")).rstrip("/"),
+        key_file=api.path("key_file"),
+        connect_timeout_seconds=api.number("connect_timeout_seconds", minimum=0.1),
+        io_timeout_seconds=api.number("io_timeout_seconds", minimum=0.1),
     )
 
 
@@ -256,25 +247,26 @@ def _parse_folder(reader: Reader, raw: Any, key: str) -> FolderConfig | None:
         reader.errors.add(key, "must be a mapping with at least 'path' and 'index_id'")
         return None
     reader.unknown_keys(raw, FOLDER_KEYS, key)
-    path = reader.path(raw, "path", f"{key}.path", required=True)
-    index_id = reader.string(raw, "index_id", f"{key}.index_id", required=True)
-    model = reader.choice(raw, "model", f"{key}.model", MODEL_CHOICES, AUTO)
+    folder = Section(reader, raw, FolderConfig, key)
+    path = folder.path("path", required=True)
+    index_id = folder.string("index_id", required=True)
+    model = folder.choice("model", MODEL_CHOICES)
     deprecated = profiles.deprecation(model)
     if deprecated:
         reader.errors.warn(f"{key}.model", deprecated)
     model = profiles.canonical(model)
-    overrides = tuple(reader.limits(raw, f"{key}.limits").items())
+    overrides = tuple(folder.limits().items())
     # Read every field before giving up, so one run reports every problem.
-    values = dict(
+    values: dict[str, Any] = dict(
         model=model,
-        done_dir=reader.path(raw, "done_dir", f"{key}.done_dir"),
-        failed_dir=reader.path(raw, "failed_dir", f"{key}.failed_dir"),
-        recursive=reader.boolean(raw, "recursive", f"{key}.recursive"),
-        polling=reader.boolean(raw, "polling", f"{key}.polling"),
-        require_audio=reader.boolean(raw, "require_audio", f"{key}.require_audio"),
-        language=reader.string(raw, "language", f"{key}.language"),
-        dedupe=reader.boolean(raw, "dedupe", f"{key}.dedupe", default=True),
-        extensions=reader.extensions(raw, VIDEO_EXTENSIONS, f"{key}.extensions"),
+        done_dir=folder.path("done_dir"),
+        failed_dir=folder.path("failed_dir"),
+        recursive=folder.boolean("recursive"),
+        polling=folder.boolean("polling"),
+        require_audio=folder.boolean("require_audio"),
+        language=folder.string("language"),
+        dedupe=folder.boolean("dedupe"),
+        extensions=folder.extensions(),
         limits=overrides,
         profile=(profiles.default(overrides) if model == AUTO
                  else profiles.pinned(model, overrides)),

@@ -2,10 +2,13 @@
 
 Each accessor records ``key.path: message`` and returns a default on bad
 input instead of raising, so one pass over the file reports every problem.
+A ``Section`` reads one mapping into the fields of one config dataclass and
+takes each default from the field itself, so a default is written only there.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -114,3 +117,63 @@ class Reader:
                                  integer=expected is int)
             overrides[name] = expected(number)
         return overrides
+
+
+def field_default(shape: type, name: str) -> Any:
+    """The default written on field ``name`` of dataclass ``shape``."""
+    for found in dataclasses.fields(shape):
+        if found.name != name:
+            continue
+        if found.default is not dataclasses.MISSING:
+            return found.default
+        if found.default_factory is not dataclasses.MISSING:
+            return found.default_factory()
+        raise TypeError(f"{shape.__name__}.{name} has no default")
+    raise TypeError(f"{shape.__name__} has no field {name}")
+
+
+class Section:
+    """One YAML mapping read into the fields of dataclass ``shape``.
+
+    Each key is read under the field's name; a key left out (or unusable)
+    gives the field's default. ``prefix`` is the mapping's own key path.
+    """
+
+    def __init__(self, reader: Reader, raw: dict, shape: type, prefix: str = "") -> None:
+        self.reader = reader
+        self.raw = raw
+        self.shape = shape
+        self.prefix = prefix
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def default(self, name: str) -> Any:
+        return field_default(self.shape, name)
+
+    def number(self, name: str, *, minimum: float, maximum: float | None = None,
+               integer: bool = False, default: float | None = None) -> float:
+        """``default`` overrides the field's when it follows from other settings."""
+        return self.reader.number(self.raw, name, self.key(name),
+                                  self.default(name) if default is None else default,
+                                  minimum=minimum, maximum=maximum, integer=integer)
+
+    def boolean(self, name: str) -> bool:
+        return self.reader.boolean(self.raw, name, self.key(name), self.default(name))
+
+    def choice(self, name: str, options: tuple[str, ...]) -> str:
+        return self.reader.choice(self.raw, name, self.key(name), options, self.default(name))
+
+    def string(self, name: str, required: bool = False) -> str | None:
+        default = None if required else self.default(name)
+        return self.reader.string(self.raw, name, self.key(name), default, required=required)
+
+    def path(self, name: str, required: bool = False) -> Path | None:
+        return self.reader.path(self.raw, name, self.key(name), required=required)
+
+    def extensions(self) -> tuple[str, ...]:
+        return self.reader.extensions(self.raw, self.default("extensions"),
+                                      self.key("extensions"))
+
+    def limits(self) -> dict[str, Any]:
+        return self.reader.limits(self.raw, self.key("limits"))

@@ -144,8 +144,8 @@ def _say(status: str, summary: str, **details: Any) -> dict[str, Any]:
 
 
 def _upload_progress(store: Store, record: FileRecord) -> str:
-    daemon = daemon_state(store) or {}
-    for upload in daemon.get("uploads", []):
+    daemon = daemon_state(store)
+    for upload in daemon["uploads"] if daemon else []:
         if upload["file_id"] == record.id and upload["total"]:
             percent = int(100 * upload["sent"] / upload["total"])
             return f"uploading now (attempt {record.attempts}): {percent}% sent"

@@ -21,6 +21,7 @@ from watcherd.cli.render import ago, duration, iso, size, styled_state, table
 from watcherd.config import Config
 from watcherd.names import display
 from watcherd.service.runtime import daemon_state
+from watcherd.state.runtime import FolderWatch, LiveDaemon, UploadProgress
 from watcherd.state.schema import FileRecord
 from watcherd.state.states import ACTIVE_STATES, FINAL_STATES
 from watcherd.state.store import Store, record_from_row
@@ -34,15 +35,15 @@ def build_status(config: Config, store: Store, folder: Path | None = None,
     now = time.time() if now is None else now
     daemon = daemon_state(store, now)
     counts = queries.counts_by_folder(store)
-    watched = {f["path"]: f for f in (daemon or {}).get("folders", [])}
-    uploads = {u["file_id"]: u for u in (daemon or {}).get("uploads", [])}
-    gone = (daemon or {}).get("paused_indexes", {})
+    watched = {f["path"]: f for f in daemon["folders"]} if daemon else {}
+    uploads = {u["file_id"]: u for u in daemon["uploads"]} if daemon else {}
+    gone = daemon["paused_indexes"] if daemon else {}
     wanted = [f for f in config.folders if folder is None or f.path == folder]
     only = str(folder) if folder else None
     active = [r for r in queries.active(store) if only in (None, r.folder)]
     return {
         "daemon": _daemon(daemon),
-        "uploads": (daemon or {}).get("gate"),
+        "uploads": daemon["gate"] if daemon else None,
         "folders": [{
             "path": str(f.path), "index_id": f.index_id,
             "counts": {s: counts.get(str(f.path), {}).get(s, 0) for s in COUNTED_STATES},
@@ -57,26 +58,27 @@ def build_status(config: Config, store: Store, folder: Path | None = None,
     }
 
 
-def _daemon(daemon: dict[str, Any] | None) -> dict[str, Any]:
+def _daemon(daemon: LiveDaemon | None) -> dict[str, Any]:
     if daemon is None:
         return {"running": False}
     return {"running": True, "pid": daemon["pid"], "version": daemon["version"],
             "started_at": iso(daemon["started_at"]), "seen_at": iso(daemon["seen_at"]),
-            "problems": daemon.get("problems", [])}
+            "problems": daemon["problems"]}
 
 
-def _watch(watch: dict[str, Any] | None) -> dict[str, Any] | None:
+def _watch(watch: FolderWatch | None) -> dict[str, Any] | None:
     if watch is None:
         return None
     return {"mode": watch["mode"], "healthy": watch["healthy"], "problem": watch["problem"],
             "last_scan": iso(watch["last_scan"])}
 
 
-def _active(record: FileRecord, upload: dict[str, Any] | None, now: float) -> dict[str, Any]:
+def _active(record: FileRecord, upload: UploadProgress | None, now: float) -> dict[str, Any]:
     since = record.uploaded_at if record.state == "indexing" else record.updated_at
-    entry = {"path": display(record.path), "state": record.state, "task_id": record.task_id,
-             "remote_status": record.remote_status, "age_seconds": round(now - (since or now)),
-             "percent": None, "rate_bytes_per_second": None, "size": record.size}
+    entry: dict[str, Any] = {
+        "path": display(record.path), "state": record.state, "task_id": record.task_id,
+        "remote_status": record.remote_status, "age_seconds": round(now - (since or now)),
+        "percent": None, "rate_bytes_per_second": None, "size": record.size}
     if upload and upload["total"]:
         entry["percent"] = int(100 * upload["sent"] / upload["total"])
         entry["rate_bytes_per_second"] = upload["rate"]

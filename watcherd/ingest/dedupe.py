@@ -24,6 +24,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from watcherd.errors import ApiRejected
+from watcherd.state.schema import Changes
 from watcherd.state.states import TERMINAL_TASK_STATUSES, State
 from watcherd.state.store import FileRecord, Store
 from watcherd.twelvelabs.client import TwelveLabsClient
@@ -213,11 +214,12 @@ def join_holder(store: Store, record: FileRecord, holder: FileRecord) -> str | N
         else "being indexed"
     detail = (f"duplicate: same content as {holder.path} ({where}, task {holder.task_id}); "
               "not uploaded again")
-    common = {"task_id": holder.task_id, "video_id": holder.video_id,
-              "duplicate_of": holder.id, "uploaded_at": holder.uploaded_at}
+    common: Changes = {"task_id": holder.task_id, "video_id": holder.video_id,
+                       "duplicate_of": holder.id, "uploaded_at": holder.uploaded_at}
     if holder.state == State.INDEXING:
         store.transition(record.id, State.INDEXING, detail, **common)
         return State.INDEXING
-    store.transition(record.id, State.FINALIZING, detail, outcome="ready", reason=detail,
-                     task_json=holder.task_json, remote_status=holder.remote_status, **common)
+    finished: Changes = {**common, "outcome": "ready", "reason": detail,
+                         "task_json": holder.task_json, "remote_status": holder.remote_status}
+    store.transition(record.id, State.FINALIZING, detail, **finished)
     return State.FINALIZING

@@ -20,15 +20,15 @@ import os
 import queue
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from watcherd import __version__
+from watcherd.backoff import doubling
 from watcherd.config import Config, FolderConfig
 from watcherd.errors import StorageRefused
-from watcherd.ingest.mover import free_target, move_file, write_sidecar
+from watcherd.ingest.mover import free_target, move_file
 from watcherd.ingest.putback import InternalErrors, give_up
+from watcherd.ingest.sidecar import sidecar_document, write_sidecar
 from watcherd.intake.presence import folder_reachable
 from watcherd.names import display
 from watcherd.state.states import State
@@ -117,7 +117,7 @@ class Finalizer(ServiceThread):
     def _retry_later(self, file_id: int) -> float:
         failures = self._failures.get(file_id, 0) + 1
         self._failures[file_id] = failures
-        delay = min(RETRY_MAX_SECONDS, self.retry_seconds * 2 ** (failures - 1))
+        delay = doubling(failures, self.retry_seconds, RETRY_MAX_SECONDS)
         heapq.heappush(self._later, (self.clock() + delay, file_id))
         return delay
 
@@ -188,49 +188,3 @@ def _permanent_as_refused(call: Callable[..., T], *args: Any) -> T:
             raise StorageRefused(os.fsdecode(exc.filename2 or exc.filename or args[0]),
                                  exc) from exc
         raise
-
-
-def sidecar_document(record: FileRecord, folder: FolderConfig | None, finished: float,
-                     original: FileRecord | None = None) -> dict[str, Any]:
-    """What happened to the file, for people and scripts reading done/ or failed/.
-
-    ``original`` is the earlier file with the same content whose task this
-    one shares (``dedupe``); its bytes were not uploaded again. Paths are
-    shown with undecodable bytes escaped (``names.display``); ``original_name``
-    is the name the file had in the inbox, which differs from the moved name
-    when that was taken or too long.
-    """
-    return {
-        "status": "ready" if record.outcome == "ready" else "failed",
-        "reason": record.reason,
-        "error_code": record.error_code,
-        "rule": record.rule,
-        "task_id": record.task_id,
-        "video_id": record.video_id,
-        "index_id": record.index_id,
-        "model": folder.profile.name if folder else None,
-        "source_path": display(record.path),
-        "original_name": display(Path(record.path).name),
-        "moved_to": None if record.dest_path is None else display(record.dest_path),
-        "size": record.size,
-        "sha256": record.sha256,
-        "attempts": record.attempts,
-        "duplicate_of": None if original is None else {
-            "source_path": display(original.path),
-            "moved_to": None if original.dest_path is None else display(original.dest_path),
-            "task_id": original.task_id, "video_id": original.video_id},
-        "media": record.media_facts(),
-        "task": record.task(),
-        "timestamps": {
-            name: _iso(getattr(record, name) if name != "finished_at" else finished)
-            for name in ("discovered_at", "settled_at", "upload_started_at", "uploaded_at",
-                         "finished_at")
-        },
-        "watcherd_version": __version__,
-    }
-
-
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from watcherd.backoff import BACKOFF_CAP, floor_seconds, retry_delay, server_delay
 from watcherd.errors import TransientError, UploadsPaused
+from watcherd.state.runtime import GateSnapshot
 from watcherd.twelvelabs.ratelimit import UPLOAD_ENDPOINT, RateWindow
 
 logger = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class UploadGate:
             self.paused = None
             self._cond.notify_all()
 
-    def snapshot(self, wall_now: float) -> dict[str, object]:
+    def snapshot(self, wall_now: float) -> GateSnapshot:
         """For ``watcherd status``: running, paused (why, how to fix) or backing off until."""
         with self._cond:
             if self.paused is not None:

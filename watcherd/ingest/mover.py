@@ -14,12 +14,11 @@
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from watcherd.names import SIDECAR_SUFFIX, fit_name, is_temp_for, temp_name
 from watcherd.threads import beat
@@ -106,23 +105,21 @@ def _copy_across(source: Path, target: Path) -> Path:
     return final
 
 
-def write_sidecar(moved: Path, document: dict[str, Any]) -> Path:
-    """Write ``<moved name>.json`` atomically (temp file, fsync, rename)."""
-    sidecar = moved.with_name(moved.name + SIDECAR_SUFFIX)
-    _remove_stale_temps(sidecar)  # a run killed mid-write left its own (pid-named) temp
-    temp = moved.parent / temp_name(TEMP_PREFIX, sidecar.name)
+def write_atomically(target: Path, text: str) -> Path:
+    """Write ``text`` to ``target`` atomically (temp file, fsync, rename)."""
+    _remove_stale_temps(target)  # a run killed mid-write left its own (pid-named) temp
+    temp = target.parent / temp_name(TEMP_PREFIX, target.name)
     try:
         with open(temp, "w", encoding="utf-8") as fh:
-            json.dump(document, fh, indent=2, sort_keys=True, ensure_ascii=False)
-            fh.write("\n")
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(temp, sidecar)
+        os.replace(temp, target)
     except BaseException:
         _remove_quietly(temp)
         raise
-    _fsync_dir(sidecar.parent)
-    return sidecar
+    _fsync_dir(target.parent)
+    return target
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -56,7 +56,7 @@ class Poller(ServiceThread):
         gate: UploadGate,
         finalize: Callable[[int], None],
         interval: float,
-        task_timeout: float = 86400.0,
+        task_timeout: float = Config.task_timeout_seconds,
         batch: bool = True,
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,

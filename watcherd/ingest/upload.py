@@ -22,7 +22,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Unpack
 
 from watcherd.config import Config, FolderConfig
 from watcherd.errors import ApiRejected, FileChanged, MediaRejected, TransientError, UploadsPaused
@@ -41,6 +41,7 @@ from watcherd.ingest.putback import InternalErrors, give_up, put_back
 from watcherd.intake.presence import folder_reachable
 from watcherd.media.validate import check_file, human_bytes, raise_if_rejected
 from watcherd.names import display
+from watcherd.state.schema import Changes
 from watcherd.state.states import State
 from watcherd.state.store import ContentTaken, FileRecord, Store
 from watcherd.threads import ServiceThread, beat
@@ -388,9 +389,9 @@ class UploadWorker(ServiceThread):
     def _pause(self, exc: UploadsPaused) -> None:
         self.gate.pause(exc)  # the pause check says so, with the fix, once per interval
 
-    def _fail(self, file_id: int, reason: str, **fields: object) -> None:
-        self.store.transition(file_id, State.FINALIZING, reason, outcome="failed",
-                              reason=reason, **fields)
+    def _fail(self, file_id: int, reason: str, /, **fields: Unpack[Changes]) -> None:
+        changes: Changes = {**fields, "outcome": "failed", "reason": reason}
+        self.store.transition(file_id, State.FINALIZING, reason, **changes)
         self.finalize(file_id)
 
 

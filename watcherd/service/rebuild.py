@@ -16,17 +16,16 @@ rebuilt from what survives outside it:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from watcherd.config import Config, FolderConfig
 from watcherd.ingest.mover import TEMP_PREFIX
+from watcherd.ingest.sidecar import Sidecar, read_sidecar
 from watcherd.intake.watcher import scan_folder
 from watcherd.state.states import State
 from watcherd.state.store import CorruptDatabase, Store
@@ -61,32 +60,31 @@ def rebuild(config: Config, store: Store) -> tuple[int, int]:
     return finished, pending
 
 
-def _sidecars(folder: FolderConfig) -> Iterator[tuple[Path, dict[str, Any]]]:
+def _sidecars(folder: FolderConfig) -> Iterator[tuple[Path, Sidecar]]:
     for base in (folder.done_dir, folder.failed_dir):
         for sidecar in sorted(base.rglob("*.json")) if base.is_dir() else []:
             media = sidecar.with_suffix("")
             if sidecar.name.startswith(TEMP_PREFIX) or not media.exists():
                 continue
             try:
-                document = json.loads(sidecar.read_text(encoding="utf-8"))
+                document = read_sidecar(sidecar)
             except (OSError, ValueError) as exc:
                 logger.warning("rebuild: skipping unreadable sidecar %s: %s", sidecar, exc)
                 continue
-            if isinstance(document, dict) and document.get("source_path"):
+            if document is not None:
                 yield media, document
 
 
-def _add_finished(store: Store, folder: FolderConfig, media: Path,
-                  document: dict[str, Any]) -> None:
-    ready = document.get("status") == "ready"
+def _add_finished(store: Store, folder: FolderConfig, media: Path, document: Sidecar) -> None:
+    ready = document["status"] == "ready"
     store.add(
         path=str(document["source_path"]), folder=str(folder.path),
-        index_id=str(document.get("index_id") or folder.index_id),
+        index_id=str(document["index_id"] or folder.index_id),
         state=State.DONE if ready else State.FAILED,
         detail=f"database rebuilt from {media}.json",
         outcome="ready" if ready else "failed", dest_path=str(media),
-        **{key: document.get(key) for key in ("reason", "error_code", "rule", "task_id",
-                                             "video_id", "size", "sha256")},
-        attempts=int(document.get("attempts") or 0), facts=document.get("media"),
-        task_json=document.get("task"), finished_at=media.stat().st_mtime,
+        reason=document["reason"], error_code=document["error_code"], rule=document["rule"],
+        task_id=document["task_id"], video_id=document["video_id"], size=document["size"],
+        sha256=document["sha256"], attempts=document["attempts"], facts=document["media"],
+        task_json=document["task"], finished_at=media.stat().st_mtime,
     )

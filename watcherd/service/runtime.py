@@ -2,22 +2,22 @@
 
 Observer modes and health, the last scan of each folder, upload progress and
 rate, and whether uploads are paused (all of them, or one index's folders)
-or backing off live in memory. The main
-thread writes them as one JSON row every few seconds; ``watcherd status``
-reads it and treats a row older than ``STALE_SECONDS`` (or a dead pid) as
-"daemon not running".
+or backing off live in memory. The main thread writes them as one JSON row
+(its shape: ``state.runtime``) every few seconds; ``watcherd status`` reads
+it and treats a row older than ``STALE_SECONDS`` (or a dead pid) as "daemon
+not running".
 """
 
 from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 from watcherd import __version__
 from watcherd.ingest.gate import UploadGate
 from watcherd.ingest.progress import Progress
 from watcherd.intake.watcher import Scanner, Watcher
+from watcherd.state.runtime import FolderWatch, LiveDaemon, RuntimeSnapshot, UploadProgress
 from watcherd.state.store import Store
 
 STALE_SECONDS = 15.0  # several missed publications (every 2 s)
@@ -25,18 +25,21 @@ STALE_SECONDS = 15.0  # several missed publications (every 2 s)
 
 def build_snapshot(*, watcher: Watcher, scanner: Scanner, progress: Progress,
                    gate: UploadGate, problems: list[str], started_at: float,
-                   index_pauses: dict[str, str] | None = None) -> dict[str, Any]:
+                   index_pauses: dict[str, str] | None = None) -> RuntimeSnapshot:
     now = time.time()
-    uploads = [{"file_id": file_id, "path": path, "sent": done, "total": total,
-                "rate": progress.rate(file_id)}
-               for file_id, path, done, total in progress.uploads()]
+    uploads: list[UploadProgress] = [
+        {"file_id": file_id, "path": path, "sent": done, "total": total,
+         "rate": progress.rate(file_id)}
+        for file_id, path, done, total in progress.uploads()]
+    folders: list[FolderWatch] = [
+        {"path": str(w.folder.path), "mode": w.mode, "healthy": w.healthy,
+         "problem": w.problem(), "last_scan": scanner.last_scan.get(str(w.folder.path))}
+        for w in watcher.watches]
     return {
         "pid": os.getpid(),
         "version": __version__,
         "started_at": started_at,
-        "folders": [{"path": str(w.folder.path), "mode": w.mode, "healthy": w.healthy,
-                     "problem": w.problem(), "last_scan": scanner.last_scan.get(
-                         str(w.folder.path))} for w in watcher.watches],
+        "folders": folders,
         "uploads": uploads,
         "gate": gate.snapshot(now),
         "paused_indexes": index_pauses or {},
@@ -44,7 +47,7 @@ def build_snapshot(*, watcher: Watcher, scanner: Scanner, progress: Progress,
     }
 
 
-def daemon_state(store: Store, now: float | None = None) -> dict[str, Any] | None:
+def daemon_state(store: Store, now: float | None = None) -> LiveDaemon | None:
     """The published snapshot if a live daemon wrote it recently, else None."""
     found = store.runtime()
     if found is None:
@@ -56,7 +59,7 @@ def daemon_state(store: Store, now: float | None = None) -> dict[str, Any] | Non
     return {**snapshot, "seen_at": written}
 
 
-def _alive(pid: Any) -> bool:
+def _alive(pid: object) -> bool:
     if not isinstance(pid, int):
         return False
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any, TypedDict
 
 from watcherd.names import api_filename
 
@@ -140,3 +141,38 @@ class FileRecord:
 
     def media_facts(self) -> dict | None:
         return json.loads(self.facts) if self.facts else None
+
+
+class Fields(TypedDict, total=False):
+    """Columns a write may set besides the row's identity and state (checked by mypy).
+
+    ``facts`` and ``task_json`` take the decoded JSON (stored as its text) or
+    the text itself. ``Store`` refuses any other key at run time too (``UPDATABLE``).
+    """
+    size: int | None
+    mtime_ns: int | None
+    sha256: str | None
+    attempts: int
+    task_id: str | None
+    video_id: str | None
+    remote_status: str | None
+    outcome: str | None
+    reason: str | None
+    error_code: str | None
+    rule: str | None
+    dest_path: str | None
+    facts: dict[str, Any] | str | None
+    task_json: dict[str, Any] | str | None
+    discovered_at: float
+    settled_at: float | None
+    upload_started_at: float | None
+    uploaded_at: float | None
+    finished_at: float | None
+    duplicate_of: int | None
+    task_may_exist: int
+    indexing_seconds: float | None
+
+
+class Changes(Fields, total=False):
+    """What a transition or update may change: ``Fields``, and the index at upload intent."""
+    index_id: str

@@ -16,8 +16,12 @@ between the move and the row update can be repaired on the next start.
 
 from __future__ import annotations
 
+from enum import StrEnum
 
-class State:
+
+class State(StrEnum):
+    """Each value is what the database and every JSON output hold."""
+
     SETTLING = "settling"
     QUEUED = "queued"
     VALIDATING = "validating"
@@ -27,6 +31,11 @@ class State:
     DONE = "done"
     FAILED = "failed"
     VANISHED = "vanished"
+
+    def __repr__(self) -> str:
+        # Shown like the plain string it replaced, e.g. in argparse's "choose from
+        # 'done', ..." and in messages that print a tuple of states.
+        return repr(self.value)
 
 
 ACTIVE_STATES = (

@@ -19,13 +19,23 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from watcherd.names import display, is_utf8
-from watcherd.state.schema import ADDED_COLUMNS, BACKFILL, COLUMNS, SCHEMA, UPDATABLE, FileRecord
+from watcherd.state.runtime import RuntimeSnapshot, snapshot_from_json, snapshot_to_json
+from watcherd.state.schema import (
+    ADDED_COLUMNS,
+    BACKFILL,
+    COLUMNS,
+    SCHEMA,
+    UPDATABLE,
+    Changes,
+    Fields,
+    FileRecord,
+)
 from watcherd.state.states import ACTIVE_STATES, State
 
 logger = logging.getLogger(__name__)
@@ -155,13 +165,13 @@ class Store:
                                         ).fetchall()
         return self._conn().execute(sql, tuple(db_path(v) for v in params)).fetchall()
 
-    def runtime(self) -> tuple[dict[str, Any], float] | None:
+    def runtime(self) -> tuple[RuntimeSnapshot, float] | None:
         """The daemon's last published snapshot and when (wall clock), if any."""
         try:
             row = self._conn().execute("SELECT snapshot, updated_at FROM runtime").fetchone()
         except sqlite3.OperationalError:  # a database from before the runtime table
             return None
-        return (json.loads(row[0]), row[1]) if row else None
+        return (snapshot_from_json(row[0]), row[1]) if row else None
 
     def counts(self) -> dict[str, int]:
         rows = self._conn().execute("SELECT state, COUNT(*) FROM files GROUP BY state")
@@ -170,7 +180,7 @@ class Store:
     # -- writes --------------------------------------------------------------
 
     def add(self, *, path: str, folder: str, index_id: str, state: str = State.SETTLING,
-            detail: str | None = None, **fields: Any) -> FileRecord:
+            detail: str | None = None, **fields: Unpack[Fields]) -> FileRecord:
         """Insert a live row for ``path`` (which must not have one already)."""
         now = self.clock()
         cols = {"path": db_path(path), "folder": db_path(folder), "index_id": index_id,
@@ -188,7 +198,7 @@ class Store:
 
     def transition(self, file_id: int, state: str, detail: str | None = None,
                    *, expect: tuple[str, ...] | None = None, claim_content: bool = False,
-                   **fields: Any) -> FileRecord:
+                   **fields: Unpack[Changes]) -> FileRecord:
         """Move a row to ``state`` and record why; one INFO log line per change.
 
         ``expect`` guards against racing writers: the change only happens if
@@ -229,12 +239,12 @@ class Store:
                          "VALUES (?, ?, ?, ?, ?)", (file_id, self.clock(), state, state,
                                                     _db_text(detail)))
 
-    def publish_runtime(self, snapshot: dict[str, Any]) -> None:
+    def publish_runtime(self, snapshot: RuntimeSnapshot) -> None:
         with self._write() as conn:
             conn.execute("INSERT OR REPLACE INTO runtime (id, snapshot, updated_at) "
-                         "VALUES (1, ?, ?)", (json.dumps(snapshot), self.clock()))
+                         "VALUES (1, ?, ?)", (snapshot_to_json(snapshot), self.clock()))
 
-    def update(self, file_id: int, **fields: Any) -> None:
+    def update(self, file_id: int, **fields: Unpack[Changes]) -> None:
         """Change columns without a state change (e.g. the remote status)."""
         updates = {**_checked(fields), "updated_at": self.clock()}
         assignments = ", ".join(f"{k} = ?" for k in updates)
@@ -335,7 +345,7 @@ def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
     return "malformed" in text or "not a database" in text
 
 
-def _checked(fields: dict[str, Any]) -> dict[str, Any]:
+def _checked(fields: Mapping[str, Any]) -> dict[str, Any]:
     unknown = set(fields) - UPDATABLE
     if unknown:
         raise ValueError(f"unknown columns: {sorted(unknown)}")

@@ -28,7 +28,8 @@ SYSTEM_STATE_DB = Path("/var/lib/watcherd/state.db")
 USER_STATE_DB = Path(".local/state/watcherd/state.db")  # under the user's home
 DEFAULT_BASE_URL = "https://api.twelvelabs.io/v1.3"
 VIDEO_EXTENSIONS = (
-    ".mp4 .mov .m4v .mkv .webm .avi .mxf .mts .m2ts .ts .wmv .flv .mpg .mpeg .3gp".split()
+    ".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mxf", ".mts", ".m2ts", ".ts", ".wmv",
+    ".flv", ".mpg", ".mpeg", ".3gp",
 )
 
 
@@ -252,23 +253,23 @@ def _parse_folder(reader: Reader, raw: Any, key: str) -> FolderConfig | None:
     index_id = reader.string(raw, "index_id", f"{key}.index_id", required=True)
     model = reader.choice(raw, "model", f"{key}.model", tuple(MODEL_LIMITS), "marengo")
     # Read every field before giving up, so one run reports every problem.
-    values = dict(
-        model=model,
-        done_dir=reader.path(raw, "done_dir", f"{key}.done_dir"),
-        failed_dir=reader.path(raw, "failed_dir", f"{key}.failed_dir"),
-        recursive=reader.boolean(raw, "recursive", f"{key}.recursive"),
-        polling=reader.boolean(raw, "polling", f"{key}.polling"),
-        require_audio=reader.boolean(raw, "require_audio", f"{key}.require_audio"),
-        language=reader.string(raw, "language", f"{key}.language"),
-        dedupe=reader.boolean(raw, "dedupe", f"{key}.dedupe", default=True),
-        extensions=reader.extensions(raw, VIDEO_EXTENSIONS, f"{key}.extensions"),
-        limits=limits_for(model, reader.limits(raw, f"{key}.limits")),
-    )
+    done_dir = reader.path(raw, "done_dir", f"{key}.done_dir")
+    failed_dir = reader.path(raw, "failed_dir", f"{key}.failed_dir")
+    recursive = reader.boolean(raw, "recursive", f"{key}.recursive")
+    polling = reader.boolean(raw, "polling", f"{key}.polling")
+    require_audio = reader.boolean(raw, "require_audio", f"{key}.require_audio")
+    language = reader.string(raw, "language", f"{key}.language")
+    dedupe = reader.boolean(raw, "dedupe", f"{key}.dedupe", default=True)
+    extensions = reader.extensions(raw, VIDEO_EXTENSIONS, f"{key}.extensions")
+    limits = limits_for(model, reader.limits(raw, f"{key}.limits"))
     if path is None or index_id is None:
         return None
-    values["done_dir"] = values["done_dir"] or path / "done"
-    values["failed_dir"] = values["failed_dir"] or path / "failed"
-    return FolderConfig(path=path, index_id=index_id, **values)
+    return FolderConfig(
+        path=path, index_id=index_id, model=model,
+        done_dir=done_dir or path / "done", failed_dir=failed_dir or path / "failed",
+        recursive=recursive, polling=polling, require_audio=require_audio, language=language,
+        dedupe=dedupe, extensions=extensions, limits=limits,
+    )
 
 
 def _check_folder_overlaps(numbered: list[tuple[int, FolderConfig]], errors: Errors) -> None:

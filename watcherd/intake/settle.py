@@ -95,8 +95,10 @@ class Settler(ServiceThread):
                 known.quiet_since = self.clock()
             return
         folder = self.config.folder_for(hint.path)
-        reason = "not in any configured folder" if folder is None else \
-            ignore_reason(hint.path, folder)
+        if folder is None:
+            self._note_ignored(hint.path, "not in any configured folder")
+            return
+        reason = ignore_reason(hint.path, folder)
         if reason is not None:
             self._note_ignored(hint.path, reason)
             return

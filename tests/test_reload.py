@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -104,7 +105,8 @@ def test_the_watcher_follows_the_folders_of_a_reload(setup):
     watcher.start()
     kept = watcher.watches[0]
     try:
-        new = write(folders=[{"path": str(folders["a"]), "index_id": "idx_test", "model": "pegasus"},
+        new = write(folders=[{"path": str(folders["a"]), "index_id": "idx_test",
+                              "model": "pegasus"},
                              {"path": str(folders["c"]), "index_id": "idx_test"}])
         watcher.reconfigure(new)
         assert [w.folder.path for w in watcher.watches] == [folders["a"], folders["c"]]
@@ -127,7 +129,7 @@ def test_an_unexpected_reload_failure_keeps_the_daemon_and_its_config(setup, mon
     config = write()
 
     class Quiet:
-        sent: list[str] = []
+        sent: ClassVar[list[str]] = []
 
         def reloading(self):
             self.sent.append("RELOADING=1")

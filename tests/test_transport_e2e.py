@@ -96,7 +96,7 @@ def test_base_url_must_be_https_except_for_a_loopback_host(daemon):
                                "folders": [{"path": "/in", "index_id": "i"}]},
                               base_dir=Path("/"), env={})
         assert config.api.base_url == url
-    with pytest.raises(ConfigError, match="api.base_url"):
+    with pytest.raises(ConfigError, match=r"api.base_url"):
         parse_config({"api": {"base_url": "http://10.0.0.1/v1.3"},
                       "folders": [{"path": "/in", "index_id": "i"}]}, base_dir=Path("/"),
                      env={})

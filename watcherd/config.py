@@ -27,9 +27,8 @@ SYSTEM_CONFIG_DIR = Path(DEFAULT_CONFIG_PATH).parent
 SYSTEM_STATE_DB = Path("/var/lib/watcherd/state.db")
 USER_STATE_DB = Path(".local/state/watcherd/state.db")  # under the user's home
 DEFAULT_BASE_URL = "https://api.twelvelabs.io/v1.3"
-VIDEO_EXTENSIONS = (
-    ".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mxf", ".mts", ".m2ts", ".ts", ".wmv",
-    ".flv", ".mpg", ".mpeg", ".3gp",
+VIDEO_EXTENSIONS = tuple(
+    ".mp4 .mov .m4v .mkv .webm .avi .mxf .mts .m2ts .ts .wmv .flv .mpg .mpeg .3gp".split()
 )
 
 

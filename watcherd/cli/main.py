@@ -64,7 +64,8 @@ EXAMPLES = {
              "watcherd retry --failed --folder /srv/drop/inbox --dry-run\n"
              "exit: 0 every match moved (or would be), 1 nothing matched or some were skipped",
     "scan": "watcherd scan --dry-run\n"
-            "watcherd scan --dry-run --json | jq -r '.[] | select(.verdict == \"invalid\") | .path'",
+            "watcherd scan --dry-run --json "
+            "| jq -r '.[] | select(.verdict == \"invalid\") | .path'",
     "probe": "watcherd probe interview.mp4\nwatcherd probe clip.mov --model pegasus "
              "--require-audio --json\nexit: 0 would be accepted, 1 would be rejected",
 }

@@ -165,7 +165,7 @@ class Store:
 
     def counts(self) -> dict[str, int]:
         rows = self._conn().execute("SELECT state, COUNT(*) FROM files GROUP BY state")
-        return {state: n for state, n in rows}
+        return dict(rows)
 
     # -- writes --------------------------------------------------------------
 

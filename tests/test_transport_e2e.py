@@ -155,11 +155,6 @@ def test_a_used_up_upload_rate_limit_is_waited_out_not_spent(daemon, fake_api,
     assert len(fake_api.tasks) == 6
 
 
-STORMS = (
-    ("Retry-After", 429, {"Retry-After": "2"}),
-    ("reset epoch", 429, None),       # headers made when the storm starts
-    ("bare 429", 429, None),
-)
 LONGEST_HINT = 3.0
 BACKOFF_CAP = 60.0
 

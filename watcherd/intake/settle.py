@@ -201,11 +201,6 @@ class Settler(ServiceThread):
         logger.warning("%s: %s; it stays in the inbox and is taken once readable. Fix: let "
                        "the service user read it (%s)", display(path), problem, READ_FIX)
 
-    def quiet_for(self, path: str) -> float | None:
-        """How long ``path`` has been quiet, if it is settling (for status views)."""
-        cand = self.candidates.get(path)
-        return None if cand is None else self.clock() - cand.quiet_since
-
 
 def seconds_unchanged(path: str, now: float) -> float | None:
     """How long ``path`` has not changed, judged from outside (None if it is not there).

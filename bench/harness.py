@@ -130,6 +130,6 @@ def print_table(title: str, rows: list[tuple[str, ...]]) -> None:
     print(f"\n{title}")
     for n, row in enumerate(rows):
         print("  " + "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
-                               for i, (cell, w) in enumerate(zip(row, widths))))
+                               for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
         if n == 0:
             print("  " + "  ".join("-" * w for w in widths))

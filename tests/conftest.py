@@ -136,12 +136,11 @@ class DaemonRunner:
 
     def start(self) -> DaemonRunner:
         config = self.write_config()
-        log = open(self.log_path, "a")
-        self.proc = subprocess.Popen(
-            [*self.command, "run", "--config", str(config)],
-            stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.root,
-            **self.popen_options)
-        log.close()
+        with open(self.log_path, "a") as log:
+            self.proc = subprocess.Popen(
+                [*self.command, "run", "--config", str(config)],
+                stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.root,
+                **self.popen_options)
         wait_for(lambda: "watcherd started" in self.log() or self.proc.poll() is not None,
                  timeout=30, what="daemon start")
         assert self.proc.poll() is None, self.log()

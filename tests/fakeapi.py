@@ -30,8 +30,9 @@ import traceback
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -40,7 +41,7 @@ from tests.multipart import ApiError, Body, Dropped, UploadedFile, parse_header,
 
 MIDBODY_MIN = 64 << 10      # "reset_midbody" reads at least this much before dropping
 MAX_PAGE_LIMIT = 50
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ACTIONS = (None, "reset", "reset_midbody", "create_then_reset", "late", "early", "trickle",
            "slow_read", "pass")
 DEFAULT_PROGRESSION = (("validating", 0.0), ("pending", 0.05), ("indexing", 0.1), ("ready", 0.3))
@@ -212,7 +213,7 @@ class _Handler(BaseHTTPRequestHandler):
             if not self._recorded:
                 rec.status = 0
                 fake._record(rec)
-        except Exception:
+        except Exception:  # noqa: BLE001 (a bug in the fake: a 500, and fake.errors has it)
             fake.errors.append(traceback.format_exc())
             self.close_connection = True
             if not self._recorded:
@@ -462,7 +463,7 @@ class FakeTwelveLabs:
 
     def set_progression(self, progression: Progression) -> None:
         steps = tuple((str(s), float(t)) for s, t in progression)
-        if not steps or any(b[1] < a[1] for a, b in zip(steps, steps[1:])):
+        if not steps or any(b[1] < a[1] for a, b in pairwise(steps)):
             raise ValueError("progression must be non-empty with non-decreasing offsets")
         with self._lock:
             self._progression = steps
@@ -712,7 +713,7 @@ class _Listing:
                 since = datetime.fromisoformat(self.one("created_at", ""))
             except ValueError:
                 raise _invalid("created_at") from None
-            since = since if since.tzinfo else since.replace(tzinfo=timezone.utc)
+            since = since if since.tzinfo else since.replace(tzinfo=UTC)
             self.since_us = (since - EPOCH) // timedelta(microseconds=1)
 
     def one(self, name: str, default: str) -> str:

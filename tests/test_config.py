@@ -94,7 +94,8 @@ folders:
     expected_prefixes = [
         "api.surprise: unknown key", "api.base_url: must start with https://",
         "settle_seconds: must be >= 0", "upload_workers: must be an integer",
-        "colour: unknown key", "folders[0].model: must be one of auto, marengo3.0, marengo2.7, pegasus1.2",
+        "colour: unknown key",
+        "folders[0].model: must be one of auto, marengo3.0, marengo2.7, pegasus1.2",
         "folders[0].recursive: must be true or false", "folders[1].index_id: required",
         "folders[1].limits.min_short_side: must be an integer",
         "folders[1].limits.bogus: unknown limit", "folders[2].done_dir: must differ",

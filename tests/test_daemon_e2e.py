@@ -244,7 +244,7 @@ def test_many_files_at_once_each_uploaded_exactly_once(daemon, fake_api, distinc
     daemon.start()
     names = [f"burst-{n:02d}.mp4" for n in range(12)]
     threads = [threading.Thread(target=shutil.copy, args=(clip, daemon.inbox / n))
-               for clip, n in zip(distinct_clips(12), names)]
+               for clip, n in zip(distinct_clips(12), names, strict=True)]
     for t in threads:
         t.start()
     for t in threads:

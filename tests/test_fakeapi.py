@@ -52,7 +52,7 @@ def post_task(api: FakeTwelveLabs, content: bytes | io.IOBase = b"video", *,
               filename: str = "clip.mp4", index_id: str | None = "idx_test",
               key: str | None = None, session: requests.Session | None = None,
               boundary: str | None = None, **extra: str) -> requests.Response:
-    fields: dict = {k: v for k, v in extra.items()}
+    fields: dict = dict(extra)
     if index_id is not None:
         fields["index_id"] = index_id
     fields["video_file"] = (filename, content, "video/mp4")
@@ -77,7 +77,8 @@ def tricky_content(size: int, boundary: bytes) -> bytes:
     data = bytearray(random.Random(size).randbytes(size))
     near_misses = [b"\r\n--" + boundary[:-1], b"--" + boundary, b"\r\n-" + boundary,
                    b"\r\n--" + boundary[:5]]
-    for at, fake in zip([10, 1000, (1 << 20) - 3, (2 << 20) - 7, size - 40], near_misses * 2):
+    for at, fake in zip([10, 1000, (1 << 20) - 3, (2 << 20) - 7, size - 40], near_misses * 2,
+                       strict=False):
         data[at:at + len(fake)] = fake
     return bytes(data)
 
@@ -465,7 +466,7 @@ def test_stop_ends_idle_keep_alive_connections(session):
     api.stop()
     assert time.monotonic() - started < 2
     with pytest.raises(RuntimeError):
-        api.base_url
+        _ = api.base_url
 
 
 def test_standalone_mode_prints_base_url_and_serves_until_sigterm(tmp_path):

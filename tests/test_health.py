@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import ClassVar
 
 import pytest
 
@@ -94,7 +95,7 @@ class RecordingNotifier:
 
 
 class NoWatches:
-    watches: list = []
+    watches: ClassVar[list] = []
 
     def broken(self) -> list[str]:
         return []

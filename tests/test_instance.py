@@ -95,14 +95,14 @@ def test_overlapping_trees_are_refused_both_ways(tmp_path, holders):
     share = tmp_path / "share"
     (share / "cam1").mkdir(parents=True)
     holders.hold(config_file(tmp_path, "tree", {"path": str(share), "recursive": True}))
-    with pytest.raises(AlreadyRunning, match="inside .*share, which watcherd pid .* watches "
-                                             "recursively"):
+    with pytest.raises(AlreadyRunning, match=r"inside .*share, which watcherd pid .* watches "
+                                             r"recursively"):
         acquire(config_file(tmp_path, "inner", {"path": str(share / "cam1")}))
 
     other = tmp_path / "other"
     (other / "a" / "b").mkdir(parents=True)
     holders.hold(config_file(tmp_path, "deep", {"path": str(other / "a" / "b")}))
-    with pytest.raises(AlreadyRunning, match="is recursive and contains .*b, which watcherd"):
+    with pytest.raises(AlreadyRunning, match=r"is recursive and contains .*b, which watcherd"):
         acquire(config_file(tmp_path, "outer", {"path": str(other), "recursive": True}))
 
 

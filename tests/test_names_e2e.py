@@ -78,7 +78,7 @@ def test_scan_dry_run_handles_names_that_are_not_utf8_or_near_name_max(daemon, v
                                                                        distinct_clips):
     daemon.settings["settle_seconds"] = 0
     clips = distinct_clips(3)
-    for clip, name in zip(clips, (LATIN1_NAME, LONG_NAME, LONGEST_NAME)):
+    for clip, name in zip(clips, (LATIN1_NAME, LONG_NAME, LONGEST_NAME), strict=True):
         shutil.copy(clip, daemon.inbox / name)
     scanned = watcherd(daemon, "scan", "--dry-run", "--json")
     assert scanned.returncode == 0, scanned.stderr.decode()

@@ -65,7 +65,7 @@ def test_a_refused_key_at_start_pauses_uploads_and_they_resume_once_the_key_work
     daemon.env["NOTIFY_SOCKET"] = notify.path
     daemon.settings["pause_check_seconds"] = 1
     names = [f"weekend-{n}.mp4" for n in range(3)]
-    for name, clip in zip(names, distinct_clips(3)):
+    for name, clip in zip(names, distinct_clips(3), strict=True):
         shutil.copy(clip, daemon.inbox / name)
     started = time.monotonic()
     daemon.start()  # not exit 78: the daemon runs, paused

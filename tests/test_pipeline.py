@@ -258,7 +258,7 @@ def test_an_auth_error_pauses_uploads_and_keeps_the_file_queued(rig):
 
 
 def test_an_api_rejection_fails_the_file_with_the_code(rig):
-    queued, worker, store, finalized, _ = rig
+    queued, worker, store, _, _ = rig
     record = queued("ok.mp4")
     api = ScriptedApi(creates=[ApiRejected(400, "video_file_broken", "Cannot read video")])
     worker(api).process(record.id)
@@ -320,7 +320,7 @@ def test_poller_follows_a_task_to_ready_in_either_api_shape(indexing):
 
 
 def test_poller_keeps_unknown_statuses_and_transient_errors_non_terminal(indexing, caplog):
-    store, record, poller, finalized = indexing
+    store, record, poller, _ = indexing
     api = ScriptedApi(tasks=[{"status": "thinking"}, TransientError(502, None, "bad gateway"),
                              {"status": "failed", "error_reason": "corrupt stream"}])
     p = poller(api)
@@ -362,7 +362,7 @@ def test_poller_lists_an_index_once_for_all_its_running_tasks(indexing):
 
 
 def test_poller_falls_back_to_one_get_each_when_listing_fails_or_is_off(indexing):
-    store, first, poller, _ = indexing
+    store, _, poller, _ = indexing
     store.add(path="/in/b.mp4", folder="/in", index_id="idx", state=State.INDEXING, task_id="t2")
     api = ScriptedApi(listed=[TransientError(503, None, "busy")],
                       tasks=[{"status": "pending"}, {"status": "pending"}])

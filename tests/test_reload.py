@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -172,7 +173,7 @@ def test_an_unexpected_reload_failure_keeps_the_daemon_and_its_config(setup, mon
     config = write()
 
     class Quiet:
-        sent: list[str] = []
+        sent: ClassVar[list[str]] = []
 
         def reloading(self):
             self.sent.append("RELOADING=1")

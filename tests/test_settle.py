@@ -52,7 +52,7 @@ def test_a_writer_pausing_shorter_than_settle_never_gets_released(rig):
     clip = inbox / "slow.mp4"
     clip.write_bytes(b"a")
     settler.offer(Hint(str(clip), "scan"))
-    for n in range(20):  # appends every 4.9 s: never quiet for 5 s
+    for _ in range(20):  # appends every 4.9 s: never quiet for 5 s
         clock.now += 4.9
         settler.tick()
         with clip.open("ab") as fh:
@@ -118,7 +118,7 @@ def test_a_file_already_in_the_pipeline_is_not_taken_twice(rig):
 
 
 def test_step_drains_hints_from_the_intake_queue(rig):
-    settler, inbox, released, clock, _ = rig
+    settler, inbox, _, clock, _ = rig
     clip = inbox / "clip.mp4"
     clip.write_bytes(b"x")
     settler.intake.put(Hint(str(clip), "event"))
@@ -130,7 +130,7 @@ def test_step_drains_hints_from_the_intake_queue(rig):
 
 
 def test_a_settling_row_whose_file_is_gone_at_restart_ends_as_vanished(rig):
-    settler, inbox, released, clock, store = rig
+    settler, inbox, _, _, store = rig
     record = store.add(path=str(inbox / "was-here.mp4"), folder=str(inbox), index_id="idx")
     settler.offer(Hint(record.path, "recovery"))
     assert store.get(record.id).state == State.VANISHED

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from itertools import pairwise
 
 import pytest
 
@@ -30,7 +31,7 @@ def test_transitions_are_recorded_in_history_with_timestamps(store, caplog):
     history = store.history(rec.id)
     assert [h["to_state"] for h in history] == ["settling", "queued", "uploading", "indexing"]
     assert history[0]["detail"] == "found by scan"
-    assert all(b["at"] > a["at"] for a, b in zip(history, history[1:]))
+    assert all(b["at"] > a["at"] for a, b in pairwise(history))
     assert "/in/a.mp4: uploading -> indexing task=t1" in caplog.text
 
 

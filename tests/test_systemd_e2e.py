@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -116,7 +117,7 @@ def test_watchdog_pings_at_half_the_requested_interval(service, notify):
     notify.wait(lambda m: "READY=1" in m.splitlines(), "READY=1")
     time.sleep(4)
     pings = notify.times("WATCHDOG=1")
-    gaps = [b - a for a, b in zip(pings, pings[1:])]
+    gaps = [b - a for a, b in pairwise(pings)]
     assert len(pings) >= 6, pings
     # systemd would kill us after 1 s without a ping; we ping about every 0.5 s.
     assert max(gaps) < 0.9, gaps

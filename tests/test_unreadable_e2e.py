@@ -129,7 +129,7 @@ def test_a_file_that_turns_unreadable_during_validation_goes_back_to_settling(
     monkeypatch.setattr(av, "open", refused)
     finalized: list[int] = []
     resettled: list[str] = []
-    worker = UploadWorker("upload-1", config=config, store=store, api=None,  # type: ignore
+    worker = UploadWorker("upload-1", config=config, store=store, api=None,  # type: ignore[arg-type]
                           gate=UploadGate(rng=lambda: 0.0), work=queue.Queue(),
                           finalize=finalized.append, settle_again=resettled.append)
     try:

@@ -28,7 +28,7 @@ SYSTEM_CONFIG_DIR = Path(DEFAULT_CONFIG_PATH).parent
 SYSTEM_STATE_DB = Path("/var/lib/watcherd/state.db")
 USER_STATE_DB = Path(".local/state/watcherd/state.db")  # under the user's home
 DEFAULT_BASE_URL = "https://api.twelvelabs.io/v1.3"
-VIDEO_EXTENSIONS = (
+VIDEO_EXTENSIONS = tuple(
     ".mp4 .mov .m4v .mkv .webm .avi .mxf .mts .m2ts .ts .wmv .flv .mpg .mpeg .3gp".split()
 )
 
@@ -257,25 +257,23 @@ def _parse_folder(reader: Reader, raw: Any, key: str) -> FolderConfig | None:
     model = profiles.canonical(model)
     overrides = tuple(folder.limits().items())
     # Read every field before giving up, so one run reports every problem.
-    values: dict[str, Any] = dict(
-        model=model,
-        done_dir=folder.path("done_dir"),
-        failed_dir=folder.path("failed_dir"),
-        recursive=folder.boolean("recursive"),
-        polling=folder.boolean("polling"),
-        require_audio=folder.boolean("require_audio"),
-        language=folder.string("language"),
-        dedupe=folder.boolean("dedupe"),
-        extensions=folder.extensions(),
-        limits=overrides,
-        profile=(profiles.default(overrides) if model == AUTO
-                 else profiles.pinned(model, overrides)),
-    )
+    done_dir = folder.path("done_dir")
+    failed_dir = folder.path("failed_dir")
+    recursive = folder.boolean("recursive")
+    polling = folder.boolean("polling")
+    require_audio = folder.boolean("require_audio")
+    language = folder.string("language")
+    dedupe = folder.boolean("dedupe")
+    extensions = folder.extensions()
+    profile = profiles.default(overrides) if model == AUTO else profiles.pinned(model, overrides)
     if path is None or index_id is None:
         return None
-    values["done_dir"] = values["done_dir"] or path / "done"
-    values["failed_dir"] = values["failed_dir"] or path / "failed"
-    return FolderConfig(path=path, index_id=index_id, **values)
+    return FolderConfig(
+        path=path, index_id=index_id, model=model,
+        done_dir=done_dir or path / "done", failed_dir=failed_dir or path / "failed",
+        recursive=recursive, polling=polling, require_audio=require_audio, language=language,
+        dedupe=dedupe, extensions=extensions, limits=overrides, profile=profile,
+    )
 
 
 def _check_folder_overlaps(numbered: list[tuple[int, FolderConfig]], errors: Errors) -> None:

@@ -38,7 +38,7 @@ def explain(config: Config, store: Store | None, path: str, now: float | None = 
         records = queries.records_for_path(store, target) or queries.records_at(store, target)
     folder = config.folder_for(target) if not records else config.folder_for(records[-1].path)
     result: dict[str, Any] = {"path": target, "folder": str(folder.path) if folder else None}
-    if records:
+    if store is not None and records:
         latest = records[-1]
         result.update(_tracked(config, store, latest, now))
         result["record"] = {k: getattr(latest, k) for k in (
@@ -115,8 +115,8 @@ def _untracked(config: Config, store: Store | None, path: str, now: float
     from watcherd.media.validate import check_file  # PyAV: only when a file must be looked at
 
     report = check_file(path, folder.profile.limits, require_audio=folder.require_audio)
-    if not report.accepted:
-        failure = report.first_failure
+    failure = report.first_failure
+    if failure is not None:
         return _say("would_reject", f"would be rejected by rule '{failure.rule}': "
                     f"{failure.reason} (measured {failure.measured})", rule=failure.rule)
     holder = store.holder_for_new(sha256_file(path), folder.index_id) \

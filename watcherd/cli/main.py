@@ -64,7 +64,8 @@ EXAMPLES = {
              "watcherd retry --failed --folder /srv/drop/inbox --dry-run\n"
              "exit: 0 every match moved (or would be), 1 nothing matched or some were skipped",
     "scan": "watcherd scan --dry-run\n"
-            "watcherd scan --dry-run --json | jq -r '.[] | select(.verdict == \"invalid\") | .path'",
+            "watcherd scan --dry-run --json "
+            "| jq -r '.[] | select(.verdict == \"invalid\") | .path'",
     "probe": "watcherd probe interview.mp4              # the newest profile (marengo3.0)\n"
              "watcherd probe clip.mov --index 6650a8f2e5b8c1a0   # that index's models\n"
              "watcherd probe clip.mov --model marengo2.7 --require-audio --json\n"

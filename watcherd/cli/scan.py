@@ -62,8 +62,8 @@ def _classify(config: Config, store: Store | None, folder: FolderConfig, path: s
     from watcherd.media.validate import check_file  # PyAV: only when a file must be looked at
 
     report = check_file(path, folder.profile.limits, require_audio=folder.require_audio)
-    if not report.accepted:
-        failure = report.first_failure
+    failure = report.first_failure
+    if failure is not None:
         return "invalid", f"{failure.rule}: {failure.reason}"
     if folder.dedupe:
         sha = sha256_file(path)

@@ -1,1 +1,2 @@
-"""The pipeline itself: upload workers, the backoff gate, pauses, adoption and dedupe, polling, finalizing, moving."""
+"""The pipeline itself: upload workers, the backoff gate, pauses, adoption and dedupe,
+polling, finalizing, moving."""

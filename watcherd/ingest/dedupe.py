@@ -20,7 +20,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from watcherd.errors import ApiRejected
@@ -76,7 +76,7 @@ def find_earlier_task(api: TwelveLabsClient, record: FileRecord) -> Lookup:
     """
     since = None
     if record.upload_started_at:
-        started = datetime.fromtimestamp(record.upload_started_at, timezone.utc)
+        started = datetime.fromtimestamp(record.upload_started_at, UTC)
         since = (started - ADOPT_WINDOW).strftime("%Y-%m-%dT%H:%M:%SZ")
     duration = (record.media_facts() or {}).get("duration_seconds")
     tasks = [t for t in api.list_tasks(index_id=record.index_id, filename=record.name,

@@ -94,7 +94,7 @@ class PauseCheck(ServiceThread):
             self.gate.pause(exc)  # keep the newest reason (e.g. refused → unreadable)
             self._say_paused(exc, "uploads still paused")
             return
-        except Exception as exc:  # the API is unreachable: cannot tell, stay paused
+        except Exception as exc:  # noqa: BLE001 (API unreachable: cannot tell, stay paused)
             detail = exc.describe() if isinstance(exc, ApiError) else str(exc)
             logger.warning("cannot check whether uploads may resume (%s); next check in "
                            "%.0fs", detail, self.interval(paused))

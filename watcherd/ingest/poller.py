@@ -261,6 +261,8 @@ def failure_reason(task_id: str | None, task: dict) -> str:
 
 def _percent(task: dict) -> str:
     process = task.get("process")
+    if not isinstance(process, dict):
+        return ""
     try:
         return f" ({float(process['percentage']):.0f}%)"
     except (TypeError, KeyError, ValueError):

@@ -1,1 +1,2 @@
-"""From a filesystem event to a settled candidate: observers, scans, the naming rules, the quiet-time gate."""
+"""From a filesystem event to a settled candidate: observers, scans, the naming rules,
+the quiet-time gate."""

@@ -54,10 +54,6 @@ def _name_reason(relative: PurePath, folder: FolderConfig) -> str | None:
     return None
 
 
-def is_candidate(path: str | PurePath, folder: FolderConfig) -> bool:
-    return ignore_reason(path, folder) is None
-
-
 def kind_reason(st: os.stat_result) -> str | None:
     """Why the thing ``lstat`` describes is not taken: only regular files are."""
     if stat.S_ISLNK(st.st_mode):

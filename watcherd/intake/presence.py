@@ -13,7 +13,7 @@ import os
 from watcherd.state.instance import FOLDER_LOCK_NAME
 
 
-def folder_reachable(folder: str | os.PathLike) -> bool:
+def folder_reachable(folder: str | os.PathLike[str]) -> bool:
     """True when ``folder`` is a readable directory with at least one entry.
 
     Our own lock file does not count: it may sit in the empty mount point of a

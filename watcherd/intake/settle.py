@@ -95,8 +95,10 @@ class Settler(ServiceThread):
                 known.quiet_since = self.clock()
             return
         folder = self.config.folder_for(hint.path)
-        reason = "not in any configured folder" if folder is None else \
-            ignore_reason(hint.path, folder)
+        if folder is None:
+            self._note_ignored(hint.path, "not in any configured folder")
+            return
+        reason = ignore_reason(hint.path, folder)
         if reason is not None:
             self._note_ignored(hint.path, reason)
             return
@@ -198,11 +200,6 @@ class Settler(ServiceThread):
                                   error_code=UNREADABLE, reason=problem)
         logger.warning("%s: %s; it stays in the inbox and is taken once readable. Fix: let "
                        "the service user read it (%s)", display(path), problem, READ_FIX)
-
-    def quiet_for(self, path: str) -> float | None:
-        """How long ``path`` has been quiet, if it is settling (for status views)."""
-        cand = self.candidates.get(path)
-        return None if cand is None else self.clock() - cand.quiet_since
 
 
 def seconds_unchanged(path: str, now: float) -> float | None:

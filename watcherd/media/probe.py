@@ -109,7 +109,8 @@ def _video_stream(container: av.container.InputContainer) -> av.video.stream.Vid
     return real[0]
 
 
-def _duration(container: av.container.InputContainer, stream) -> float:
+def _duration(container: av.container.InputContainer,
+              stream: av.video.stream.VideoStream) -> float:
     if container.duration is not None:  # AV_TIME_BASE units (µs)
         return container.duration / av.time_base
     if stream.duration is not None and stream.time_base is not None:
@@ -126,7 +127,8 @@ def _index_end(container: av.container.InputContainer) -> int:
     return end
 
 
-def _first_frame_rotation(container: av.container.InputContainer, stream) -> int:
+def _first_frame_rotation(container: av.container.InputContainer,
+                          stream: av.video.stream.VideoStream) -> int:
     """Decode one frame (proof the codec reads) and return its display rotation.
 
     PyAV 18 exposes rotation only on decoded frames, not on streams.

@@ -118,12 +118,15 @@ class Daemon:
                                               release=self.work.put, wake=self.pause_wake),
         }
         for n in range(1, self.config.upload_workers + 1):
-            factories[f"upload-{n}"] = lambda name=f"upload-{n}": UploadWorker(
-                name, config=self.config, store=self.store, api=self.api, gate=self.gate,
-                work=self.work, finalize=self.to_finalize.put,
-                settle_again=self._settle_again, progress=self.progress,
-                index_pauses=self.index_pauses, internal_errors=self.internal_errors)
+            factories[f"upload-{n}"] = self._upload_factory(f"upload-{n}")
         return factories
+
+    def _upload_factory(self, name: str) -> Callable[[], UploadWorker]:
+        return lambda: UploadWorker(
+            name, config=self.config, store=self.store, api=self.api, gate=self.gate,
+            work=self.work, finalize=self.to_finalize.put,
+            settle_again=self._settle_again, progress=self.progress,
+            index_pauses=self.index_pauses, internal_errors=self.internal_errors)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -313,7 +316,7 @@ class Daemon:
         """Stop intake first, give uploads a grace period, then close the database."""
         self.watcher.stop()
         self.scanner.stop()
-        workers = [t for n, t in self.threads.items() if n.startswith("upload-")]
+        workers = [t for t in self.threads.values() if isinstance(t, UploadWorker)]
         for thread in self.threads.values():
             thread.stop()
         deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS

@@ -116,7 +116,7 @@ class Monitor:
         try:
             if self._share(now, problems):
                 self.share_error = None
-        except Exception as exc:  # the next turn tries again; say so once per kind of failure
+        except Exception as exc:  # noqa: BLE001 (next turn retries; said once per kind)
             if str(exc) != self.share_error:
                 logger.warning("cannot update the status line or runtime row: %s", exc)
             self.share_error = str(exc)

@@ -58,7 +58,7 @@ class ConsoleHandler(logging.Handler):
         try:
             self.console.print(self.format(record), markup=False, highlight=False,
                                soft_wrap=True, style=_STYLES.get(record.levelno))
-        except Exception:
+        except Exception:  # noqa: BLE001 (logging.Handler's contract: report, never raise)
             self.handleError(record)
 
 

@@ -1,1 +1,2 @@
-"""The state database: schema, records, the file state machine, queries and the instance lock. The only SQL."""
+"""The state database: schema, records, the file state machine, queries and the instance
+lock. The only SQL."""

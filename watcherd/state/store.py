@@ -175,7 +175,7 @@ class Store:
 
     def counts(self) -> dict[str, int]:
         rows = self._conn().execute("SELECT state, COUNT(*) FROM files GROUP BY state")
-        return {state: n for state, n in rows}
+        return dict(rows)
 
     # -- writes --------------------------------------------------------------
 
@@ -194,7 +194,9 @@ class Store:
                 "INSERT INTO history (file_id, at, from_state, to_state, detail) "
                 "VALUES (?, ?, NULL, ?, ?)", (cur.lastrowid, now, state, _db_text(detail)),
             )
-        return self.get(cur.lastrowid)
+        file_id = cur.lastrowid
+        assert file_id is not None  # an INSERT into a rowid table always sets it
+        return self.get(file_id)
 
     def transition(self, file_id: int, state: str, detail: str | None = None,
                    *, expect: tuple[str, ...] | None = None, claim_content: bool = False,

@@ -1,1 +1,2 @@
-"""The Twelve Labs HTTP client and API key resolution: nothing else in watcherd talks HTTP to the API."""
+"""The Twelve Labs HTTP client and API key resolution: nothing else in watcherd talks HTTP
+to the API."""

@@ -316,7 +316,8 @@ def parse_error_body(response: requests.Response) -> tuple[str | None, str]:
     except ValueError:
         body = None
     if isinstance(body, dict):
-        inner = body.get("error") if isinstance(body.get("error"), dict) else body
+        error = body.get("error")
+        inner = error if isinstance(error, dict) else body
         code = inner.get("code")
         message = inner.get("message")
         if isinstance(code, str) or isinstance(message, str):

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from tests.media import make_video
+from watcherd.simulator.clips import make_video
 from watcherd.state.states import State
 from watcherd.state.store import Store
 

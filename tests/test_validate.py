@@ -9,10 +9,10 @@ from pathlib import Path
 import av
 import pytest
 
-from tests.media import standard_clips
 from watcherd.errors import MediaRejected
 from watcherd.media.limits import limits_for
 from watcherd.media.validate import RULES, Report, check_file, raise_if_rejected
+from watcherd.simulator.clips import standard_clips
 
 MARENGO = limits_for("marengo")
 PEGASUS = limits_for("pegasus")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import Daemon, distinct_clips, drop, print_table, until
-from tests.fakeapi import FakeTwelveLabs
+from watcherd.simulator import FakeTwelveLabs
 
 KINDS = (
     ("POST", re.compile(r"/tasks$"), "create task (upload)"),

@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench.harness import Daemon, distinct_clips, drop, print_table, until
-from tests.fakeapi import FakeTwelveLabs
+from watcherd.simulator import FakeTwelveLabs
 
 
 def run(files: int) -> dict[str, float | int]:

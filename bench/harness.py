@@ -1,7 +1,7 @@
 """What the daemon benches share: the fake API, a real watcherd process, clips, /proc readings.
 
 The daemon runs exactly as in production (``python -m watcherd run``) against
-``tests.fakeapi`` on 127.0.0.1, on real folders in a temp directory. CPU and
+``watcherd.simulator`` on 127.0.0.1, on real folders in a temp directory. CPU and
 peak memory come from ``/proc/<pid>``, so they are the daemon's own, not the
 bench's or the fake API's.
 """
@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from tests.media import make_video
+from watcherd.simulator.clips import make_video
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from bench.harness import Daemon, print_table
-from tests.fakeapi import FakeTwelveLabs
+from watcherd.simulator import FakeTwelveLabs
 
 FOLDERS = 3
 FILES_PER_POLLED_FOLDER = 1000

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from bench.harness import Daemon, distinct_clips, percentile, print_table, until
-from tests.fakeapi import FakeTwelveLabs
+from watcherd.simulator import FakeTwelveLabs
 
 DEFAULT_SETTLE = 5.0  # watcherd's default settle_seconds
 

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from bench.harness import Daemon, print_table, until
-from tests.fakeapi import FakeTwelveLabs
-from tests.media import make_video
+from watcherd.simulator import FakeTwelveLabs
+from watcherd.simulator.clips import make_video
 
 
 def counts(db: Path) -> tuple[int, int]:

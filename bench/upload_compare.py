@@ -42,8 +42,8 @@ from pathlib import Path
 
 import av
 
-from tests.fakeapi import FakeTwelveLabs
-from tests.media import make_video
+from watcherd.simulator import FakeTwelveLabs
+from watcherd.simulator.clips import make_video
 
 BENCH = Path(__file__).resolve().parent
 SDK_VENV = BENCH / ".venv-sdk"

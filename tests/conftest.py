@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.media import make_video
+from watcherd.simulator.clips import make_video
 
 TEST_KEY = "tlk_test_key_do_not_log_0123456789"
 
@@ -39,7 +39,7 @@ def _no_thread_leaks():
 
 @pytest.fixture
 def fake_api(tmp_path) -> Iterator[Any]:
-    from tests.fakeapi import FakeTwelveLabs
+    from watcherd.simulator import FakeTwelveLabs
 
     with FakeTwelveLabs(api_key=TEST_KEY) as api:
         yield api

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from tests.conftest import DaemonRunner, wait_for
-from tests.fakeapi import FakeTwelveLabs
+from watcherd.simulator import FakeTwelveLabs
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -11,8 +11,8 @@ import textwrap
 import pytest
 import requests
 
-from tests.fakeapi import FakeTwelveLabs
 from watcherd.errors import ApiRejected, AuthError, QuotaError, TransientError
+from watcherd.simulator import FakeTwelveLabs
 from watcherd.twelvelabs.client import (
     TwelveLabsClient,
     UploadAborted,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_KEY
-from tests.media import make_video
+from watcherd.simulator.clips import make_video
 from watcherd.state.states import State
 from watcherd.state.store import Store
 

@@ -14,7 +14,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_KEY, wait_for
-from tests.media import make_audio_only, make_truncated, make_video, write_text_as_video
+from watcherd.simulator.clips import (
+    make_audio_only,
+    make_truncated,
+    make_video,
+    write_text_as_video,
+)
 from watcherd.state.instance import FOLDER_LOCK_NAME
 
 
@@ -224,7 +229,7 @@ def test_restart_resumes_polling_without_uploading_again(daemon, fake_api, valid
 
 def test_v12_task_shape_and_language_field(tmp_path, valid_clip):
     from tests.conftest import DaemonRunner
-    from tests.fakeapi import FakeTwelveLabs
+    from watcherd.simulator import FakeTwelveLabs
 
     with FakeTwelveLabs(api_key=TEST_KEY, api_version="v1.2") as api:
         runner = DaemonRunner(tmp_path, api)

@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 from tests.conftest import wait_for
-from tests.media import make_video
+from watcherd.simulator.clips import make_video
 
 # What the daemon must then have done with a file of each verdict.
 OUTCOME = {"would_upload": "uploaded", "duplicate": "joined", "tracked": "uploaded",

@@ -23,7 +23,7 @@ import pytest
 import requests
 from requests_toolbelt import MultipartEncoder
 
-from tests.fakeapi import FakeTwelveLabs
+from watcherd.simulator import FakeTwelveLabs
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -470,7 +470,7 @@ def test_stop_ends_idle_keep_alive_connections(session):
 
 
 def test_standalone_mode_prints_base_url_and_serves_until_sigterm(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "tests.fakeapi", "--api-key", "k1",
+    proc = subprocess.Popen([sys.executable, "-m", "watcherd", "simulator", "--api-key", "k1",
                              "--index", "idx_a"], stdout=subprocess.PIPE, text=True,
                             cwd=Path(__file__).resolve().parent.parent)
     try:

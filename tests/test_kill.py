@@ -30,9 +30,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import DaemonRunner, wait_for
-from tests.fakeapi import FakeTwelveLabs
-from tests.media import make_video
 from watcherd.ingest.mover import TEMP_PREFIX
+from watcherd.simulator import FakeTwelveLabs
+from watcherd.simulator.clips import make_video
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -19,7 +19,7 @@ import pytest
 
 import watcherd.cli.main as cli
 from tests.conftest import wait_for
-from tests.media import make_video
+from watcherd.simulator.clips import make_video
 from watcherd.state.states import State
 from watcherd.state.store import Store
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FakeClock
-from tests.media import write_text_as_video
 from watcherd.config import parse_config
 from watcherd.errors import ApiRejected, AuthError, TransientError
 from watcherd.ingest.gate import UploadGate
 from watcherd.ingest.poller import Poller
 from watcherd.ingest.upload import UploadWorker
+from watcherd.simulator.clips import write_text_as_video
 from watcherd.state.states import State
 from watcherd.state.store import Store
 from watcherd.twelvelabs.client import UploadAborted

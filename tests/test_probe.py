@@ -11,8 +11,8 @@ from pathlib import Path
 import av
 import pytest
 
-from tests.media import standard_clips
 from watcherd.media.probe import MediaFacts, ProbeFailed, probe
+from watcherd.simulator.clips import standard_clips
 
 
 @pytest.fixture(scope="session")

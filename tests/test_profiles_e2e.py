@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from tests.conftest import wait_for
-from tests.media import make_video
+from watcherd.simulator.clips import make_video
 from watcherd.state.store import Store
 
 UNREACHABLE = "http://127.0.0.1:9/v1.3"  # the discard port: nothing answers there

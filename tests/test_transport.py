@@ -15,9 +15,9 @@ from email.utils import formatdate
 import pytest
 import requests
 
-from tests.fakeapi import FakeTwelveLabs
 from watcherd import errors
 from watcherd.errors import TransientError
+from watcherd.simulator import FakeTwelveLabs
 from watcherd.twelvelabs.client import TwelveLabsClient, retry_after_seconds
 
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_KEY, wait_for
-from tests.fakeapi import FakeTwelveLabs
 from watcherd.config import parse_config
 from watcherd.errors import ConfigError
+from watcherd.simulator import FakeTwelveLabs
 
 
 @pytest.fixture

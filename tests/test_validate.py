@@ -9,10 +9,10 @@ from pathlib import Path
 import av
 import pytest
 
-from tests.media import make_video, standard_clips
 from watcherd.errors import MediaRejected
 from watcherd.media.profiles import PROFILES
 from watcherd.media.validate import RULES, Report, check_file, raise_if_rejected
+from watcherd.simulator.clips import make_video, standard_clips
 
 MARENGO = PROFILES["marengo3.0"].limits
 MARENGO_2_7 = PROFILES["marengo2.7"].limits

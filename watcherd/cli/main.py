@@ -19,6 +19,7 @@ import sqlite3
 import sys
 
 from watcherd import __version__
+from watcherd.cli import demo, simulator
 from watcherd.cli.commands import cmd_explain, cmd_list, cmd_probe, cmd_retry, cmd_scan, cmd_status
 from watcherd.cli.render import terminal_console
 from watcherd.config import DEFAULT_CONFIG_PATH, Config, load_config
@@ -70,6 +71,8 @@ EXAMPLES = {
              "watcherd probe clip.mov --index 6650a8f2e5b8c1a0   # that index's models\n"
              "watcherd probe clip.mov --model marengo2.7 --require-audio --json\n"
              "exit: 0 would be accepted, 1 would be rejected (or the index cannot be asked)",
+    "simulator": simulator.EXAMPLES,
+    "demo": demo.EXAMPLES,
 }
 
 
@@ -129,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "configured key (-c); the daemon's cached answer if the API is unreachable")
     probe.add_argument("--require-audio", action="store_true")
     json_flag(probe)
+    simulator.add_arguments(command("simulator", simulator.HELP, config=False))
+    demo.add_arguments(command("demo", demo.HELP, config=False))
     return parser
 
 
@@ -136,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"run": cmd_run, "check-config": cmd_check_config, "probe": cmd_probe,
                "status": cmd_status, "list": cmd_list, "explain": cmd_explain,
-               "retry": cmd_retry, "scan": cmd_scan}[args.command]
+               "retry": cmd_retry, "scan": cmd_scan, "simulator": simulator.cmd_simulator,
+               "demo": demo.cmd_demo}[args.command]
     try:
         return handler(args)
     except ConfigError as exc:

@@ -1,4 +1,4 @@
-"""Streaming request-body and multipart/form-data parsing for the fake API.
+"""Streaming request-body and multipart/form-data parsing for the simulator.
 
 Bodies are read in pieces of at most 1 MiB (Content-Length or chunked), and a
 multipart body keeps only a delimiter-sized tail between pieces, so a 1.5 GB
@@ -11,7 +11,7 @@ import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 from urllib.parse import unquote
 
 PIECE = 1 << 20             # read bodies in pieces of at most 1 MiB
@@ -61,10 +61,18 @@ def parse_header(value: str) -> tuple[str, dict[str, str]]:
     return head.strip().lower(), params
 
 
+class ByteSource(Protocol):
+    """The socket's reading side, or a wrapper that slows it down."""
+
+    def read(self, n: int, /) -> bytes: ...
+
+    def readline(self, limit: int = -1, /) -> bytes: ...
+
+
 class Body:
     """A request body read in <= 1 MiB pieces, per Content-Length or chunked encoding."""
 
-    def __init__(self, rfile: BinaryIO, length: int | None, chunked: bool) -> None:
+    def __init__(self, rfile: ByteSource, length: int | None, chunked: bool) -> None:
         self.rfile, self.length, self.chunked = rfile, length, chunked
         self.remaining = length or 0
         self.done = not chunked and not length

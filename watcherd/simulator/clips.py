@@ -1,4 +1,5 @@
-"""Tiny test videos made at run time with PyAV, so no binary fixtures live in git.
+"""Tiny videos made at run time with PyAV: test fixtures without binaries in git, and
+the clips ``watcherd demo`` drops.
 
 Each clip is a few KB and takes milliseconds: 2 fps, flat grey frames, silent
 AAC mono at 8 kHz. Durations with audio come out a little long because AAC
@@ -157,7 +158,8 @@ def _add_silent_aac(out: av.container.OutputContainer) -> av.audio.stream.AudioS
     return stream
 
 
-def _encode_video(out, stream, width: int, height: int, frames: int, fps: int) -> None:
+def _encode_video(out: av.container.OutputContainer, stream: av.video.stream.VideoStream,
+                  width: int, height: int, frames: int, fps: int) -> None:
     for i in range(frames):
         frame = av.VideoFrame(width, height, "yuv420p")
         # A changing luma level keeps frames distinct without numpy.
@@ -169,7 +171,8 @@ def _encode_video(out, stream, width: int, height: int, frames: int, fps: int) -
     out.mux(stream.encode(None))
 
 
-def _encode_silence(out, stream, seconds: float) -> None:
+def _encode_silence(out: av.container.OutputContainer, stream: av.audio.stream.AudioStream,
+                    seconds: float) -> None:
     # Silence, not a tone: filling samples from Python costs ~90 ms per clip.
     pts = 0
     while pts < seconds * AUDIO_RATE:

@@ -225,6 +225,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.e2e  # real daemons or seconds of real deadlines
 def test_the_operator_finds_the_service_database_with_the_shipped_config(
         tmp_path, fake_api, valid_clip):
     service = DaemonRunner(tmp_path, fake_api)

@@ -81,6 +81,7 @@ def test_a_redirect_is_never_followed_and_the_other_host_sees_no_key_and_no_body
 
 # -- issue 11 item 5: no request can hold a thread forever --------------------------------
 
+@pytest.mark.e2e  # waits out real deadlines
 def test_an_answer_trickled_byte_by_byte_fails_as_a_transient_error_at_the_deadline(api):
     api.inject("GET", "/tasks/", action="trickle", delay=1.0)  # one byte a second, for ever
     client = client_for(api, connect=1.0, io=3.0)  # each read is well within 3 s
@@ -91,6 +92,7 @@ def test_an_answer_trickled_byte_by_byte_fails_as_a_transient_error_at_the_deadl
     assert client.get_index("idx_test")["_id"] == "idx_test"  # the client still works
 
 
+@pytest.mark.e2e  # waits out real deadlines
 def test_a_trickled_answer_to_an_upload_is_a_transient_error_that_may_have_created_a_task(
         api, tmp_path):
     clip = tmp_path / "clip.mp4"
@@ -104,6 +106,7 @@ def test_a_trickled_answer_to_an_upload_is_a_transient_error_that_may_have_creat
     assert len(api.tasks) == 1  # the task exists; only the answer never came
 
 
+@pytest.mark.e2e  # waits out real deadlines
 def test_a_slow_but_moving_upload_is_not_cut_by_the_deadline(api, tmp_path):
     """Uploads get a stall deadline on progress, not a total one: 40 MiB read at 4 MiB/s
     takes about 10 s, far more than the 6 s every other request gets. (The I/O timeout
@@ -144,6 +147,7 @@ def test_a_reset_time_is_measured_by_the_apis_clock_not_ours():
 
 # -- issue 12 item 1: X-Ratelimit-Remaining: 0 means wait for the reset --------------------
 
+@pytest.mark.e2e  # waits out real deadlines
 def test_a_used_up_rate_limit_is_waited_out_instead_of_spending_a_request(api):
     limiter = api.rate_limit("GET", "/indexes", limit=2, window=2.0)
     client = client_for(api)

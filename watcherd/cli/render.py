@@ -52,14 +52,14 @@ def shown(value: Any) -> Any:
     return display(value) if isinstance(value, str) else value
 
 
-def output_console(file: Any = None) -> Console:
+def output_console() -> Console:
     """stdout for command output; rich disables colour off a terminal and with NO_COLOR.
 
     Piped output is never cut to 80 columns: a path in a pipe must stay whole.
     """
-    file = file or sys.stdout
-    width = None if file.isatty() else PIPE_WIDTH
-    return Console(file=file, highlight=False, soft_wrap=True, width=width, **_plain_if_asked())
+    width = None if sys.stdout.isatty() else PIPE_WIDTH
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True, width=width,
+                   **_plain_if_asked())
 
 
 def terminal_console() -> Console | None:

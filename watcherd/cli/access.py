@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
 
 from watcherd.config import Config, load_config
 from watcherd.state.instance import other_databases
 from watcherd.state.store import Store
-
-T = TypeVar("T")
 
 
 def operator_config(args: argparse.Namespace) -> Config:
@@ -40,11 +38,12 @@ def configured_folder(config: Config, value: str | None) -> Path | None:
     return path
 
 
-def read(config: Config, build: Callable[[Store | None], T]) -> T:
-    """``build(store)`` with the database opened read-only (None before its first run)."""
+@contextmanager
+def readonly_store(config: Config) -> Iterator[Store | None]:
+    """The daemon's database opened read-only, or None before its first run."""
     store = Store(config.state_db, readonly=True) if Path(config.state_db).exists() else None
     try:
-        return build(store)
+        yield store
     finally:
         if store is not None:
             store.close()

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.text import Text
 
 import watcherd.state.queries as queries
-from watcherd.cli.access import operator_config, read
+from watcherd.cli.access import operator_config, readonly_store
 from watcherd.cli.render import ago, duration, emit, iso, shown, styled_state, table
 from watcherd.config import Config
 from watcherd.exitcodes import EXIT_OK
@@ -33,8 +33,9 @@ from watcherd.state.store import Store
 
 def cmd_explain(args: argparse.Namespace) -> int:
     config = operator_config(args)
-    emit(read(config, lambda store: explain(config, store, args.path)), args.json,
-         render_explain)
+    with readonly_store(config) as store:
+        result = explain(config, store, args.path)
+    emit(result, args.json, render_explain)
     return EXIT_OK
 
 

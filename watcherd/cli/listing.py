@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import watcherd.state.queries as queries
-from watcherd.cli.access import configured_folder, operator_config, read
+from watcherd.cli.access import configured_folder, operator_config, readonly_store
 from watcherd.cli.render import iso, output_console, shown, styled_state, table
 from watcherd.exitcodes import EXIT_OK
 from watcherd.state.store import Store
@@ -25,8 +25,8 @@ def list_rows(store: Store, state: str | None, folder: str | None) -> list[dict[
 def cmd_list(args: argparse.Namespace) -> int:
     config = operator_config(args)
     folder = configured_folder(config, args.folder)
-    only = str(folder) if folder else None
-    rows = read(config, lambda store: list_rows(store, args.state, only) if store else [])
+    with readonly_store(config) as store:
+        rows = list_rows(store, args.state, str(folder) if folder else None) if store else []
     if args.json:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))

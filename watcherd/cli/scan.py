@@ -21,7 +21,7 @@ from typing import Any
 
 from rich.console import Console
 
-from watcherd.cli.access import operator_config, read
+from watcherd.cli.access import operator_config, readonly_store
 from watcherd.cli.render import emit, styled_state, table
 from watcherd.config import Config, FolderConfig
 from watcherd.exitcodes import EXIT_OK
@@ -38,7 +38,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
         raise SystemExit("watcherd scan: only --dry-run exists; the daemon rescans by itself "
                          "every rescan_interval_seconds")
     config = operator_config(args)
-    emit(read(config, lambda store: dry_scan(config, store)), args.json, render_scan)
+    with readonly_store(config) as store:
+        results = dry_scan(config, store)
+    emit(results, args.json, render_scan)
     return EXIT_OK
 
 

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.text import Text
 
 import watcherd.state.queries as queries
-from watcherd.cli.access import configured_folder, operator_config, read
+from watcherd.cli.access import configured_folder, operator_config, readonly_store
 from watcherd.cli.render import ago, duration, emit, iso, shown, styled_state, table
 from watcherd.config import Config
 from watcherd.exitcodes import EXIT_FAIL, EXIT_OK
@@ -36,13 +36,13 @@ COUNTED_STATES = (*ACTIVE_STATES, *FINAL_STATES)
 
 def cmd_status(args: argparse.Namespace) -> int:
     config = operator_config(args)
-    if not Path(config.state_db).exists():
-        print(f"watcherd: no state database at {config.state_db} (has the daemon run yet?)",
-              file=sys.stderr)
-        return EXIT_FAIL
-    folder = configured_folder(config, args.folder)
-    emit(read(config, lambda store: build_status(config, store, folder)), args.json,
-         render_status)
+    with readonly_store(config) as store:
+        if store is None:
+            print(f"watcherd: no state database at {config.state_db} (has the daemon run "
+                  "yet?)", file=sys.stderr)
+            return EXIT_FAIL
+        status = build_status(config, store, configured_folder(config, args.folder))
+    emit(status, args.json, render_status)
     return EXIT_OK
 
 

@@ -96,5 +96,5 @@ def test_every_registered_command_names_a_function_that_exists():
     from watcherd.cli.main import COMMANDS
 
     for command in COMMANDS:
-        module, _, function = command.run.partition(":")
+        module, _, function = command.handler.partition(":")
         assert callable(getattr(importlib.import_module(module), function)), command.name

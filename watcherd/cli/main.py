@@ -41,7 +41,7 @@ class Command:
 
     name: str
     help: str
-    run: str  # "module:function" taking the parsed arguments, returning the exit code
+    handler: str  # "module:function" taking the parsed arguments, returning the exit code
     examples: str  # ends the command's --help (with what its exit codes mean)
     arguments: Arguments | None = None
     config: bool = True  # -c/--config
@@ -160,10 +160,11 @@ def build_parser(commands: tuple[Command, ...] = COMMANDS) -> argparse.ArgumentP
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = next(c for c in COMMANDS if c.name == args.command)
-    module, _, function = command.run.partition(":")
-    run: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module), function)
+    module, _, function = command.handler.partition(":")
+    handler: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module),
+                                                           function)
     try:
-        return run(args)
+        return handler(args)
     except ConfigError as exc:
         print_config_errors(exc)
         return EXIT_CONFIG

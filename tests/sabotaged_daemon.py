@@ -17,9 +17,8 @@ import sys
 import threading
 from typing import Any
 
-import pipeline
-
 import watcherd.cli.main as cli
+import watcherd.ingest.upload as pipeline
 from watcherd.ingest.finalizer import Finalizer
 from watcherd.ingest.poller import Poller
 from watcherd.twelvelabs.client import TwelveLabsClient

@@ -9,9 +9,9 @@ import queue
 import sqlite3
 
 import pytest
-import queries
 
 import watcherd.ingest.mover as mover
+import watcherd.state.queries as queries
 from tests.conftest import FakeClock
 from watcherd.config import parse_config
 from watcherd.ingest.finalizer import Finalizer

@@ -152,3 +152,26 @@ def test_every_command_has_help_with_examples():
         result = watcherd(command, "--help")
         assert result.returncode == 0 and "examples:\n  watcherd " + command in result.stdout
     assert watcherd("frobnicate").returncode == 2
+
+
+def test_help_and_version_load_no_command_module():
+    """Every command's module is imported only when it runs: --version stays cheap."""
+    probe = ("import sys\nfrom watcherd.cli.main import main\ntry:\n    main(['--version'])\n"
+             "except SystemExit:\n    pass\n"
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+             "('rich', 'av', 'requests', 'watchdog') or m.startswith('watcherd.cli.')))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("watcherd ")
+    assert result.stdout.splitlines()[-1] == "['watcherd.cli.main']"
+
+
+def test_every_registered_command_names_a_function_that_exists():
+    import importlib
+
+    from watcherd.cli.main import COMMANDS
+
+    for command in COMMANDS:
+        module, _, function = command.handler.partition(":")
+        assert callable(getattr(importlib.import_module(module), function)), command.name

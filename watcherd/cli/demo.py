@@ -24,13 +24,6 @@ from typing import Any
 
 import yaml
 
-HELP = "a first run with no account: the real daemon against the simulator, on two clips"
-EXAMPLES = (
-    "watcherd demo\n"
-    "watcherd demo --keep      # leave the demo folder (config, database, log) for a look\n"
-    "exit: 0 the valid clip went to done/ and the small one to failed/, 1 anything else, "
-    "130 interrupted (cleaned up all the same)"
-)
 INDEX_ID = "idx_demo"
 VALID = "interview-640x360.mp4"
 TOO_SMALL = "thumbnail-320x240.mp4"
@@ -44,13 +37,6 @@ DAEMON_SETTINGS: dict[str, Any] = {
 FOREIGN_ENVIRONMENT = ("TWELVELABS_API_KEY", "CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET",
                        "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "STATE_DIRECTORY",
                        "WATCHERD_CONFIG")
-
-
-def add_arguments(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("--timeout", type=float, default=45.0, metavar="SECONDS",
-                     help="give up if both clips are not finished by then (default %(default)s)")
-    sub.add_argument("--keep", action="store_true",
-                     help="keep the demo folder and print where it is")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ read-only and never calls the API. Paths are shown escaped (``names.display``).
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 from typing import Any
@@ -17,16 +18,26 @@ from rich.console import Console
 from rich.text import Text
 
 import watcherd.state.queries as queries
-from watcherd.cli.render import ago, duration, iso, styled_state, table
+from watcherd.cli.access import operator_config, readonly_store
+from watcherd.cli.render import ago, duration, emit, iso, shown, styled_state, table
 from watcherd.config import Config
+from watcherd.exitcodes import EXIT_OK
 from watcherd.ingest.dedupe import sha256_file
 from watcherd.intake.filters import skip_reason
 from watcherd.intake.settle import READ_FIX, seconds_unchanged, unreadable_reason
-from watcherd.names import display
+from watcherd.service.folderprofiles import cached_profiles
 from watcherd.service.runtime import daemon_state
 from watcherd.state.schema import FileRecord
 from watcherd.state.states import UNREADABLE, State
 from watcherd.state.store import Store
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    config = operator_config(args)
+    with readonly_store(config) as store:
+        result = explain(cached_profiles(config, store), store, args.path)
+    emit(result, args.json, render_explain)
+    return EXIT_OK
 
 
 def explain(config: Config, store: Store | None, path: str, now: float | None = None
@@ -50,7 +61,7 @@ def explain(config: Config, store: Store | None, path: str, now: float | None = 
     else:
         result.update(_untracked(config, store, target, now))
         result["record"], result["history"] = None, []
-    return _shown(result)
+    return shown(result)
 
 
 def _tracked(config: Config, store: Store, record: FileRecord, now: float) -> dict[str, Any]:
@@ -128,15 +139,6 @@ def _untracked(config: Config, store: Store | None, path: str, now: float
     return _say("would_upload", "not seen by the daemon yet; it passes every rule and "
                 f"will be uploaded to index {folder.index_id} after the next event or scan "
                 f"(every {config.rescan_interval_seconds:g}s)")
-
-
-def _shown(value: Any) -> Any:
-    """Every string in ``value`` fit for JSON and terminals (undecodable bytes escaped)."""
-    if isinstance(value, dict):
-        return {k: _shown(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_shown(v) for v in value]
-    return display(value) if isinstance(value, str) else value
 
 
 def _say(status: str, summary: str, **details: Any) -> dict[str, Any]:

@@ -1,38 +1,25 @@
-"""The ``watcherd`` command line: parsing, ``run`` and ``check-config``.
+"""The ``watcherd`` command line: every command registered once, run by its own module.
 
-The operator commands (status, list, explain, retry, scan, probe) live in
-``commands``.
-
-Exit codes: 0 success; 1 the file would be rejected (probe) or an operational
-error; 2 bad command line; 78 (EX_CONFIG) invalid configuration, which the
-systemd unit marks as not worth restarting.
+A command's module (``watcherd.cli.<name>``) is imported only when that
+command runs, so ``--help`` and ``--version`` load neither rich, PyAV nor the
+HTTP client. Exit codes: ``watcherd.exitcodes``.
 """
 
 from __future__ import annotations
 
 import argparse
-import faulthandler
-import logging
+import importlib
 import os
-import signal
-import sqlite3
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from watcherd import __version__
-from watcherd.cli import demo, simulator
-from watcherd.cli.commands import cmd_explain, cmd_list, cmd_probe, cmd_retry, cmd_scan, cmd_status
-from watcherd.cli.render import terminal_console
-from watcherd.config import DEFAULT_CONFIG_PATH, Config, load_config
+from watcherd.config import DEFAULT_CONFIG_PATH
 from watcherd.errors import ConfigError
+from watcherd.exitcodes import EXIT_CONFIG
 from watcherd.media.profiles import DEPRECATED_NAMES, NEWEST, PROFILES
-from watcherd.service.logs import setup_logging
-from watcherd.service.startcheck import check_at_start, check_online
-from watcherd.state.instance import AlreadyRunning
 from watcherd.state.states import STATE_NAMES
-
-EXIT_OK = 0
-EXIT_FAIL = 1
-EXIT_CONFIG = 78
 
 EPILOG = """examples:
   watcherd run --config /etc/watcherd/config.yaml
@@ -45,104 +32,223 @@ exit codes: 0 ok; 1 rejected, failed or not found; 2 usage; 78 invalid configura
 colour only on a terminal, never with NO_COLOR; --json output is documented in the README
 """
 
-# Every command's --help ends with examples (and what its exit codes mean).
-EXAMPLES = {
-    "run": "watcherd run -c /etc/watcherd/config.yaml\n"
-           "signals: SIGTERM/SIGINT stop, SIGHUP reloads the config, SIGUSR1 dumps stacks\n"
-           "exit: 0 stopped, 1 another daemon holds the database or a folder, 78 invalid "
-           "config/folder/key source/index (a refused key pauses uploads instead)",
-    "check-config": "watcherd check-config -c ./config.yaml\n"
-                    "watcherd check-config --online    # also ask Twelve Labs about the key "
-                    "and every index\n"
-                    "exit: 0 valid, 1 --online could not reach the API, 78 invalid (config, "
-                    "folder, key or index)",
-    "status": "watcherd status\nwatcherd status --folder /srv/drop/inbox\n"
-              "watcherd status --json | jq '.active[] | select(.state == \"uploading\")'",
-    "list": "watcherd list --state failed\nwatcherd list --json | jq -r 'select(.task_id) | .path'",
-    "explain": "watcherd explain /srv/drop/inbox/interview.mp4\n"
-               "watcherd explain /srv/drop/failed/short.mp4 --json | jq .history",
-    "retry": "watcherd retry /srv/drop/failed/clip.mp4\nwatcherd retry 6650a8f2e5b8c1a0\n"
-             "watcherd retry --failed --folder /srv/drop/inbox --dry-run\n"
-             "exit: 0 every match moved (or would be), 1 nothing matched or some were skipped",
-    "scan": "watcherd scan --dry-run\n"
-            "watcherd scan --dry-run --json "
-            "| jq -r '.[] | select(.verdict == \"invalid\") | .path'",
-    "probe": "watcherd probe interview.mp4              # the newest profile (marengo3.0)\n"
-             "watcherd probe clip.mov --index 6650a8f2e5b8c1a0   # that index's models\n"
-             "watcherd probe clip.mov --model marengo2.7 --require-audio --json\n"
-             "exit: 0 would be accepted, 1 would be rejected (or the index cannot be asked)",
-    "simulator": simulator.EXAMPLES,
-    "demo": demo.EXAMPLES,
-}
+Arguments = Callable[[argparse.ArgumentParser], None]
 
 
-def build_parser() -> argparse.ArgumentParser:
+@dataclass(frozen=True)
+class Command:
+    """One ``watcherd COMMAND``: its help, its own arguments, and the function that runs it."""
+
+    name: str
+    help: str
+    handler: str  # "module:function" taking the parsed arguments, returning the exit code
+    examples: str  # ends the command's --help (with what its exit codes mean)
+    arguments: Arguments | None = None
+    config: bool = True  # -c/--config
+    json: bool = False  # --json
+
+
+def _check_config_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--online", action="store_true",
+                     help="also check the key and every index with Twelve Labs (the same "
+                          "requests as run's start-up checks)")
+
+
+def _folder_argument(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--folder", metavar="PATH", help="only this configured folder")
+
+
+def _list_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--state", choices=sorted(STATE_NAMES))
+    _folder_argument(sub)
+
+
+def _explain_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("path", help="a file in a drop folder, or where it was moved to")
+
+
+def _retry_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("target", nargs="?", metavar="PATH|TASK_ID",
+                     help="a failed file (in failed/ or by its inbox path) or its task id")
+    sub.add_argument("--failed", action="store_true", help="every failed file")
+    sub.add_argument("--folder", metavar="PATH", help="with --failed: only this folder")
+    sub.add_argument("--dry-run", action="store_true", help="show what would move")
+
+
+def _scan_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--dry-run", action="store_true", help="required: only look")
+
+
+def _probe_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("file")
+    sub.add_argument("--model", choices=[*PROFILES, *DEPRECATED_NAMES],
+                     help=f"pin this profile (default: the newest, {NEWEST})")
+    sub.add_argument("--index", metavar="ID", help="use this index's models, asked with the "
+                     "configured key (-c); the daemon's cached answer if the API is unreachable")
+    sub.add_argument("--require-audio", action="store_true")
+
+
+# The simulator and the demo are registered here like every command, so that
+# --help and --version import neither their modules nor the simulator.
+SIMULATOR_SWITCHES = (
+    "ANSWER is an HTTP status or an action: reset, reset_midbody, create_then_reset,\n"
+    "late, early, trickle, slow_read. METHOD may be *; PATH is a prefix under /v1.3\n"
+    "(/tasks, /indexes). Options are KEY=VALUE words: status=N, body=TEXT (a JSON\n"
+    "object is sent as JSON), header=NAME:VALUE (repeatable); for --inject times=N\n"
+    "(default 1) and delay=S; for --random seed=N and after_bytes=N (reset_midbody)."
+)
+
+
+def _simulator_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default %(default)s; only loopback unless "
+                          "--allow-remote)")
+    sub.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    sub.add_argument("--allow-remote", action="store_true",
+                     help="let --host be a non-loopback address (plain HTTP: anyone who can "
+                          "reach it sees the key and can upload)")
+    sub.add_argument("--api-key", default="tlk_test_key",
+                     help="the only key accepted (default %(default)s)")
+    sub.add_argument("--index", action="append", metavar="ID",
+                     help="an index that exists (repeatable; default idx_test)")
+    sub.add_argument("--api-version", default="v1.3", choices=("v1.3", "v1.2"))
+    sub.add_argument("--models", action="append", default=[], metavar="ID=NAME[,NAME]",
+                     help="the models GET /indexes/ID lists (repeatable; default marengo3.0)")
+    sub.add_argument("--store-dir", metavar="DIR",
+                     help="keep each uploaded file there as <task_id>.bin")
+    faults = sub.add_argument_group("fault switches", SIMULATOR_SWITCHES)
+    faults.add_argument("--inject", action="append", default=[],
+                        metavar="'METHOD PATH ANSWER [KEY=VALUE]...'",
+                        help="the next N matching requests get ANSWER instead (delay: wait "
+                             "first; late answers normally after delay; trickle: one byte per "
+                             "delay s; slow_read: 1 MiB per delay s)")
+    faults.add_argument("--random", action="append", default=[],
+                        metavar="'METHOD PATH ANSWER p=P [KEY=VALUE]...'",
+                        help="each matching request gets ANSWER with probability P, drawn "
+                             "from its own seeded generator (replayable)")
+    faults.add_argument("--rate-limit", action="append", default=[],
+                        metavar="'METHOD PATH LIMIT/WINDOW'",
+                        help="LIMIT requests per WINDOW seconds with X-Ratelimit-* headers; "
+                             "beyond that a bare 429")
+    faults.add_argument("--fail-filename", action="append", default=[], metavar="NAME",
+                        help="indexing of an upload named NAME ends 'failed' (repeatable)")
+    faults.add_argument("--ready-after", type=float, metavar="SECONDS",
+                        help="from upload to ready (default 0.3; validating, pending and "
+                             "indexing keep their share)")
+    faults.add_argument("--redirect-to", metavar="URL",
+                        help="answer every request with a 302 to URL + its path")
+    faults.add_argument("--clock-offset", type=float, default=0.0, metavar="SECONDS",
+                        help="the API's clock runs this far ahead of ours (negative: behind)")
+    faults.add_argument("--user-metadata-shown", default="list_and_video",
+                        choices=("list_and_video", "video", "nowhere"),
+                        help="where a video's user_metadata can be read back")
+
+
+def _demo_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--timeout", type=float, default=45.0, metavar="SECONDS",
+                     help="give up if both clips are not finished by then (default %(default)s)")
+    sub.add_argument("--keep", action="store_true",
+                     help="keep the demo folder and print where it is")
+
+
+COMMANDS = (
+    Command("run", "run the daemon in the foreground until SIGTERM/SIGINT",
+            "watcherd.cli.run:cmd_run",
+            "watcherd run -c /etc/watcherd/config.yaml\n"
+            "signals: SIGTERM/SIGINT stop, SIGHUP reloads the config, SIGUSR1 dumps stacks\n"
+            "exit: 0 stopped, 1 another daemon holds the database or a folder, 78 invalid "
+            "config/folder/key source/index (a refused key pauses uploads instead)"),
+    Command("check-config", "validate the config, the folders and the key source the way run "
+            "does at start, and print a summary",
+            "watcherd.cli.check_config:cmd_check_config",
+            "watcherd check-config -c ./config.yaml\n"
+            "watcherd check-config --online    # also ask Twelve Labs about the key and every "
+            "index\n"
+            "exit: 0 valid, 1 --online could not reach the API, 78 invalid (config, folder, "
+            "key or index)",
+            _check_config_arguments),
+    Command("status", "what the daemon is doing: folders, active files, recent results, "
+            "pauses", "watcherd.cli.status:cmd_status",
+            "watcherd status\nwatcherd status --folder /srv/drop/inbox\n"
+            "watcherd status --json | jq '.active[] | select(.state == \"uploading\")'",
+            _folder_argument, json=True),
+    Command("list", "one line per tracked file, newest first", "watcherd.cli.listing:cmd_list",
+            "watcherd list --state failed\n"
+            "watcherd list --json | jq -r 'select(.task_id) | .path'",
+            _list_arguments, json=True),
+    Command("explain", "why a file is where it is, with its whole history",
+            "watcherd.cli.explain:cmd_explain",
+            "watcherd explain /srv/drop/inbox/interview.mp4\n"
+            "watcherd explain /srv/drop/failed/short.mp4 --json | jq .history",
+            _explain_arguments, json=True),
+    Command("retry", "move failed files back into their inbox to be uploaded again",
+            "watcherd.cli.retry:cmd_retry",
+            "watcherd retry /srv/drop/failed/clip.mp4\nwatcherd retry 6650a8f2e5b8c1a0\n"
+            "watcherd retry --failed --folder /srv/drop/inbox --dry-run\n"
+            "exit: 0 every match moved (or would be), 1 nothing matched or some were skipped",
+            _retry_arguments, json=True),
+    Command("scan", "classify every file in every folder without changing anything",
+            "watcherd.cli.scan:cmd_scan",
+            "watcherd scan --dry-run\n"
+            "watcherd scan --dry-run --json | jq -r '.[] | select(.verdict == \"invalid\") "
+            "| .path'",
+            _scan_arguments, json=True),
+    Command("probe", "a file's media facts and each rule's verdict against a validation "
+            "profile", "watcherd.cli.probe:cmd_probe",
+            "watcherd probe interview.mp4              # the newest profile (marengo3.0)\n"
+            "watcherd probe clip.mov --index 6650a8f2e5b8c1a0   # that index's models\n"
+            "watcherd probe clip.mov --model marengo2.7 --require-audio --json\n"
+            "exit: 0 would be accepted, 1 would be rejected (or the index cannot be asked)",
+            _probe_arguments, json=True),
+    Command("simulator", "serve a Twelve Labs API simulator on loopback (no account "
+            "needed), with fault switches", "watcherd.cli.simulator:cmd_simulator",
+            "watcherd simulator --port 8700 --api-key tlk_staging --index idx_staging\n"
+            "watcherd simulator --inject 'POST /tasks 429 times=3' --fail-filename broken.mp4\n"
+            "watcherd simulator --random 'POST /tasks reset p=0.2 seed=7' "
+            "--rate-limit 'GET /tasks 10/60'\n"
+            "prints its base_url first (api.base_url; the key goes in api.key_file or "
+            "TWELVELABS_API_KEY)\n"
+            "exit: 0 stopped by SIGINT/SIGTERM, 2 bad option or a non-loopback --host without "
+            "--allow-remote",
+            _simulator_arguments, config=False),
+    Command("demo", "a first run with no account: the real daemon against the simulator, "
+            "on two clips", "watcherd.cli.demo:cmd_demo",
+            "watcherd demo\n"
+            "watcherd demo --keep      # leave the demo folder (config, database, log) for a look\n"
+            "exit: 0 the valid clip went to done/ and the small one to failed/, 1 anything else, "
+            "130 interrupted (cleaned up all the same)",
+            _demo_arguments, config=False),
+)
+
+
+def build_parser(commands: tuple[Command, ...] = COMMANDS) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="watcherd", description="Watch drop folders and ingest videos into Twelve Labs.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"watcherd {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def command(name: str, help_text: str, config: bool = True) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text,
-                                  epilog="examples:\n  " + EXAMPLES[name].replace("\n", "\n  "),
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-        if config:
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in commands:
+        sub = subparsers.add_parser(
+            command.name, help=command.help, description=command.help,
+            epilog="examples:\n  " + command.examples.replace("\n", "\n  "),
+            formatter_class=argparse.RawDescriptionHelpFormatter)
+        if command.config:
             sub.add_argument("-c", "--config", default=os.environ.get(
                 "WATCHERD_CONFIG", DEFAULT_CONFIG_PATH),
                 help="config file (default: $WATCHERD_CONFIG or %(default)s)")
-        return sub
-
-    def json_flag(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--json", action="store_true", help="machine-readable output")
-
-    command("run", "run the daemon in the foreground until SIGTERM/SIGINT")
-    check = command("check-config", "validate the config, the folders and the key source the "
-                    "way run does at start, and print a summary")
-    check.add_argument("--online", action="store_true",
-                       help="also check the key and every index with Twelve Labs (the same "
-                            "requests as run's start-up checks)")
-    status = command("status", "what the daemon is doing: folders, active files, recent "
-                     "results, pauses")
-    status.add_argument("--folder", metavar="PATH", help="only this configured folder")
-    json_flag(status)
-    listing = command("list", "one line per tracked file, newest first")
-    listing.add_argument("--state", choices=sorted(STATE_NAMES))
-    listing.add_argument("--folder", metavar="PATH", help="only this configured folder")
-    json_flag(listing)
-    why = command("explain", "why a file is where it is, with its whole history")
-    why.add_argument("path", help="a file in a drop folder, or where it was moved to")
-    json_flag(why)
-    retry = command("retry", "move failed files back into their inbox to be uploaded again")
-    retry.add_argument("target", nargs="?", metavar="PATH|TASK_ID",
-                       help="a failed file (in failed/ or by its inbox path) or its task id")
-    retry.add_argument("--failed", action="store_true", help="every failed file")
-    retry.add_argument("--folder", metavar="PATH", help="with --failed: only this folder")
-    retry.add_argument("--dry-run", action="store_true", help="show what would move")
-    json_flag(retry)
-    scan = command("scan", "classify every file in every folder without changing anything")
-    scan.add_argument("--dry-run", action="store_true", help="required: only look")
-    json_flag(scan)
-    probe = command("probe", "a file's media facts and each rule's verdict against a "
-                    "validation profile")
-    probe.add_argument("file")
-    probe.add_argument("--model", choices=[*PROFILES, *DEPRECATED_NAMES],
-                       help=f"pin this profile (default: the newest, {NEWEST})")
-    probe.add_argument("--index", metavar="ID", help="use this index's models, asked with the "
-                       "configured key (-c); the daemon's cached answer if the API is unreachable")
-    probe.add_argument("--require-audio", action="store_true")
-    json_flag(probe)
-    simulator.add_arguments(command("simulator", simulator.HELP, config=False))
-    demo.add_arguments(command("demo", demo.HELP, config=False))
+        if command.arguments is not None:
+            command.arguments(sub)
+        if command.json:
+            sub.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"run": cmd_run, "check-config": cmd_check_config, "probe": cmd_probe,
-               "status": cmd_status, "list": cmd_list, "explain": cmd_explain,
-               "retry": cmd_retry, "scan": cmd_scan, "simulator": simulator.cmd_simulator,
-               "demo": demo.cmd_demo}[args.command]
+    command = next(c for c in COMMANDS if c.name == args.command)
+    module, _, function = command.handler.partition(":")
+    handler: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module),
+                                                           function)
     try:
         return handler(args)
     except ConfigError as exc:
@@ -155,71 +261,3 @@ def print_config_errors(exc: ConfigError) -> None:
     print(f"watcherd: invalid configuration{where}:", file=sys.stderr)
     for line in exc.errors:
         print(f"  {line}", file=sys.stderr)
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    key = check_at_start(config)  # what check-config refuses too, before any thread starts
-    console = terminal_console()
-    setup_logging(config.log_level, console=console)
-    # A hang is diagnosable: SIGUSR1 (or systemd's watchdog SIGABRT) dumps every
-    # thread's stack to stderr, i.e. the journal.
-    faulthandler.enable()
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
-    from watcherd.ingest.progress import TerminalProgress
-    from watcherd.service.daemon import Daemon  # imports PyAV and watchdog: only when running
-
-    logger = logging.getLogger(__name__)
-    logger.info("watcherd %s: config %s, API %s, key from %s", __version__, config.source,
-                config.api.base_url, key.source)
-    _warn_outside_state_directory(config, logger)
-    for warning in config.warnings:
-        logger.warning("%s: %s", config.source, warning)
-    try:
-        display = TerminalProgress(console) if console else None
-        return Daemon(config, display=display).run()
-    except AlreadyRunning as exc:
-        logger.critical("cannot run: %s", exc)
-        return EXIT_FAIL
-    except (OSError, sqlite3.Error) as exc:
-        logger.critical("cannot run: %s (state_db %s)", exc, config.state_db)
-        return EXIT_FAIL
-
-
-def _warn_outside_state_directory(config: Config, logger: logging.Logger) -> None:
-    # The default state_db no longer follows $STATE_DIRECTORY (only the service
-    # sees it); a unit with a config elsewhere must name its state_db.
-    state_directory = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
-    if state_directory and not config.state_db.is_relative_to(state_directory):
-        logger.warning("state_db %s is outside the unit's StateDirectory %s; if watcherd "
-                       "cannot write there, set state_db in %s", config.state_db,
-                       state_directory, config.source)
-
-
-def cmd_check_config(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    key = check_at_start(config)
-    online = check_online(config, key) if args.online else None
-    if online is not None and online.problems:
-        raise ConfigError(online.problems, str(config.source) if config.source else None)
-    for warning in config.warnings:
-        print(f"watcherd: warning: {warning}", file=sys.stderr)
-    print(f"config {config.source}: OK")
-    print(f"  api: {config.api.base_url}; key: found ({key.source})")
-    print(f"  state_db: {config.state_db}")
-    print(f"  settle {config.settle_seconds:g}s, poll {config.poll_interval_seconds:g}s, "
-          f"rescan {config.rescan_interval_seconds:g}s, {config.upload_workers} upload worker(s)")
-    for i, f in enumerate(config.folders):
-        traits = [f"model {f.model}", "polling" if f.polling else "inotify"]
-        traits += ["recursive"] * f.recursive + ["audio required"] * f.require_audio
-        print(f"  folders[{i}]: {f.path} -> index {f.index_id} ({', '.join(traits)})")
-        print(f"    done: {f.done_dir}  failed: {f.failed_dir}")
-    if online is None:
-        return EXIT_OK
-    for index_id, name in online.reachable.items():
-        print(f"  online: index {index_id} ({name}) answers to the key from {key.source}")
-    for i, f in enumerate(online.config.folders if online.config else ()):
-        print(f"  online: folders[{i}] validates with {f.profile.describe()}")
-    for index_id, why in online.unchecked.items():
-        print(f"watcherd: index {index_id} could not be checked: {why}", file=sys.stderr)
-    return EXIT_FAIL if online.unchecked else EXIT_OK

@@ -1,23 +1,26 @@
-"""Human output for the operator commands: consoles, tables, times and sizes.
+"""Output for the operator commands: ``--json`` as is, or for people in consoles and tables.
 
 Colour only on a terminal and never with ``NO_COLOR`` (rich honours both);
-``--json`` output never goes through here. Times are shown local and relative
+``--json`` output never goes through rich. Times are shown local and relative
 ("3m ago") because an operator asks "is this recent?", and JSON carries the
 exact ISO 8601 values.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from watcherd.names import display
 
 PIPE_WIDTH = 4096
 STATE_STYLES = {
@@ -28,14 +31,35 @@ STATE_STYLES = {
 }
 
 
-def output_console(file: Any = None) -> Console:
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def emit(data: Any, as_json: bool, render: Callable[[Any, Console], None]) -> None:
+    """``data`` as JSON, or drawn by ``render`` for people."""
+    if as_json:
+        print_json(data)
+    else:
+        render(data, output_console())
+
+
+def shown(value: Any) -> Any:
+    """Every string in ``value`` fit for JSON and terminals (undecodable bytes escaped)."""
+    if isinstance(value, dict):
+        return {k: shown(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shown(v) for v in value]
+    return display(value) if isinstance(value, str) else value
+
+
+def output_console() -> Console:
     """stdout for command output; rich disables colour off a terminal and with NO_COLOR.
 
     Piped output is never cut to 80 columns: a path in a pipe must stay whole.
     """
-    file = file or sys.stdout
-    width = None if file.isatty() else PIPE_WIDTH
-    return Console(file=file, highlight=False, soft_wrap=True, width=width, **_plain_if_asked())
+    width = None if sys.stdout.isatty() else PIPE_WIDTH
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True, width=width,
+                   **_plain_if_asked())
 
 
 def terminal_console() -> Console | None:
@@ -87,13 +111,3 @@ def duration(seconds: float) -> str:
     if seconds < 86400:
         return f"{seconds // 3600:.0f}h{seconds % 3600 // 60:02.0f}m"
     return f"{seconds // 86400:.0f}d{seconds % 86400 // 3600:02.0f}h"
-
-
-def size(n: float | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"

@@ -10,18 +10,46 @@ sidecar is removed so failed/ only lists what is still failed.
 
 from __future__ import annotations
 
+import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
 import watcherd.state.queries as queries
+from watcherd.cli.access import configured_folder, operator_config
+from watcherd.cli.render import output_console, print_json, table
 from watcherd.config import Config
+from watcherd.exitcodes import EXIT_FAIL, EXIT_OK
 from watcherd.ingest.mover import SIDECAR_SUFFIX, move_file
 from watcherd.state.schema import FileRecord
 from watcherd.state.states import State
 from watcherd.state.store import Store
 
 logger = logging.getLogger(__name__)
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    if (args.target is None) == (not args.failed):
+        raise SystemExit("watcherd retry: give a PATH or TASK_ID, or --failed (not both)")
+    config = operator_config(args)
+    if not Path(config.state_db).exists():
+        print(f"watcherd: no state database at {config.state_db}", file=sys.stderr)
+        return EXIT_FAIL
+    # Writable (for the history notes), but not opened: the schema is the daemon's business.
+    store = Store(config.state_db)
+    try:
+        records = select_failed(store, args.target, configured_folder(config, args.folder))
+        results = retry(store, records, config, dry_run=args.dry_run)
+    finally:
+        store.close()
+    if args.json:
+        print_json(results)
+    else:
+        render_retry(results, args.dry_run, args.target)
+    if not results and args.target is not None:
+        return EXIT_FAIL
+    return EXIT_OK if all(r["skipped"] is None for r in results) else EXIT_FAIL
 
 
 def select_failed(store: Store, target: str | None, folder: Path | None) -> list[FileRecord]:
@@ -73,3 +101,14 @@ def _move_back(store: Store, record: FileRecord) -> Path:
     store.note(record.id, f"retry requested by an operator: moved back to {landed}")
     logger.info("moved %s back to %s", source, landed)
     return landed
+
+
+def render_retry(results: list[dict[str, Any]], dry_run: bool, target: str | None) -> None:
+    console = output_console()
+    if not results:
+        console.print(f"no failed file matches {target}" if target else "no failed files")
+        return
+    verb = "would move" if dry_run else "moved"
+    console.print(table(("", "from", "to", "failed because"), (
+        (verb if r["skipped"] is None else f"skipped: {r['skipped']}", r["from"], r["to"],
+         r["reason"]) for r in results)))

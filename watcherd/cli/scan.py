@@ -12,6 +12,7 @@ hashes read the files. Paths are shown escaped (``names.display``).
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from collections.abc import Iterator
@@ -20,14 +21,28 @@ from typing import Any
 
 from rich.console import Console
 
-from watcherd.cli.render import styled_state, table
+from watcherd.cli.access import operator_config, readonly_store
+from watcherd.cli.render import emit, styled_state, table
 from watcherd.config import Config, FolderConfig
+from watcherd.exitcodes import EXIT_OK
 from watcherd.ingest.dedupe import sha256_file
 from watcherd.intake.filters import skip_reason
 from watcherd.intake.settle import seconds_unchanged, unreadable_reason
 from watcherd.names import display
+from watcherd.service.folderprofiles import cached_profiles
 from watcherd.state.states import UNREADABLE
 from watcherd.state.store import Store
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    if not args.dry_run:
+        raise SystemExit("watcherd scan: only --dry-run exists; the daemon rescans by itself "
+                         "every rescan_interval_seconds")
+    config = operator_config(args)
+    with readonly_store(config) as store:
+        results = dry_scan(cached_profiles(config, store), store)
+    emit(results, args.json, render_scan)
+    return EXIT_OK
 
 
 def dry_scan(config: Config, store: Store | None, now: float | None = None

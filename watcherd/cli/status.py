@@ -1,4 +1,4 @@
-"""``watcherd status`` and ``watcherd list``: what the daemon is doing, from the database.
+"""``watcherd status``: what the daemon is doing, from the database.
 
 Reads the database read-only (safe while the daemon runs) with one indexed
 query per section, plus the runtime row the daemon publishes every 2 s
@@ -8,6 +8,8 @@ the README and kept stable; the human view is the same data in tables.
 
 from __future__ import annotations
 
+import argparse
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -17,17 +19,32 @@ from rich.console import Console
 from rich.text import Text
 
 import watcherd.state.queries as queries
-from watcherd.cli.render import ago, duration, iso, size, styled_state, table
+from watcherd.cli.access import configured_folder, operator_config, readonly_store
+from watcherd.cli.render import ago, duration, emit, iso, shown, styled_state, table
 from watcherd.config import Config
+from watcherd.exitcodes import EXIT_FAIL, EXIT_OK
 from watcherd.names import display
 from watcherd.service.runtime import daemon_state
 from watcherd.state.runtime import FolderWatch, LiveDaemon, UploadProgress
 from watcherd.state.schema import FileRecord
 from watcherd.state.states import ACTIVE_STATES, FINAL_STATES
-from watcherd.state.store import Store, record_from_row
+from watcherd.state.store import Store
+from watcherd.units import human_bytes
 
 RECENT = 5
 COUNTED_STATES = (*ACTIVE_STATES, *FINAL_STATES)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config = operator_config(args)
+    with readonly_store(config) as store:
+        if store is None:
+            print(f"watcherd: no state database at {config.state_db} (has the daemon run "
+                  "yet?)", file=sys.stderr)
+            return EXIT_FAIL
+        status = build_status(config, store, configured_folder(config, args.folder))
+    emit(status, args.json, render_status)
+    return EXIT_OK
 
 
 def build_status(config: Config, store: Store, folder: Path | None = None,
@@ -86,7 +103,7 @@ def _active(record: FileRecord, upload: UploadProgress | None, now: float) -> di
 
 
 def _finished(record: FileRecord) -> dict[str, Any]:
-    return {"path": display(record.path), "dest_path": _shown(record.dest_path),
+    return {"path": display(record.path), "dest_path": shown(record.dest_path),
             "video_id": record.video_id,
             "task_id": record.task_id, "reason": record.reason, "error_code": record.error_code,
             "finished_at": iso(record.finished_at or record.updated_at)}
@@ -157,7 +174,7 @@ def _active_row(entry: dict[str, Any]) -> tuple:
     progress = ""
     if entry["percent"] is not None:
         rate = entry["rate_bytes_per_second"]
-        progress = f"{entry['percent']}%" + (f" {size(rate)}/s" if rate else "")
+        progress = f"{entry['percent']}%" + (f" {human_bytes(rate, short=True)}/s" if rate else "")
     return (styled_state(entry["state"]), Path(entry["path"]).name, progress,
             entry["task_id"] or "", entry["remote_status"] or "", duration(entry["age_seconds"]))
 
@@ -167,28 +184,3 @@ def _ago_iso(value: str | None) -> str:
         return "never"
     return ago(datetime.fromisoformat(value).timestamp())
 
-
-LIST_FIELDS = ("path", "state", "task_id", "video_id", "reason", "remote_status", "attempts",
-               "dest_path", "duplicate_of")
-
-
-def list_rows(store: Store, state: str | None, folder: Path | None) -> list[dict[str, Any]]:
-    """``watcherd list``: one row per tracked file, newest first."""
-    sql = "SELECT * FROM files"
-    clauses, params = [], []
-    if state:
-        clauses.append("state = ?")
-        params.append(state)
-    if folder:
-        clauses.append("folder = ?")
-        params.append(str(folder))
-    if clauses:
-        sql += " WHERE " + " AND ".join(clauses)
-    rows = [record_from_row(r) for r in store.query(sql + " ORDER BY id DESC",
-                                                            tuple(params))]
-    return [{**{name: _shown(getattr(r, name)) for name in LIST_FIELDS},
-             "updated_at": iso(r.updated_at)} for r in rows]
-
-
-def _shown(value: Any) -> Any:
-    return display(value) if isinstance(value, str) else value

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from watcherd.units import human_bytes
+
 logger = logging.getLogger(__name__)
 
 LOG_EVERY_SECONDS = 10.0
@@ -84,11 +86,8 @@ class ProgressLog:
         self.last_line = now
         rate = done / max(now - self.started, 1e-3)
         logger.info("uploading %s: %d%% (%s of %s, %s/s)", self.name, int(100 * fraction),
-                    _mib(done), _mib(total), _mib(rate))
-
-
-def _mib(n: float) -> str:
-    return f"{n / 2**20:.1f} MiB"
+                    human_bytes(done, unit="MiB"), human_bytes(total, unit="MiB"),
+                    human_bytes(rate, unit="MiB"))
 
 
 class TerminalProgress:

@@ -39,13 +39,14 @@ from watcherd.ingest.indexpause import IndexPauses, index_gone
 from watcherd.ingest.progress import Progress, ProgressLog
 from watcherd.ingest.putback import InternalErrors, give_up, put_back
 from watcherd.intake.presence import folder_reachable
-from watcherd.media.validate import check_file, human_bytes, raise_if_rejected
+from watcherd.media.validate import check_file, raise_if_rejected
 from watcherd.names import display
 from watcherd.state.schema import Changes
 from watcherd.state.states import State
 from watcherd.state.store import ContentTaken, FileRecord, Store
 from watcherd.threads import ServiceThread, beat
 from watcherd.twelvelabs.client import TwelveLabsClient, UploadAborted
+from watcherd.units import human_bytes
 
 logger = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from watcherd.errors import MediaRejected
 from watcherd.media.limits import TASKS_UPLOAD, Limits, UploadPath
 from watcherd.media.probe import MediaFacts, ProbeFailed, probe
+from watcherd.units import human_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -221,18 +222,6 @@ def _skipped(rule: str, failed: str, limits: Limits, require_audio: bool) -> Ver
 
 
 # -- formatting --------------------------------------------------------------------
-
-
-def human_bytes(n: int) -> str:
-    """Binary units, because the limits are set in GiB (2 GiB, not 2.1 GB)."""
-    if n < 1024:
-        return f"{n} byte" if n == 1 else f"{n} bytes"
-    value = float(n)
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        value /= 1024
-        if value < 1024 or unit == "TiB":
-            break
-    return f"{value:.1f} {unit}"
 
 
 def _num(x: float) -> str:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from watcherd.config import Config
 from watcherd.errors import ConfigError
+from watcherd.exitcodes import EXIT_OK
 from watcherd.ingest.finalizer import Finalizer
 from watcherd.ingest.gate import UploadGate
 from watcherd.ingest.indexpause import IndexPauses
@@ -142,7 +143,7 @@ class Daemon:
                 self._main_loop()
         finally:
             self.shutdown()
-        return 0
+        return EXIT_OK
 
     def start(self) -> None:
         """Lock, check, open and recover; then start every thread."""

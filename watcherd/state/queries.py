@@ -37,16 +37,32 @@ def active(store: Store, limit: int = 50) -> list[FileRecord]:
                     (State.VALIDATING, State.UPLOADING, State.INDEXING, limit))
 
 
+def listed(store: Store, state: str | None = None, folder: str | None = None
+           ) -> list[FileRecord]:
+    """Every row (``watcherd list``), in ``state`` and ``folder`` if given, newest first."""
+    sql = "SELECT * FROM files"
+    clauses, params = [], []
+    if state:
+        clauses.append("state = ?")
+        params.append(state)
+    if folder:
+        clauses.append("folder = ?")
+        params.append(folder)
+    if clauses:
+        sql += " WHERE " + " AND ".join(clauses)
+    return _records(store, sql + " ORDER BY id DESC", tuple(params))
+
+
 def queue_position(store: Store, record: FileRecord) -> int:
     """1 for the next file to upload: queued files go roughly in the order they settled."""
-    row = store.query("SELECT COUNT(*) FROM files WHERE state = ? AND id < ?",
+    row = store._select("SELECT COUNT(*) FROM files WHERE state = ? AND id < ?",
                       (State.QUEUED, record.id))
     return row[0][0] + 1
 
 
 def counts_by_folder(store: Store) -> dict[str, dict[str, int]]:
     counts: dict[str, dict[str, int]] = {}
-    for folder, state, n in store.query(
+    for folder, state, n in store._select(
             "SELECT folder, state, COUNT(*) FROM files GROUP BY folder, state"):
         counts.setdefault(folder, {})[state] = n
     return counts
@@ -60,4 +76,4 @@ def unreadable(store: Store, folder: str, limit: int = 50) -> list[FileRecord]:
 
 
 def _records(store: Store, sql: str, params: tuple | dict) -> list[FileRecord]:
-    return [record_from_row(row) for row in store.query(sql, params)]
+    return [record_from_row(row) for row in store._select(sql, params)]

@@ -158,8 +158,8 @@ class Store:
         ``content_holder`` for a row newer than every row there is, as its would be."""
         return _content_holder(self._conn(), NEWEST_ID, sha256, index_id)
 
-    def query(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
-        """Read-only SQL for the reports in ``queries`` (one place owns the connections)."""
+    def _select(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
+        """Read-only SQL for ``state.queries`` only: no SQL is written outside ``state/``."""
         if isinstance(params, dict):
             return self._conn().execute(sql, {k: db_path(v) for k, v in params.items()}
                                         ).fetchall()

@@ -15,8 +15,11 @@ the guard here is the last resort, ``putback`` guards each file.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -103,6 +106,22 @@ class ServiceThread:
 
     def stop(self) -> None:
         self.stop_event.set()
+
+    def next_file(self, work: queue.Queue[int] | queue.SimpleQueue[int]) -> int | None:
+        """The next file id from ``work``, or None after half a second without one."""
+        try:
+            return work.get(timeout=0.5)
+        except queue.Empty:
+            return None
+
+    @contextmanager
+    def hold(self, file_id: int) -> Iterator[int]:
+        """Mark ``file_id`` as this thread's while the block runs (the sweep leaves it be)."""
+        self.holding = file_id
+        try:
+            yield file_id
+        finally:
+            self.holding = None
 
     def held_files(self) -> set[int]:
         """Files this thread holds (working on, or keeping for later); none once it died."""

@@ -67,18 +67,14 @@ class Finalizer(ServiceThread):
 
     def step(self) -> None:
         self._requeue_due()
-        try:
-            file_id = self.work.get(timeout=0.5)
-        except queue.Empty:
+        file_id = self.next_file(self.work)
+        if file_id is None:
             return
-        self.holding = file_id
-        try:
+        with self.hold(file_id):
             self.internal_errors.run(
                 file_id, lambda: self._attempt(file_id),
                 put_back=lambda detail: self._note_and_retry(file_id, detail),
                 give_up=lambda detail: give_up(self.store, file_id, detail, self.work.put))
-        finally:
-            self.holding = None
 
     def held_files(self) -> set[int]:
         if not self.is_alive():

@@ -91,20 +91,16 @@ class UploadWorker(ServiceThread):
         self.waits = CandidateWaits(clock)
 
     def step(self) -> None:
-        try:
-            file_id = self.work.get(timeout=0.5)
-        except queue.Empty:
+        file_id = self.next_file(self.work)
+        if file_id is None:
             return
-        self.holding = file_id
-        try:
+        with self.hold(file_id):
             self.internal_errors.run(
                 file_id, lambda: self.process(file_id),
                 put_back=lambda detail: put_back(self.store, self.store.get(file_id), detail,
                                                  settle_again=self.settle_again,
                                                  finalize=self.finalize),
                 give_up=lambda detail: give_up(self.store, file_id, detail, self.finalize))
-        finally:
-            self.holding = None
 
     def process(self, file_id: int) -> None:
         """Take one queued file as far as it can go now."""

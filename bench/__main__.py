@@ -23,6 +23,7 @@ BENCHES = {
     "idle": ("bench.idle", [], ["--seconds", "5"]),
     "startup_scale": ("bench.startup_scale", [], ["--files", "500"]),
     "status_rows": ("bench.status_rows", [], ["10000"]),
+    "history": ("bench.history", [], ["--rows", "20000", "--seconds", "5"]),
     "api_economy": ("bench.api_economy", [], ["--files", "4", "--indexing", "15"]),
 }
 

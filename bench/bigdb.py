@@ -1,4 +1,4 @@
-"""A state database with many finished files, built fast, for the benches that need history.
+"""A state database with many files, built fast, for the benches that need history.
 
 One transaction, ``executemany`` over generators (no list of a million tuples
 in memory), the schema from ``Store.open`` so indexes and counters are the

@@ -110,6 +110,7 @@ def test_prune_forgets_old_finished_rows_and_history_but_keeps_what_dedupe_needs
     kept = finished(store, "/in/uploaded.mp4", sha="s1", outcome="ready")
     failed = finished(store, "/in/bad.mp4", State.FAILED, sha="s2")
     vanished = finished(store, "/in/gone.mp4", State.VANISHED)
+    duplicate = finished(store, "/in/same.mp4", State.DONE, sha="s1")  # no task of its own
     clock.now += 100 * DAY
     recent = finished(store, "/in/recent.mp4", State.FAILED)
     live = store.add(path="/in/waiting.mp4", folder="/in", index_id="idx")
@@ -118,7 +119,7 @@ def test_prune_forgets_old_finished_rows_and_history_but_keeps_what_dedupe_needs
         pass
     ids = {r.id for r in store.all()}
     assert ids == {kept.id, recent.id, live.id}
-    assert failed.id not in ids and vanished.id not in ids
+    assert not {failed.id, vanished.id, duplicate.id} & ids
     assert store.history(kept.id) == []  # its history went; the row that dedupe reads stays
     assert len(store.history(recent.id)) == 3 and len(store.history(live.id)) == 1
     later = store.add(path="/in/copy.mp4", folder="/in", index_id="idx", sha256="s1")

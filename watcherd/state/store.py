@@ -39,7 +39,7 @@ from watcherd.state.schema import (
     Fields,
     FileRecord,
 )
-from watcherd.state.states import ACTIVE_STATES, FINAL_STATES, State
+from watcherd.state.states import ACTIVE_STATES, State
 
 logger = logging.getLogger(__name__)
 
@@ -298,19 +298,18 @@ class Store:
             return None
         return (tuple(json.loads(row[0])), row[1]) if row else None
 
-
     # -- retention ------------------------------------------------------------
 
     def prune(self, cutoff: float, batch: int) -> int:
-        """Forget up to ``batch`` finished files last changed before ``cutoff`` (their rows
-        and history), and the history of up to ``batch`` kept ones; returns rows deleted.
+        """Forget up to ``batch`` failed or vanished files and up to ``batch`` done ones last
+        changed before ``cutoff`` (rows and history); returns how many rows went.
 
-        Kept forever: a file that reached done with a task (``KEPT_SQL``), which dedupe
-        needs for as long as the index may hold its video. Each call is one short
+        Kept forever, without its history: a file that reached done with a task
+        (``KEPT_SQL``), which dedupe needs for as long as the index may hold its video. Each call is one short
         write transaction, so the daemon's writers never wait long.
         """
         with self._write() as conn:
-            return _prune_files(conn, cutoff, batch) + _prune_kept_history(conn, cutoff, batch)
+            return _prune_files(conn, cutoff, batch) + _prune_done(conn, cutoff, batch)
 
     def vacuum_some(self, pages: int) -> int | None:
         """Give up to ``pages`` free pages back to the file system; None when the database
@@ -380,39 +379,45 @@ def _claim_content(conn: sqlite3.Connection, file_id: int, index_id: str | None)
         raise ContentTaken(holder)
 
 
-FINAL = ", ".join(f"'{s}'" for s in FINAL_STATES)
-# The rows retention keeps (what ``HOLDER_SQL`` can still find as done).
-KEPT_SQL = "state = 'done' AND outcome = 'ready' AND sha256 IS NOT NULL"
+# Done rows retention keeps: what ``HOLDER_SQL`` finds as holding a task for the content.
+KEPT_SQL = "outcome IS 'ready' AND sha256 IS NOT NULL"
 
 
 def _prune_files(conn: sqlite3.Connection, cutoff: float, batch: int) -> int:
+    """Failed and vanished files: nothing needs them once they are old."""
     ids = [r[0] for r in conn.execute(
-        f"SELECT id FROM files WHERE state IN ({FINAL}) AND updated_at < ? AND NOT "
-        f"({KEPT_SQL}) LIMIT ?", (cutoff, batch))]
+        "SELECT id FROM files WHERE state IN (?, ?) AND updated_at < ? LIMIT ?",
+        (State.FAILED, State.VANISHED, cutoff, batch))]
+    return _delete_files(conn, ids)
+
+
+def _prune_done(conn: sqlite3.Connection, cutoff: float, batch: int) -> int:
+    """Done files, oldest first from where the last call stopped (a mark in ``meta``), so
+    each is visited once, not on every pass: their history goes, and the row too unless
+    dedupe needs it (``KEPT_SQL``)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'pruned_through'").fetchone()
+    after_at, after_id = json.loads(row[0]) if row else (0.0, 0)
+    rows = conn.execute(
+        f"SELECT id, updated_at, {KEPT_SQL} FROM files WHERE state = ? AND "
+        "(updated_at, id) > (?, ?) AND updated_at < ? ORDER BY updated_at, id LIMIT ?",
+        (State.DONE, after_at, after_id, cutoff, batch)).fetchall()
+    if not rows:
+        return 0
+    kept = [r[0] for r in rows if r[2]]
+    gone = conn.execute(f"DELETE FROM history WHERE file_id IN ({','.join('?' * len(kept))}) "
+                        "AND at < ?", (*kept, cutoff)).rowcount
+    gone += _delete_files(conn, [r[0] for r in rows if not r[2]])
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('pruned_through', ?)",
+                 (json.dumps([rows[-1][1], rows[-1][0]]),))
+    return gone or len(rows)  # visiting kept rows is progress too: come back for more
+
+
+def _delete_files(conn: sqlite3.Connection, ids: list[int]) -> int:
     if not ids:
         return 0
     marks = ",".join("?" * len(ids))
     gone = conn.execute(f"DELETE FROM history WHERE file_id IN ({marks})", ids).rowcount
     return gone + conn.execute(f"DELETE FROM files WHERE id IN ({marks})", ids).rowcount
-
-
-def _prune_kept_history(conn: sqlite3.Connection, cutoff: float, batch: int) -> int:
-    """The history of kept rows, oldest first from where the last call stopped (a mark in
-    ``meta``), so each kept row is visited once, not on every pass."""
-    row = conn.execute("SELECT value FROM meta WHERE key = 'pruned_through'").fetchone()
-    after_at, after_id = json.loads(row[0]) if row else (0.0, 0)
-    rows = conn.execute(
-        f"SELECT id, updated_at FROM files WHERE state = 'done' AND (updated_at, id) > (?, ?) "
-        f"AND updated_at < ? AND {KEPT_SQL} ORDER BY updated_at, id LIMIT ?",
-        (after_at, after_id, cutoff, batch)).fetchall()
-    if not rows:
-        return 0
-    ids = [r[0] for r in rows]
-    gone = conn.execute(f"DELETE FROM history WHERE file_id IN ({','.join('?' * len(ids))}) "
-                        "AND at < ?", (*ids, cutoff)).rowcount
-    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('pruned_through', ?)",
-                 (json.dumps([rows[-1][1], rows[-1][0]]),))
-    return gone or len(rows)  # visiting kept rows is progress too: come back for more
 
 
 def _add_counters(conn: sqlite3.Connection) -> None:

@@ -305,8 +305,8 @@ class Store:
         changed before ``cutoff`` (rows and history); returns how many rows went.
 
         Kept forever, without its history: a file that reached done with a task
-        (``KEPT_SQL``), which dedupe needs for as long as the index may hold its video. Each call is one short
-        write transaction, so the daemon's writers never wait long.
+        (``KEPT_SQL``), which dedupe needs for as long as the index may hold its video.
+        Each call is one short write transaction, so the daemon's writers never wait long.
         """
         with self._write() as conn:
             return _prune_files(conn, cutoff, batch) + _prune_done(conn, cutoff, batch)

@@ -23,6 +23,8 @@ BENCHES = {
     "idle": ("bench.idle", [], ["--seconds", "5"]),
     "startup_scale": ("bench.startup_scale", [], ["--files", "500"]),
     "status_rows": ("bench.status_rows", [], ["10000"]),
+    "history": ("bench.history", [], ["--rows", "20000", "--seconds", "5"]),
+    "cli_start": ("bench.cli_start", [], ["--runs", "2"]),
     "api_economy": ("bench.api_economy", [], ["--files", "4", "--indexing", "15"]),
 }
 

@@ -175,3 +175,82 @@ def test_every_registered_command_names_a_function_that_exists():
     for command in COMMANDS:
         module, _, function = command.handler.partition(":")
         assert callable(getattr(importlib.import_module(module), function)), command.name
+
+
+def test_list_limit_and_since_pick_the_newest_rows(tmp_path):
+    db = tmp_path / "state.db"
+    config = tmp_path / "config.yaml"
+    config.write_text(f"state_db: {db}\nfolders:\n  - {{path: {tmp_path}, index_id: idx}}\n")
+    now = [1_700_000_000.0]
+    store = Store(db, clock=lambda: now[0]).open()
+    for n in range(5):
+        store.add(path=f"{tmp_path}/{n}.mp4", folder=str(tmp_path), index_id="idx")
+        now[0] += 86400
+    store.close()
+
+    def paths(*args: str) -> list[str]:
+        result = watcherd("list", "--json", *args, "-c", str(config))
+        assert result.returncode == 0, result.stderr
+        return [Path(json.loads(line)["path"]).name for line in result.stdout.splitlines()]
+
+    assert paths() == ["4.mp4", "3.mp4", "2.mp4", "1.mp4", "0.mp4"]  # --json: every row
+    assert paths("--limit", "2") == ["4.mp4", "3.mp4"]
+    assert paths("--limit", "0") == paths()
+    since = __import__("datetime").datetime.fromtimestamp(1_700_000_000 + 3 * 86400)
+    assert paths("--since", since.isoformat()) == ["4.mp4", "3.mp4"]
+    assert paths("--since", "1d") == []  # every row is older than a day
+    table = watcherd("list", "--limit", "3", "-c", str(config))
+    assert [n for n in ("4.mp4", "3.mp4", "2.mp4", "1.mp4") if n in table.stdout] == [
+        "4.mp4", "3.mp4", "2.mp4"]
+    assert "--limit 0 for all" in table.stderr
+    bad = watcherd("list", "--since", "last tuesday", "-c", str(config))
+    assert bad.returncode == 2 and "neither an age" in bad.stderr
+
+
+def test_list_streams_the_table_in_blocks_as_rows_come(tmp_path, monkeypatch, capsys):
+    """The first block is printed before the last row is even read from the database."""
+    import argparse
+
+    import watcherd.cli.listing as listing
+
+    db = tmp_path / "state.db"
+    config = tmp_path / "config.yaml"
+    config.write_text(f"state_db: {db}\nfolders:\n  - {{path: {tmp_path}, index_id: idx}}\n")
+    store = Store(db).open()
+    for n in range(listing.BLOCK_ROWS + 5):
+        store.add(path=f"{tmp_path}/{n:04d}.mp4", folder=str(tmp_path), index_id="idx")
+    store.close()
+    read = []
+    real = listing.list_row
+
+    def counting(record):
+        read.append(record.id)
+        if len(read) == listing.BLOCK_ROWS + 1:  # the first row of the second block
+            assert f"{listing.BLOCK_ROWS + 4:04d}.mp4" in capsys.readouterr().out
+        return real(record)
+
+    monkeypatch.setattr(listing, "list_row", counting)
+    args = argparse.Namespace(config=str(config), folder=None, state=None, since=None,
+                              limit=None, json=False)
+    assert listing.cmd_list(args) == 0
+    assert len(read) == listing.BLOCK_ROWS + 5
+
+
+@pytest.mark.parametrize(("args", "unwanted"), [
+    (["--version"], ("yaml", "rich", "requests", "watchdog", "av")),
+    (["check-config"], ("rich", "requests", "watchdog", "av")),
+    (["status", "--json"], ("rich", "requests", "watchdog", "av")),
+])
+def test_operator_commands_import_only_what_they_use(tmp_path, args, unwanted):
+    config = tmp_path / "config.yaml"
+    config.write_text(f"state_db: {tmp_path / 'state.db'}\n"
+                      f"folders:\n  - {{path: {tmp_path}, index_id: idx}}\n")
+    Store(tmp_path / "state.db").open().close()
+    if args != ["--version"]:
+        args = [*args, "-c", str(config)]
+    probe = ("import sys\nfrom watcherd.cli.main import main\n"
+             f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
+             f"print('LOADED', sorted(m for m in {list(unwanted)!r} if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "TWELVELABS_API_KEY": TEST_KEY})
+    assert "LOADED []" in result.stdout, result.stdout + result.stderr

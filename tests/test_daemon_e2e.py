@@ -326,3 +326,41 @@ def test_non_ascii_and_spaced_names_survive_the_whole_trip(daemon, fake_api, val
     side = daemon.sidecar(daemon.wait_done(name))
     assert fake_api.uploads()[0].file.filename == name
     assert side["source_path"].endswith(name) and side["status"] == "ready"
+
+
+def test_the_daemon_prunes_old_history_and_marks_a_clean_stop(daemon):
+    """Retention runs in the daemon; a SIGTERM stop lets the next start skip the full check,
+    a SIGKILL does not."""
+    import sqlite3
+
+    from watcherd.state.states import State
+    from watcherd.state.store import Store
+
+    db = Path(daemon.settings["state_db"])
+    old = time.time() - 200 * 86400
+    store = Store(db, clock=lambda: old).open()
+    gone = store.add(path=f"{daemon.inbox}/gone.mp4", folder=str(daemon.inbox), index_id="idx")
+    store.transition(gone.id, State.VANISHED, "deleted before it settled")
+    store.close()
+    daemon.settings["history_retention_days"] = 90
+    daemon.start()
+
+    def rows() -> int:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            return conn.execute("SELECT COUNT(*) FROM files").fetchone()[0]
+
+    wait_for(lambda: rows() == 0, what="retention to forget the 200-day-old row")
+    assert daemon.stop() == 0
+
+    def clean_mark() -> str | None:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'closed_cleanly'").fetchone()
+        return row[0] if row else None
+
+    assert clean_mark() == "1"
+    daemon.start()
+    wait_for(lambda: clean_mark() is None, what="the start to use up the mark")
+    assert daemon.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert clean_mark() is None  # a killed daemon leaves no mark: the next start checks
+    daemon.start()
+    wait_for(lambda: daemon.log().count("watcherd started") == 3, what="the third start")

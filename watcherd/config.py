@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
 import watcherd.media.profiles as profiles
 from watcherd.errors import ConfigError
 from watcherd.media.profiles import AUTO, MODEL_CHOICES, FolderProfile, LimitOverrides
@@ -84,6 +82,9 @@ class Config:
     pause_check_seconds: float = 60.0
     # A task not terminal after this long fails the file rather than pinning it forever.
     task_timeout_seconds: float = 86400.0
+    # Finished files' history (and failed/vanished rows) older than this is pruned;
+    # 0 keeps everything. What dedupe needs is kept forever (``Store.prune``).
+    history_retention_days: float = 90.0
     # A service thread showing no progress for this long counts as hung (the
     # systemd watchdog pings stop).
     stall_seconds: float = stall_seconds_for(ApiConfig())
@@ -114,7 +115,7 @@ class Config:
 TOP_KEYS = {
     "api", "state_db", "settle_seconds", "poll_interval_seconds", "rescan_interval_seconds",
     "upload_workers", "folders", "log_level", "pause_check_seconds", "task_timeout_seconds",
-    "stall_seconds", "poll_batch",
+    "stall_seconds", "poll_batch", "history_retention_days",
 }
 API_KEYS = {"base_url", "key_file", "connect_timeout_seconds", "io_timeout_seconds"}
 FOLDER_KEYS = {
@@ -127,6 +128,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 def load_config(path: str | os.PathLike, env: dict[str, str] | None = None) -> Config:
     """Read and validate ``path``; raise ConfigError listing every problem."""
     env = dict(os.environ) if env is None else env
+    import yaml  # here, not at the top: ``watcherd --version`` needs no YAML parser
+
     source = Path(path).expanduser().absolute()
     try:
         raw = yaml.safe_load(source.read_text(encoding="utf-8"))
@@ -161,6 +164,7 @@ def parse_config(
         upload_workers=int(top.number("upload_workers", minimum=1, maximum=16, integer=True)),
         pause_check_seconds=top.number("pause_check_seconds", minimum=0.1),
         task_timeout_seconds=top.number("task_timeout_seconds", minimum=1),
+        history_retention_days=top.number("history_retention_days", minimum=0),
         stall_seconds=top.number("stall_seconds", minimum=5, default=stall_seconds_for(api)),
         log_level=top.choice("log_level", LOG_LEVELS),
         warnings=tuple(errors.warnings),

@@ -20,6 +20,7 @@ from watcherd.errors import ConfigError
 from watcherd.exitcodes import EXIT_CONFIG
 from watcherd.media.profiles import DEPRECATED_NAMES, NEWEST, PROFILES
 from watcherd.state.states import STATE_NAMES
+from watcherd.units import since_time
 
 EPILOG = """examples:
   watcherd run --config /etc/watcherd/config.yaml
@@ -58,9 +59,22 @@ def _folder_argument(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--folder", metavar="PATH", help="only this configured folder")
 
 
+def _since(text: str) -> float:
+    try:
+        return since_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _list_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--state", choices=sorted(STATE_NAMES))
     _folder_argument(sub)
+    sub.add_argument("--since", type=_since, metavar="AGE|DATE",
+                     help="only files changed since then: 12h, 7d, 2026-11-30, "
+                          "2026-11-30T08:00")
+    sub.add_argument("--limit", type=int, metavar="N",
+                     help="at most N files, newest first; 0 for all (default: 1000 for the "
+                          "table on a terminal, all otherwise)")
 
 
 def _explain_arguments(sub: argparse.ArgumentParser) -> None:
@@ -174,6 +188,7 @@ COMMANDS = (
             _folder_argument, json=True),
     Command("list", "one line per tracked file, newest first", "watcherd.cli.listing:cmd_list",
             "watcherd list --state failed\n"
+            "watcherd list --since 7d --limit 50\n"
             "watcherd list --json | jq -r 'select(.task_id) | .path'",
             _list_arguments, json=True),
     Command("explain", "why a file is where it is, with its whole history",

@@ -14,13 +14,14 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from watcherd.names import display
+
+if TYPE_CHECKING:  # rich is imported when something is drawn: --json output never loads it
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
 
 PIPE_WIDTH = 4096
 STATE_STYLES = {
@@ -57,6 +58,8 @@ def output_console() -> Console:
 
     Piped output is never cut to 80 columns: a path in a pipe must stay whole.
     """
+    from rich.console import Console
+
     width = None if sys.stdout.isatty() else PIPE_WIDTH
     return Console(file=sys.stdout, highlight=False, soft_wrap=True, width=width,
                    **_plain_if_asked())
@@ -68,6 +71,8 @@ def terminal_console() -> Console | None:
 
     if not sys.stderr.isatty() or stderr_is_journal():
         return None
+    from rich.console import Console
+
     return Console(file=sys.stderr, highlight=False, **_plain_if_asked())
 
 
@@ -78,6 +83,9 @@ def _plain_if_asked() -> dict[str, Any]:
 
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None
           ) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     grid = Table(*columns, title=title, title_justify="left", box=None, pad_edge=False,
                  header_style="bold")
     for row in rows:
@@ -88,6 +96,8 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | No
 
 
 def styled_state(state: str) -> Text:
+    from rich.text import Text
+
     return Text(state, style=STATE_STYLES.get(state, ""))
 
 

@@ -13,10 +13,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 import watcherd.state.queries as queries
 from watcherd.cli.access import configured_folder, operator_config, readonly_store
@@ -30,6 +27,10 @@ from watcherd.state.schema import FileRecord
 from watcherd.state.states import ACTIVE_STATES, FINAL_STATES
 from watcherd.state.store import Store
 from watcherd.units import human_bytes
+
+if TYPE_CHECKING:  # --json draws nothing: rich is imported by the human view alone
+    from rich.console import Console
+    from rich.text import Text
 
 RECENT = 5
 COUNTED_STATES = (*ACTIVE_STATES, *FINAL_STATES)
@@ -143,6 +144,8 @@ def render_status(status: dict[str, Any], console: Console) -> None:
 
 
 def _headline(status: dict[str, Any]) -> Text:
+    from rich.text import Text
+
     daemon = status["daemon"]
     if not daemon["running"]:
         return Text.assemble(("daemon not running", "yellow"),

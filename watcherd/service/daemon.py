@@ -41,6 +41,7 @@ from watcherd.service.notify import Notifier
 from watcherd.service.preflight import CHECK_TIMEOUTS, preflight
 from watcherd.service.rebuild import move_aside, rebuild
 from watcherd.service.reload import prepare_reload
+from watcherd.service.retention import Retention
 from watcherd.service.runtime import build_snapshot
 from watcherd.state.instance import AlreadyRunning, InstanceLock
 from watcherd.state.schema import FileRecord
@@ -96,6 +97,8 @@ class Daemon:
                                threads=lambda: [self.scanner, *self.threads.values()],
                                stall_seconds=config.stall_seconds,
                                publish=self._publish_runtime, display=display)
+        self.retention = Retention(self.store, lambda: self.config.history_retention_days,
+                                   clock=self.store.clock)
         self.started_at = time.time()
 
     def _thread_factories(self) -> dict[str, Callable[[], ServiceThread]]:
@@ -231,6 +234,10 @@ class Daemon:
                 self.monitor.tick()
             except Exception:  # a status line must never take the daemon down
                 logger.exception("health check failed")
+            try:
+                self.retention.tick()
+            except Exception:  # old history can wait for the next turn
+                logger.exception("retention failed")
             if time.monotonic() >= next_health:
                 next_health = time.monotonic() + HEALTH_CHECK_SECONDS
                 try:
@@ -261,6 +268,12 @@ class Daemon:
             watcher=self.watcher, scanner=self.scanner, progress=self.progress, gate=self.gate,
             problems=problems, started_at=self.started_at,
             index_pauses=self.index_pauses.paused()))
+
+    def _mark_closed_cleanly(self) -> None:
+        try:
+            self.store.mark_closed_cleanly()
+        except Exception:  # the next start then runs the full integrity check: no harm
+            logger.exception("could not record the clean stop")
 
     def reload(self) -> None:
         """Apply a changed config to new work; a bad one is refused and the old kept."""
@@ -331,6 +344,7 @@ class Daemon:
         for thread in [self.scanner, *self.threads.values()]:
             thread.join(5.0)
         self.api.close()
+        self._mark_closed_cleanly()
         self.store.close()
         self.lock.release()
         self.notifier.close()

@@ -18,6 +18,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from watcherd.config import Config, FolderConfig
 from watcherd.errors import (
@@ -30,7 +31,9 @@ from watcherd.errors import (
 )
 from watcherd.ingest.mover import TEMP_PREFIX
 from watcherd.media.profiles import NoVideoModel, check_takes_videos, index_models
-from watcherd.twelvelabs.client import TwelveLabsClient
+
+if TYPE_CHECKING:  # check-config without --online never loads the HTTP client
+    from watcherd.twelvelabs.client import TwelveLabsClient
 
 logger = logging.getLogger(__name__)
 

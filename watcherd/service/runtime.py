@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import os
 import time
+from typing import TYPE_CHECKING
 
 from watcherd import __version__
-from watcherd.ingest.gate import UploadGate
-from watcherd.ingest.progress import Progress
-from watcherd.intake.watcher import Scanner, Watcher
 from watcherd.state.runtime import FolderWatch, LiveDaemon, RuntimeSnapshot, UploadProgress
-from watcherd.state.store import Store
+
+if TYPE_CHECKING:  # ``watcherd status`` reads the snapshot: no watchdog, no upload code
+    from watcherd.ingest.gate import UploadGate
+    from watcherd.ingest.progress import Progress
+    from watcherd.intake.watcher import Scanner, Watcher
+    from watcherd.state.store import Store
 
 STALE_SECONDS = 15.0  # several missed publications (every 2 s)
 

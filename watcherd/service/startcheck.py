@@ -28,7 +28,6 @@ from watcherd.media.profiles import index_models
 from watcherd.service.folderprofiles import resolve_profiles
 from watcherd.service.preflight import CHECK_TIMEOUTS, check_api
 from watcherd.twelvelabs.apikey import ApiKey, resolve_api_key
-from watcherd.twelvelabs.client import TwelveLabsClient
 
 
 def check_at_start(config: Config, env: dict[str, str] | None = None) -> ApiKey:
@@ -81,30 +80,36 @@ class OnlineReport:
     config: Config | None = None  # with each folder's profile, once every index is usable
 
 
-class _WitnessClient(TwelveLabsClient):
-    """The real client, noting what each index check answered for the report."""
+def _witness_client_class() -> type:
+    # Imported here: check-config without --online needs no HTTP client.
+    from watcherd.twelvelabs.client import TwelveLabsClient
 
-    def __init__(self, report: OnlineReport, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.report = report
+    class _WitnessClient(TwelveLabsClient):
+        """The real client, noting what each index check answered for the report."""
 
-    def get_index(self, index_id: str) -> dict[str, Any]:
-        try:
-            index = super().get_index(index_id)
-        except (TransientError, QuotaError) as exc:
-            self.report.unchecked[index_id] = exc.describe()
-            raise
-        self.report.reachable[index_id] = str(index.get("index_name") or "unnamed")
-        self.report.models[index_id] = index_models(index)
-        return index
+        def __init__(self, report: OnlineReport, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.report = report
+
+        def get_index(self, index_id: str) -> dict[str, Any]:
+            try:
+                index = super().get_index(index_id)
+            except (TransientError, QuotaError) as exc:
+                self.report.unchecked[index_id] = exc.describe()
+                raise
+            self.report.reachable[index_id] = str(index.get("index_name") or "unnamed")
+            self.report.models[index_id] = index_models(index)
+            return index
+
+    return _WitnessClient
 
 
 def check_online(config: Config, key: ApiKey) -> OnlineReport:
     """The key and every index, checked with the start-up preflight's requests."""
     report = OnlineReport()
-    client = _WitnessClient(report, config.api.base_url, lambda: key.value,
-                            connect_timeout=config.api.connect_timeout_seconds,
-                            io_timeout=config.api.io_timeout_seconds)
+    client = _witness_client_class()(report, config.api.base_url, lambda: key.value,
+                                     connect_timeout=config.api.connect_timeout_seconds,
+                                     io_timeout=config.api.io_timeout_seconds)
     # Its warnings speak of starting anyway; the report says what was not checked.
     quiet = logging.getLogger(preflight.__name__)
     level = quiet.level

@@ -6,6 +6,8 @@ a second at 100,000 rows (``bench/status_rows.py`` measures it).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from watcherd.state.schema import FileRecord
 from watcherd.state.states import UNREADABLE, State
 from watcherd.state.store import Store, record_from_row
@@ -37,20 +39,25 @@ def active(store: Store, limit: int = 50) -> list[FileRecord]:
                     (State.VALIDATING, State.UPLOADING, State.INDEXING, limit))
 
 
-def listed(store: Store, state: str | None = None, folder: str | None = None
-           ) -> list[FileRecord]:
-    """Every row (``watcherd list``), in ``state`` and ``folder`` if given, newest first."""
+def listed(store: Store, state: str | None = None, folder: str | None = None, *,
+           since: float | None = None, limit: int | None = None) -> Iterator[FileRecord]:
+    """Every row (``watcherd list``), in ``state`` and ``folder`` and changed at or after
+    ``since`` if given, newest first, at most ``limit``: streamed, one row at a time."""
     sql = "SELECT * FROM files"
-    clauses, params = [], []
-    if state:
-        clauses.append("state = ?")
-        params.append(state)
-    if folder:
-        clauses.append("folder = ?")
-        params.append(folder)
+    clauses: list[str] = []
+    params: list[object] = []
+    for clause, value in (("state = ?", state), ("folder = ?", folder),
+                          ("updated_at >= ?", since)):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
     if clauses:
         sql += " WHERE " + " AND ".join(clauses)
-    return _records(store, sql + " ORDER BY id DESC", tuple(params))
+    sql += " ORDER BY id DESC"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return (record_from_row(row) for row in store._stream(sql, tuple(params)))
 
 
 def queue_position(store: Store, record: FileRecord) -> int:
@@ -62,8 +69,7 @@ def queue_position(store: Store, record: FileRecord) -> int:
 
 def counts_by_folder(store: Store) -> dict[str, dict[str, int]]:
     counts: dict[str, dict[str, int]] = {}
-    for folder, state, n in store._select(
-            "SELECT folder, state, COUNT(*) FROM files GROUP BY folder, state"):
+    for folder, state, n in store.counts_by_folder():
         counts.setdefault(folder, {})[state] = n
     return counts
 

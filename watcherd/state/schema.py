@@ -73,6 +73,36 @@ CREATE TABLE IF NOT EXISTS index_models (
 );
 """
 
+# How many rows each folder has in each state, kept by triggers in the same
+# transaction as every write, so the status line and ``watcherd status`` read
+# a handful of rows instead of counting the whole (growing) history.
+COUNTERS = (
+    """CREATE TABLE IF NOT EXISTS state_counts (
+        folder TEXT NOT NULL,
+        state TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (folder, state)
+    ) WITHOUT ROWID""",
+    """CREATE TRIGGER IF NOT EXISTS count_insert AFTER INSERT ON files BEGIN
+        INSERT INTO state_counts (folder, state, n) VALUES (new.folder, new.state, 1)
+            ON CONFLICT (folder, state) DO UPDATE SET n = n + 1;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS count_delete AFTER DELETE ON files BEGIN
+        UPDATE state_counts SET n = n - 1 WHERE folder = old.folder AND state = old.state;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS count_update AFTER UPDATE OF state, folder ON files
+        WHEN old.state IS NOT new.state OR old.folder IS NOT new.folder BEGIN
+        UPDATE state_counts SET n = n - 1 WHERE folder = old.folder AND state = old.state;
+        INSERT INTO state_counts (folder, state, n) VALUES (new.folder, new.state, 1)
+            ON CONFLICT (folder, state) DO UPDATE SET n = n + 1;
+    END""",
+)
+# Run once, when the counters are added to a database that has rows already.
+FILL_COUNTERS = ("INSERT INTO state_counts (folder, state, n) "
+                 "SELECT folder, state, COUNT(*) FROM files GROUP BY folder, state")
+# Small facts about the database itself (e.g. how far retention has pruned).
+META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+
 COLUMNS = (
     "id path folder index_id state size mtime_ns sha256 attempts task_id video_id remote_status "
     "outcome reason error_code rule dest_path facts task_json discovered_at settled_at "

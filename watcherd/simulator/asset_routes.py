@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from watcherd.simulator.assets import STORAGE_PREFIX, StorageRefusal
 from watcherd.simulator.catalog import Listing
 from watcherd.simulator.multipart import ApiError, Body, parse_header
+from watcherd.simulator.uploads import STORAGE_PREFIX, StorageRefusal
 
 if TYPE_CHECKING:
     from watcherd.simulator.handler import Handler, RecordedRequest

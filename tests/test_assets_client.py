@@ -275,3 +275,16 @@ def test_status_walks_every_page(api, assets):
     status = assets.upload_status(session.upload_id)
     assert [c["index"] for c in status["uploaded_chunks"]] == list(range(1, 121))
     assert api.count("GET", "/assets/multipart-uploads/") == 3
+
+
+def test_a_transport_error_does_not_quote_the_presigned_url(api, assets, tmp_path):
+    path = source(tmp_path, CHUNK)
+    session = assets.create_upload("clip.mp4", CHUNK)
+    url = session.upload_urls[0].url
+    token = url.rsplit("/", 1)[1]
+    api.stop()  # nothing listens any more: the connect error names the URL's path
+    with pytest.raises(TransientError) as failed:
+        assets.put_chunk(url + "?X-Amz-Signature=secret", path, 0, CHUNK, {})
+    assert failed.value.status is None
+    assert token not in str(failed.value) and "secret" not in str(failed.value)
+    assert "<chunk url>" in str(failed.value)

@@ -190,9 +190,11 @@ class UploadSessions:
             session.duplicates += duplicates
             session.updated_ms = now
             done = len(session.reported) == session.total_chunks
-            if done and session.completed_at is None:
+            completing = done and session.completed_at is None
+            if completing:
                 session.completed_at = time.monotonic()
-                self.assets[session.asset_id].sha256 = self._assemble(session)
+        if completing:  # outside the lock: a big file takes a while to put together
+            self.assets[session.asset_id].sha256 = self._assemble(session)
         out: dict[str, Any] = {"asset_id": session.asset_id, "processed_chunks": processed,
                                "duplicate_chunks": duplicates,
                                "total_completed": len(session.reported)}

@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
+from urllib.parse import urlsplit
 
 import requests
 
@@ -169,7 +170,8 @@ class AssetsApi:
                                                 timeout=self.client.timeout,
                                                 allow_redirects=False)
                 except requests.RequestException as exc:
-                    raise _transport_error("PUT", "<chunk url>", exc, stall) from exc
+                    error = _transport_error("PUT", "<chunk url>", exc, stall)
+                    raise _without_url(error, url) from None
         return _etag(response)
 
     # -- assets and indexed assets ----------------------------------------------------
@@ -258,6 +260,17 @@ def _etag(response: requests.Response) -> str:
     if status in (408, 429) or status >= 500:
         raise TransientError(status, None, message, retry_after=retry_after_seconds(response))
     raise ChunkUrlRefused(status, None, message)
+
+
+def _without_url(error: TransientError, url: str) -> TransientError:
+    """A presigned URL is a credential for its chunk until it expires: keep it out of
+    messages that end up in logs (transport errors quote the URL's path and query)."""
+    parts = urlsplit(url)
+    message = error.message
+    for secret in (f"{parts.path}?{parts.query}", parts.query, parts.path):
+        if secret and secret != "?":
+            message = message.replace(secret, "<chunk url>")
+    return TransientError(error.status, error.code, message, retry_after=error.retry_after)
 
 
 def _urls(answer: dict[str, Any]) -> tuple[ChunkUrl, ...]:

@@ -10,6 +10,9 @@ refuses, so it never hides a client bug.
 - ``handler``: the HTTP server and request handler (routing, answers, dropped connections)
 - ``faults``: the fault switches (inject, rate_limit, inject_randomly, redirect_to)
 - ``catalog``: the account's indexes, tasks and videos, and the JSON shown of them
+- ``uploads``: multipart upload sessions, the storage side of their presigned URLs
+- ``assets``: assets and indexed assets (the current flow, after the upload)
+- ``asset_routes``: their HTTP routes, and the presigned storage URLs the fake serves
 - ``multipart``: streaming request bodies and multipart/form-data parsing
 - ``switches``: the fault switches as command-line options (``watcherd simulator``)
 - ``clips``: tiny test videos generated with PyAV (imports PyAV; not loaded by the rest)

@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+from watcherd.simulator import asset_routes
 from watcherd.simulator.faults import MIDBODY_MIN, Rule, SlowReader, Trickle
 from watcherd.simulator.multipart import (
     ApiError,
@@ -47,6 +48,7 @@ class RecordedRequest:
     file: UploadedFile | None = None
     status: int = 0                 # what was answered; 0 if the connection was dropped
     task_id: str | None = None
+    answer_headers: dict[str, str] = field(default_factory=dict)  # set by the route
     at: float = field(default_factory=time.time)  # when the request arrived
 
 
@@ -147,6 +149,8 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         body = Body(self.rfile, length, chunked)
         rel = fake._relative(url.path)
+        if rel is None and asset_routes.is_storage(url.path):
+            rel = url.path  # so the fault switches reach the storage side too
         try:
             rule = fake._take_rule(self.command, rel)
             if rule is None:
@@ -194,6 +198,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _route(self, rec: RecordedRequest, body: Body, rel: str | None) -> tuple[int, Any]:
         fake = self.server.fake
+        if asset_routes.is_storage(rec.path):
+            return asset_routes.storage(self, rec, body)
         if rec.headers.get("x-api-key") != fake.api_key:
             return 401, {"code": "api_key_invalid", "message": "API Key is either invalid or "
                          "expired. Please check your API key and try again."}
@@ -201,6 +207,8 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if rel is None:
                 pass
+            elif (routed := asset_routes.route(self, rec, body, parts)) is not None:
+                return routed
             elif self.command == "POST" and parts == ["tasks"]:
                 return 200, self._create(rec, body)
             elif self.command == "GET" and parts == ["tasks"]:
@@ -267,7 +275,8 @@ class Handler(BaseHTTPRequestHandler):
             data = payload.encode() if isinstance(payload, str) else payload or b""
             if data:
                 out["Content-Type"] = "text/plain; charset=utf-8"
-        for key, val in (headers or {}).items():  # caller's headers win, case-insensitively
+        extra = {**rec.answer_headers, **(headers or {})}
+        for key, val in extra.items():  # caller's headers win, case-insensitively
             out = {k: v for k, v in out.items() if k.lower() != key.lower()}
             out[key] = val
         rec.status = status

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Self
 
+from watcherd.simulator.assets import AssetStore
 from watcherd.simulator.catalog import DEFAULT_PROGRESSION, Catalog, Progression
 from watcherd.simulator.faults import FaultSwitches
 from watcherd.simulator.handler import RecordedRequest, SimulatorServer
@@ -27,13 +28,14 @@ DEFAULT_KEY = "tlk_test_key"
 DEFAULT_INDEX = "idx_test"
 
 
-class FakeTwelveLabs(Catalog, FaultSwitches):
+class FakeTwelveLabs(Catalog, FaultSwitches, AssetStore):
     """The simulated API. Use as a context manager; ``base_url`` is valid once started.
 
     ``requests`` lists every request in the order its answer went out (it is appended just
     before answering, so a client never sees an answer the record does not have yet).
     ``tasks`` (see ``Catalog``) holds the uploads; the status is derived on each read.
     ``errors`` holds tracebacks of bugs in the simulator itself.
+    The assets flow (multipart uploads, assets, indexed assets) is ``AssetStore``'s.
     """
 
     def __init__(self, *, api_key: str = DEFAULT_KEY, indexes: Iterable[str] = (DEFAULT_INDEX,),
@@ -45,6 +47,8 @@ class FakeTwelveLabs(Catalog, FaultSwitches):
         FaultSwitches.__init__(self)
         self.api_key = api_key
         self.store_dir = Path(store_dir) if store_dir is not None else None
+        AssetStore.__init__(self, self._now_ms, lambda index_id: index_id in self.indexes,
+                            self._failing.get, self.store_dir)
         self.host, self.port = host, port
         self.requests: list[RecordedRequest] = []
         self.errors: list[str] = []  # tracebacks of bugs in the simulator itself

@@ -18,6 +18,7 @@ import time
 # name -> (module, arguments of the full run, arguments of the quick run)
 BENCHES = {
     "upload_compare": ("bench.upload_compare", [], ["--quick"]),
+    "upload_sink": ("bench.upload_sink", [], ["--sizes", "64", "--rounds", "1"]),
     "pickup_latency": ("bench.pickup_latency", [], ["--files", "8", "--settle", "1"]),
     "burst": ("bench.burst", [], ["--files", "40"]),
     "idle": ("bench.idle", [], ["--seconds", "5"]),

@@ -86,6 +86,8 @@ class FastSink:
                                        "message": "a Content-Length body is expected"}))
             return False
         length = int(headers["content-length"])
+        if headers.get("expect", "").lower() == "100-continue":
+            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")  # curl waits 1 s for it
         received = len(rest)
         while received < length:
             got = conn.recv_into(self._buffer, min(len(self._buffer), length - received))

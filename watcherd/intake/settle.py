@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from watcherd.config import Config
@@ -33,6 +34,40 @@ logger = logging.getLogger(__name__)
 
 Signature = tuple[int, int, int, int]  # size, mtime_ns, ctime_ns, inode
 IGNORED_LOG_LIMIT = 10_000
+# How old the view of paths owned by the pipeline may be when a scan hint is
+# checked against it. A row that finished with its file left in place is
+# offered again at most this much later than by a query per hint.
+PIPELINE_VIEW_SECONDS = 1.0
+
+
+class ScanBatch:
+    """The hints of one folder scan: finished once walked and every hint was offered.
+
+    The scanner skips a periodic rescan of a folder while its previous batch is
+    unfinished, so rescans that outpace the settler cannot pile up in the queue.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._walked = False
+
+    def add(self) -> None:
+        with self._lock:
+            self._pending += 1
+
+    def offered(self) -> None:
+        with self._lock:
+            self._pending -= 1
+
+    def walked(self) -> None:
+        with self._lock:
+            self._walked = True
+
+    @property
+    def finished(self) -> bool:
+        with self._lock:
+            return self._walked and self._pending <= 0
 
 
 @dataclass(frozen=True)
@@ -41,6 +76,7 @@ class Hint:
 
     path: str
     source: str  # "event", "scan" or "recovery"
+    batch: ScanBatch | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -76,6 +112,10 @@ class Settler(ServiceThread):
         self._ignored_logged: set[str] = set()
         self._unreachable_logged: set[str] = set()
         self._unreadable_logged: set[str] = set()
+        # Paths whose live row is past settling: a scan hint for one of them is a
+        # no-op, so it is answered from here instead of with a query per file.
+        self._in_pipeline: set[str] = set()
+        self._in_pipeline_at: float | None = None
 
     def step(self) -> None:
         deadline = self.clock() + self.tick_seconds
@@ -84,7 +124,11 @@ class Settler(ServiceThread):
                 hint = self.intake.get(timeout=remaining)
             except queue.Empty:
                 break
-            self.offer(hint)
+            try:
+                self.offer(hint)
+            finally:
+                if hint.batch is not None:
+                    hint.batch.offered()
         self.tick()
 
     def offer(self, hint: Hint) -> None:
@@ -94,6 +138,8 @@ class Settler(ServiceThread):
             if hint.source == "event":
                 known.quiet_since = self.clock()
             return
+        if hint.source == "scan" and hint.path in self._pipeline_view():
+            return  # already further along; the pipeline owns it
         folder = self.config.folder_for(hint.path)
         if folder is None:
             self._note_ignored(hint.path, "not in any configured folder")
@@ -117,8 +163,16 @@ class Settler(ServiceThread):
                                     index_id=folder.index_id, size=st.st_size,
                                     mtime_ns=st.st_mtime_ns, detail=f"found by {hint.source}")
         elif record.state != State.SETTLING:
+            self._in_pipeline.add(hint.path)
             return  # already further along; the pipeline owns it
         self.candidates[hint.path] = Candidate(record.id, signature_of(st), self.clock())
+
+    def _pipeline_view(self) -> set[str]:
+        now = self.clock()
+        if self._in_pipeline_at is None or now - self._in_pipeline_at >= PIPELINE_VIEW_SECONDS:
+            self._in_pipeline = self.store.paths_in_pipeline()
+            self._in_pipeline_at = now
+        return self._in_pipeline
 
     def _note_ignored(self, path: str, reason: str) -> None:
         # Once per path and run: a .part file being written fires many events.
@@ -186,6 +240,7 @@ class Settler(ServiceThread):
             )
         except StaleState:
             return
+        self._in_pipeline.add(path)
         self.release(cand.file_id)
 
     def _hold_unreadable(self, path: str, cand: Candidate, problem: str) -> None:

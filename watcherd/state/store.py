@@ -130,6 +130,13 @@ class Store:
         ).fetchone()
         return record_from_row(row) if row else None
 
+    def paths_in_pipeline(self) -> set[str]:
+        """Paths of live rows past settling, in one query (the settler's rescan view)."""
+        states = [s for s in ACTIVE_STATES if s != State.SETTLING]
+        rows = self._conn().execute(
+            f"SELECT path FROM files WHERE state IN ({','.join('?' * len(states))})", states)
+        return {_path_from_db(path) for (path,) in rows}
+
     def in_states(self, *states: str) -> list[FileRecord]:
         placeholders = ",".join("?" * len(states))
         rows = self._conn().execute(

@@ -38,6 +38,13 @@ IGNORED_LOG_LIMIT = 10_000
 # checked against it. A row that finished with its file left in place is
 # offered again at most this much later than by a query per hint.
 PIPELINE_VIEW_SECONDS = 1.0
+# Hints offered in one write transaction: short enough that the write lock is
+# held for milliseconds, long enough that commits do not dominate discovery.
+HINTS_PER_COMMIT = 200
+# While hints wait: a tick that took t seconds is next run after 4 t at the
+# earliest, and one tick releases for at most this long (a commit each before).
+TICK_SHARE_FACTOR = 4.0
+RELEASE_BUDGET_SECONDS = 0.1
 
 
 class ScanBatch:
@@ -116,20 +123,44 @@ class Settler(ServiceThread):
         # no-op, so it is answered from here instead of with a query per file.
         self._in_pipeline: set[str] = set()
         self._in_pipeline_at: float | None = None
+        self._next_tick_at = 0.0  # perf_counter time; see _paced_tick
 
     def step(self) -> None:
         deadline = self.clock() + self.tick_seconds
         while (remaining := deadline - self.clock()) > 0:
+            hints = self._take(remaining)
+            if not hints:
+                break
+            with self.store.batch():  # one commit for the new rows of a whole burst
+                for hint in hints:
+                    try:
+                        self.offer(hint)
+                    finally:
+                        if hint.batch is not None:
+                            hint.batch.offered()
+        self._paced_tick()
+
+    def _paced_tick(self) -> None:
+        """Tick, but while hints wait, give a tick of many candidates at most about a
+        quarter of the thread: re-stat later only restarts a quiet period later."""
+        started = time.perf_counter()
+        if started < self._next_tick_at and not self.intake.empty():
+            return
+        self.tick()
+        self._next_tick_at = started + TICK_SHARE_FACTOR * (time.perf_counter() - started)
+
+    def _take(self, timeout: float) -> list[Hint]:
+        """The next hint (waiting up to ``timeout``) and those already queued behind it."""
+        try:
+            hints = [self.intake.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while len(hints) < HINTS_PER_COMMIT:
             try:
-                hint = self.intake.get(timeout=remaining)
+                hints.append(self.intake.get_nowait())
             except queue.Empty:
                 break
-            try:
-                self.offer(hint)
-            finally:
-                if hint.batch is not None:
-                    hint.batch.offered()
-        self.tick()
+        return hints
 
     def offer(self, hint: Hint) -> None:
         """Start (or restart) the quiet period of ``hint.path`` if it is a candidate."""
@@ -159,13 +190,15 @@ class Settler(ServiceThread):
                 self._gone_or_unreachable(hint.path, record.id, folder.path)
             return
         if record is None:
-            record = self.store.add(path=hint.path, folder=str(folder.path),
-                                    index_id=folder.index_id, size=st.st_size,
-                                    mtime_ns=st.st_mtime_ns, detail=f"found by {hint.source}")
+            file_id = self.store.insert(path=hint.path, folder=str(folder.path),
+                                        index_id=folder.index_id, size=st.st_size,
+                                        mtime_ns=st.st_mtime_ns, detail=f"found by {hint.source}")
         elif record.state != State.SETTLING:
             self._in_pipeline.add(hint.path)
             return  # already further along; the pipeline owns it
-        self.candidates[hint.path] = Candidate(record.id, signature_of(st), self.clock())
+        else:
+            file_id = record.id
+        self.candidates[hint.path] = Candidate(file_id, signature_of(st), self.clock())
 
     def _pipeline_view(self) -> set[str]:
         now = self.clock()
@@ -183,6 +216,7 @@ class Settler(ServiceThread):
     def tick(self) -> None:
         """Re-stat every candidate; release the ones quiet for long enough."""
         now = self.clock()
+        due: list[tuple[str, Candidate, os.stat_result]] = []
         for path, cand in list(self.candidates.items()):
             try:
                 st = os.stat(path)
@@ -198,7 +232,25 @@ class Settler(ServiceThread):
             if sig != cand.signature:
                 cand.signature, cand.quiet_since = sig, now
             elif now - cand.quiet_since >= self.config.settle_seconds:
-                self._release(path, cand, st)
+                due.append((path, cand, st))
+        self._release_due(due)
+
+    def _release_due(self, due: list[tuple[str, Candidate, os.stat_result]]) -> None:
+        """Release in one transaction; while hints wait, only for RELEASE_BUDGET_SECONDS
+        (the rest stays quiet and goes next tick), so discovery is never held up long."""
+        released: list[int] = []
+        until = time.perf_counter() + RELEASE_BUDGET_SECONDS
+        try:
+            with self.store.batch():
+                for path, cand, st in due:
+                    if time.perf_counter() > until and not self.intake.empty():
+                        break
+                    if self._release(path, cand, st):
+                        released.append(cand.file_id)
+        finally:
+            # Only once committed: a worker must find the row queued.
+            for file_id in released:
+                self.release(file_id)
 
     def _gone_or_unreachable(self, path: str, file_id: int, folder: Path) -> None:
         """A missing file is vanished only if its folder is in reach; else keep it tracked
@@ -219,11 +271,12 @@ class Settler(ServiceThread):
                            path, folder)
         self.candidates[path] = Candidate(file_id, (-1, -1, -1, -1), self.clock())
 
-    def _release(self, path: str, cand: Candidate, st: os.stat_result) -> None:
+    def _release(self, path: str, cand: Candidate, st: os.stat_result) -> bool:
+        """Mark it queued; True if the caller is to hand it to the workers."""
         problem = unreadable_reason(path)
         if problem is not None:
             self._hold_unreadable(path, cand, problem)
-            return
+            return False
         del self.candidates[path]
         self._unreachable_logged.discard(path)
         if path in self._unreadable_logged:
@@ -239,9 +292,9 @@ class Settler(ServiceThread):
                 error_code=None, reason=None,
             )
         except StaleState:
-            return
+            return False
         self._in_pipeline.add(path)
-        self.release(cand.file_id)
+        return True
 
     def _hold_unreadable(self, path: str, cand: Candidate, problem: str) -> None:
         """Keep it settling; try again after another quiet period (a chmod restarts it too)."""

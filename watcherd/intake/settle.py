@@ -242,9 +242,9 @@ class Settler(ServiceThread):
         until = time.perf_counter() + RELEASE_BUDGET_SECONDS
         try:
             with self.store.batch():
-                for path, cand, st in due:
-                    if time.perf_counter() > until and not self.intake.empty():
-                        break
+                for n, (path, cand, st) in enumerate(due):
+                    if n and time.perf_counter() > until and not self.intake.empty():
+                        break  # at least one per tick, so a busy queue cannot starve release
                     if self._release(path, cand, st):
                         released.append(cand.file_id)
         finally:

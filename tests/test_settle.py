@@ -165,7 +165,7 @@ def _statements(store: Store) -> list[str]:
 
 
 def test_a_rescan_of_tracked_files_is_answered_without_a_query_per_file(rig):
-    settler, inbox, released, clock, store = rig
+    settler, inbox, released, _, store = rig
     for n in range(100):
         clip = inbox / f"tracked-{n:03d}.mp4"
         clip.write_bytes(b"x")

@@ -22,6 +22,7 @@ BENCHES = {
     "pickup_latency": ("bench.pickup_latency", [], ["--files", "8", "--settle", "1"]),
     "burst": ("bench.burst", [], ["--files", "40"]),
     "idle": ("bench.idle", [], ["--seconds", "5"]),
+    "rescan_cost": ("bench.rescan_cost", [], ["--files", "2000", "--rounds", "1"]),
     "startup_scale": ("bench.startup_scale", [], ["--files", "500"]),
     "status_rows": ("bench.status_rows", [], ["10000"]),
     "api_economy": ("bench.api_economy", [], ["--files", "4", "--indexing", "15"]),

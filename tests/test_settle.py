@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import FakeClock
 from watcherd.config import parse_config
-from watcherd.intake.settle import PIPELINE_VIEW_SECONDS, Hint, Settler
+from watcherd.intake.settle import PIPELINE_VIEW_SECONDS, Hint, ScanBatch, Settler
 from watcherd.state.states import State
 from watcherd.state.store import Store
 
@@ -222,3 +222,26 @@ def test_while_hints_wait_a_tick_releases_for_a_bounded_time_then_catches_up(rig
     settler.intake.get_nowait()  # the queue is drained: no more holding back
     settler.tick()
     assert len(released) == 5
+
+
+def test_hints_taken_with_one_that_crashes_the_settler_are_put_back(rig, monkeypatch):
+    settler, inbox, _, _, _ = rig
+    batch = ScanBatch()
+    for name in ("a.mp4", "boom.mp4", "c.mp4"):
+        (inbox / name).write_bytes(b"x")
+        batch.add()
+        settler.intake.put(Hint(str(inbox / name), "scan", batch))
+    batch.walked()
+    real_offer = settler.offer
+
+    def offer(hint):
+        if hint.path.endswith("boom.mp4"):
+            raise RuntimeError("settler bug")
+        real_offer(hint)
+
+    monkeypatch.setattr(settler, "offer", offer)
+    settler.tick_seconds = 0.01
+    with pytest.raises(RuntimeError):
+        settler.step()
+    assert [settler.intake.get_nowait().path] == [str(inbox / "c.mp4")]
+    assert not batch.finished  # c.mp4 is still to be offered

@@ -132,13 +132,22 @@ class Settler(ServiceThread):
             if not hints:
                 break
             with self.store.batch():  # one commit for the new rows of a whole burst
-                for hint in hints:
-                    try:
-                        self.offer(hint)
-                    finally:
-                        if hint.batch is not None:
-                            hint.batch.offered()
+                self._offer_all(hints)
         self._paced_tick()
+
+    def _offer_all(self, hints: list[Hint]) -> None:
+        for n, hint in enumerate(hints):
+            try:
+                self.offer(hint)
+            except BaseException:
+                # The restarted settler takes the rest: none is lost, and each
+                # scan batch still sees all of its hints offered.
+                for rest in hints[n + 1:]:
+                    self.intake.put(rest)
+                raise
+            finally:
+                if hint.batch is not None:
+                    hint.batch.offered()
 
     def _paced_tick(self) -> None:
         """Tick, but while hints wait, give a tick of many candidates at most about a
@@ -238,6 +247,8 @@ class Settler(ServiceThread):
     def _release_due(self, due: list[tuple[str, Candidate, os.stat_result]]) -> None:
         """Release in one transaction; while hints wait, only for RELEASE_BUDGET_SECONDS
         (the rest stays quiet and goes next tick), so discovery is never held up long."""
+        if not due:
+            return  # no write transaction for nothing, four times a second
         released: list[int] = []
         until = time.perf_counter() + RELEASE_BUDGET_SECONDS
         try:

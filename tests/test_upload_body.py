@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tracemalloc
 
 import pytest
+import requests
 from urllib3.filepost import encode_multipart_formdata
 
 from watcherd.errors import TransientError
@@ -110,3 +112,19 @@ def test_a_file_that_shrinks_mid_upload_aborts_at_once_rather_than_stalling(tmp_
         finally:
             client.close()
     assert sink.requests == []
+
+
+def test_a_ranged_reader_is_a_whole_put_body_of_exactly_its_range(tmp_path):
+    """The body of one chunk of a multipart-asset upload (a PUT of one byte range)."""
+    content = os.urandom((5 << 20) + 3)
+    path = tmp_path / "chunked.mp4"
+    path.write_bytes(content)
+    offset, length = (2 << 20) + 1, (2 << 20) + 1
+    with FastSink(digest=True) as sink, open(path, "rb") as fh:
+        response = requests.put(sink.base_url + "/part/2",
+                                data=RangedFileReader(fh, offset, length), timeout=10)
+    assert response.status_code == 200
+    (request,) = sink.requests
+    assert int(request.headers["content-length"]) == request.body_bytes == length
+    assert "transfer-encoding" not in request.headers
+    assert request.sha256 == hashlib.sha256(content[offset:offset + length]).hexdigest()

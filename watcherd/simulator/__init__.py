@@ -11,6 +11,8 @@ refuses, so it never hides a client bug.
 - ``faults``: the fault switches (inject, rate_limit, inject_randomly, redirect_to)
 - ``catalog``: the account's indexes, tasks and videos, and the JSON shown of them
 - ``multipart``: streaming request bodies and multipart/form-data parsing
+- ``sink``: ``FastSink``, a server that only counts (and optionally hashes) request bodies,
+  faster than any uploader, for the upload benches
 - ``switches``: the fault switches as command-line options (``watcherd simulator``)
 - ``clips``: tiny test videos generated with PyAV (imports PyAV; not loaded by the rest)
 """

@@ -10,6 +10,7 @@ is shorter than its Content-Length, or chunked, is refused or never answered.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import threading
@@ -26,12 +27,15 @@ class SunkRequest:
     request_line: str
     headers: dict[str, str]
     body_bytes: int
+    sha256: str | None  # of the body, when the sink was made with digest=True
 
 
 class FastSink:
     """``with FastSink() as sink: ... sink.base_url ... sink.requests``"""
 
-    def __init__(self, host: str = "127.0.0.1", *, buffer: int = 4 << 20) -> None:
+    def __init__(self, host: str = "127.0.0.1", *, buffer: int = 4 << 20,
+                 digest: bool = False) -> None:
+        self.digest = digest  # hash each body (for tests; costs CPU a bench must not pay)
         self._listener = socket.create_server((host, 0))
         self.base_url = f"http://{host}:{self._listener.getsockname()[1]}"
         self._buffer = memoryview(bytearray(buffer))
@@ -86,6 +90,7 @@ class FastSink:
                                        "message": "a Content-Length body is expected"}))
             return False
         length = int(headers["content-length"])
+        hasher = hashlib.sha256(rest) if self.digest else None
         if headers.get("expect", "").lower() == "100-continue":
             conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")  # curl waits 1 s for it
         received = len(rest)
@@ -93,8 +98,11 @@ class FastSink:
             got = conn.recv_into(self._buffer, min(len(self._buffer), length - received))
             if got == 0:
                 return False  # shorter than promised: no answer, as a real server
+            if hasher is not None:
+                hasher.update(self._buffer[:got])
             received += got
-        self.requests.append(SunkRequest(request_line, headers, received))
+        self.requests.append(SunkRequest(request_line, headers, received,
+                                         hasher.hexdigest() if hasher else None))
         conn.sendall(_answer(200, {"_id": uuid.uuid4().hex[:24],
                                    "video_id": uuid.uuid4().hex[:24]}))
         return True

@@ -18,9 +18,11 @@ import time
 # name -> (module, arguments of the full run, arguments of the quick run)
 BENCHES = {
     "upload_compare": ("bench.upload_compare", [], ["--quick"]),
+    "upload_sink": ("bench.upload_sink", [], ["--sizes", "64", "--rounds", "1"]),
     "pickup_latency": ("bench.pickup_latency", [], ["--files", "8", "--settle", "1"]),
     "burst": ("bench.burst", [], ["--files", "40"]),
     "idle": ("bench.idle", [], ["--seconds", "5"]),
+    "rescan_cost": ("bench.rescan_cost", [], ["--files", "2000", "--rounds", "1"]),
     "startup_scale": ("bench.startup_scale", [], ["--files", "500"]),
     "status_rows": ("bench.status_rows", [], ["10000"]),
     "history": ("bench.history", [], ["--rows", "20000", "--seconds", "5"]),

@@ -6,7 +6,11 @@ answers the first POST with 429 and ``Retry-After: 3600``, so every other file
 stays queued and the figure is discovery plus settling alone. Progress is
 read from the state database, read-only, as ``watcherd status`` would.
 
-    .venv/bin/python -m bench.startup_scale [--files 10000]
+``--steady S`` then keeps the daemon running S more seconds with every file
+tracked (queued) and reports its CPU over them and its RSS growth: the cost of
+rescans of tracked files, every ``--rescan-interval`` seconds.
+
+    .venv/bin/python -m bench.startup_scale [--files 10000] [--rescan-interval 2 --steady 30]
 """
 
 from __future__ import annotations
@@ -33,12 +37,21 @@ def counts(db: Path) -> tuple[int, int]:
     return rows, settling or 0
 
 
-def run(files: int) -> dict[str, float]:
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def run(files: int, rescan_interval: float | None = None,
+        steady: float = 0.0) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp, FakeTwelveLabs() as fake:
         root = Path(tmp)
         fake.inject("POST", "/tasks", status=429, headers={"Retry-After": "3600"},
                     body={"code": "too_many_requests", "message": "slow down"}, times=10**6)
-        daemon = Daemon(root, fake.base_url, fake.api_key)
+        settings = {} if rescan_interval is None else {"rescan_interval_seconds": rescan_interval}
+        daemon = Daemon(root, fake.base_url, fake.api_key, **settings)
         clip = make_video(root / "one.mp4")
         for n in range(files):
             os.link(clip, daemon.inboxes[0] / f"waiting-{n:05d}.mp4")
@@ -49,20 +62,35 @@ def run(files: int) -> dict[str, float]:
             discovered = time.monotonic() - started
             until(lambda: counts(db)[1] == 0, 600, "every file settled", every=0.2)
             settled = time.monotonic() - started
-            return {"discovered_s": discovered, "settled_s": settled,
-                    "cpu_s": daemon.cpu_seconds(), "peak_rss_mib": daemon.peak_rss_mib()}
+            result = {"discovered_s": discovered, "settled_s": settled,
+                      "cpu_s": daemon.cpu_seconds(), "peak_rss_mib": daemon.peak_rss_mib()}
+            if steady > 0:
+                assert daemon.proc is not None
+                cpu, rss = daemon.cpu_seconds(), rss_mib(daemon.proc.pid)
+                time.sleep(steady)
+                result["steady_cpu_pct"] = (daemon.cpu_seconds() - cpu) / steady * 100
+                result["steady_rss_growth_mib"] = rss_mib(daemon.proc.pid) - rss
+            return result
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--rescan-interval", type=float, help="rescan_interval_seconds")
+    parser.add_argument("--steady", type=float, default=0.0, metavar="S",
+                        help="then measure S seconds with every file tracked")
     args = parser.parse_args(argv)
-    result = run(args.files)
+    result = run(args.files, args.rescan_interval, args.steady)
     print_table(f"Start-up with {args.files:,} files waiting (settle_seconds 5, from process "
                 "start)", [
         ("all discovered s", "all settled s", "daemon CPU s", "peak RSS MiB"),
         (f"{result['discovered_s']:.1f}", f"{result['settled_s']:.1f}",
          f"{result['cpu_s']:.1f}", f"{result['peak_rss_mib']:.0f}")])
+    if args.steady > 0:
+        print_table(f"Then {args.steady:g} s with all {args.files:,} tracked, rescan every "
+                    f"{args.rescan_interval or 'default'} s", [
+            ("daemon CPU % of one core", "RSS growth MiB"),
+            (f"{result['steady_cpu_pct']:.1f}", f"{result['steady_rss_growth_mib']:.0f}")])
     return result
 
 

@@ -132,7 +132,7 @@ def versions(sdk: Path) -> str:
     curl_v = subprocess.run(["curl", "--version"], capture_output=True, text=True,
                             check=True).stdout.split()[1]
     return (f"watcherd {version('watcherd')} (requests {version('requests')}, "
-            f"requests-toolbelt {version('requests-toolbelt')}), {sdk_v}, curl {curl_v}")
+            f"urllib3 {version('urllib3')}), {sdk_v}, curl {curl_v}")
 
 
 # -- test files ----------------------------------------------------------------

@@ -1,13 +1,12 @@
 """The fake Twelve Labs API itself, driven the way the real client drives it.
 
-requests + requests-toolbelt ``MultipartEncoder`` over real loopback sockets, so a
+requests + urllib3's ``encode_multipart_formdata`` over real loopback sockets, so a
 parser or framing bug in the fake shows up here rather than as a puzzling daemon test.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import random
@@ -21,9 +20,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from requests_toolbelt import MultipartEncoder
+from urllib3.filepost import encode_multipart_formdata
 
 from watcherd.simulator import FakeTwelveLabs
+from watcherd.twelvelabs.body import MultipartBody, RangedFileReader
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -48,7 +48,7 @@ def session() -> Iterator[requests.Session]:
         yield s
 
 
-def post_task(api: FakeTwelveLabs, content: bytes | io.IOBase = b"video", *,
+def post_task(api: FakeTwelveLabs, content: bytes = b"video", *,
               filename: str = "clip.mp4", index_id: str | None = "idx_test",
               key: str | None = None, session: requests.Session | None = None,
               boundary: str | None = None, **extra: str) -> requests.Response:
@@ -56,10 +56,10 @@ def post_task(api: FakeTwelveLabs, content: bytes | io.IOBase = b"video", *,
     if index_id is not None:
         fields["index_id"] = index_id
     fields["video_file"] = (filename, content, "video/mp4")
-    encoder = MultipartEncoder(fields=fields, boundary=boundary)
+    body, content_type = encode_multipart_formdata(fields, boundary=boundary)
     return (session or requests).post(
-        api.base_url + "/tasks", data=encoder, timeout=10,
-        headers={"Content-Type": encoder.content_type, "x-api-key": key or api.api_key})
+        api.base_url + "/tasks", data=body, timeout=10,
+        headers={"Content-Type": content_type, "x-api-key": key or api.api_key})
 
 
 def get(api: FakeTwelveLabs, path: str, session: requests.Session | None = None,
@@ -115,10 +115,10 @@ def test_a_delimiter_straddling_two_read_pieces_is_found(api, short_of_a_piece):
 
     def encode(size: int) -> tuple[bytes, bytes]:
         content = os.urandom(size)
-        encoder = MultipartEncoder(fields={"index_id": "idx_test",
-                                           "video_file": ("s.mp4", content, "video/mp4")},
-                                   boundary=boundary)
-        return content, encoder.to_string()
+        body, _ = encode_multipart_formdata({"index_id": "idx_test",
+                                             "video_file": ("s.mp4", content, "video/mp4")},
+                                            boundary=boundary)
+        return content, body
 
     content, raw = encode(1000)
     overhead = raw.index(content)
@@ -166,9 +166,10 @@ def test_validation_errors_use_the_documented_codes(api, session):
     assert code(unknown, 400) == "resource_not_exist"
     assert unknown.json()["message"] == "Resource with id `idx_nope` does not exist in `indexes`."
     assert code(post_task(api, index_id=None, session=session), 400) == "parameter_not_provided"
-    no_file = MultipartEncoder(fields={"index_id": "idx_test", "video_file": "not a file"})
+    no_file, no_file_type = encode_multipart_formdata({"index_id": "idx_test",
+                                                       "video_file": "not a file"})
     assert code(session.post(api.base_url + "/tasks", data=no_file, timeout=10, headers={
-        "Content-Type": no_file.content_type, "x-api-key": api.api_key}),
+        "Content-Type": no_file_type, "x-api-key": api.api_key}),
         400) == "parameter_not_provided"
     assert code(post_task(api, b"", session=session), 400) == "video_file_broken"
     as_json = session.post(api.base_url + "/tasks", json={"index_id": "idx_test"}, timeout=10,
@@ -200,12 +201,11 @@ def test_each_index_lists_the_models_it_is_given(api, session):
 
 def test_chunked_uploads_are_parsed_too(api):
     content = os.urandom((1 << 20) + 12345)
-    encoder = MultipartEncoder(fields={"index_id": "idx_test",
-                                       "video_file": ("chunked.mp4", content, "video/mp4")})
-    raw = encoder.to_string()
+    raw, content_type = encode_multipart_formdata(
+        {"index_id": "idx_test", "video_file": ("chunked.mp4", content, "video/mp4")})
     pieces = (raw[i:i + 100_000] for i in range(0, len(raw), 100_000))  # no length: chunked
     response = requests.post(api.base_url + "/tasks", data=pieces, timeout=10, headers={
-        "Content-Type": encoder.content_type, "x-api-key": api.api_key})
+        "Content-Type": content_type, "x-api-key": api.api_key})
     assert response.status_code == 200, response.text
     (upload,) = api.uploads()
     assert upload.headers["transfer-encoding"] == "chunked"
@@ -450,7 +450,10 @@ def test_a_64_mib_sparse_file_streams_through(api, tmp_path):
         fh.seek(40 << 20)
         fh.write(b"a little data in the middle")
     with open(path, "rb") as fh:
-        assert post_task(api, fh, filename=path.name).status_code == 200
+        body = MultipartBody({"index_id": "idx_test"}, "video_file", path.name,
+                             RangedFileReader(fh), content_type="video/mp4")
+        assert requests.post(api.base_url + "/tasks", data=body, timeout=20, headers={
+            "Content-Type": body.content_type, "x-api-key": api.api_key}).status_code == 200
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(1 << 20):

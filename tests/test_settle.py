@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import FakeClock
 from watcherd.config import parse_config
-from watcherd.intake.settle import Hint, Settler
+from watcherd.intake.settle import PIPELINE_VIEW_SECONDS, Hint, ScanBatch, Settler
 from watcherd.state.states import State
 from watcherd.state.store import Store
 
@@ -155,3 +155,93 @@ def test_files_of_a_folder_that_went_away_stay_tracked_until_it_returns(rig, tmp
     clock.now += 5.1
     settler.tick()
     assert released == [store.all()[0].id]
+
+
+def _statements(store: Store) -> list[str]:
+    """Every SQL statement this thread's connection runs from now on."""
+    seen: list[str] = []
+    store._conn().set_trace_callback(seen.append)
+    return seen
+
+
+def test_a_rescan_of_tracked_files_is_answered_without_a_query_per_file(rig):
+    settler, inbox, released, _, store = rig
+    for n in range(100):
+        clip = inbox / f"tracked-{n:03d}.mp4"
+        clip.write_bytes(b"x")
+        store.add(path=str(clip), folder=str(inbox), index_id="idx", state=State.UPLOADING)
+    statements = _statements(store)
+    for n in range(100):
+        settler.intake.put(Hint(str(inbox / f"tracked-{n:03d}.mp4"), "scan"))
+    settler.tick_seconds = 0.01
+    settler.step()
+    assert settler.intake.empty() and settler.candidates == {} and released == []
+    assert len(store.all()) == 100
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) <= 2, \
+        statements[:10]
+
+
+def test_a_row_that_finished_with_its_file_left_in_place_is_still_found_again(rig):
+    """The in-memory view of the pipeline is at most PIPELINE_VIEW_SECONDS old."""
+    settler, inbox, _, clock, store = rig
+    clip = inbox / "left.mp4"
+    clip.write_bytes(b"x")
+    old = store.add(path=str(clip), folder=str(inbox), index_id="idx", state=State.UPLOADING)
+    settler.offer(Hint(str(clip), "scan"))
+    assert settler.candidates == {}
+    store.transition(old.id, State.FAILED, "gave up", finished_at=store.clock())
+    clock.now += PIPELINE_VIEW_SECONDS
+    settler.offer(Hint(str(clip), "scan"))
+    assert str(clip) in settler.candidates
+    assert settler.candidates[str(clip)].file_id != old.id
+
+
+def test_the_new_rows_of_a_burst_of_hints_share_one_commit(rig):
+    settler, inbox, _, _, store = rig
+    for n in range(150):
+        (inbox / f"new-{n:03d}.mp4").write_bytes(b"x")
+        settler.intake.put(Hint(str(inbox / f"new-{n:03d}.mp4"), "scan"))
+    statements = _statements(store)
+    settler.tick_seconds = 0.01
+    settler.step()
+    assert len(settler.candidates) == 150 == len(store.all())
+    assert statements.count("COMMIT") <= 2, f"{statements.count('COMMIT')} commits"
+
+
+def test_while_hints_wait_a_tick_releases_for_a_bounded_time_then_catches_up(rig, monkeypatch):
+    settler, inbox, released, clock, store = rig
+    monkeypatch.setattr("watcherd.intake.settle.RELEASE_BUDGET_SECONDS", 0.0)
+    for n in range(5):
+        (inbox / f"due-{n}.mp4").write_bytes(b"x")
+        settler.offer(Hint(str(inbox / f"due-{n}.mp4"), "scan"))
+    clock.now += 6
+    settler.intake.put(Hint(str(inbox / "waiting.mp4"), "event"))  # discovery is busy
+    settler.tick()
+    assert len(released) == 1  # at least one per tick, never starved
+    assert all(store.get(i).state == State.QUEUED for i in released)
+    settler.intake.get_nowait()  # the queue is drained: no more holding back
+    settler.tick()
+    assert len(released) == 5
+
+
+def test_hints_taken_with_one_that_crashes_the_settler_are_put_back(rig, monkeypatch):
+    settler, inbox, _, _, _ = rig
+    batch = ScanBatch()
+    for name in ("a.mp4", "boom.mp4", "c.mp4"):
+        (inbox / name).write_bytes(b"x")
+        batch.add()
+        settler.intake.put(Hint(str(inbox / name), "scan", batch))
+    batch.walked()
+    real_offer = settler.offer
+
+    def offer(hint):
+        if hint.path.endswith("boom.mp4"):
+            raise RuntimeError("settler bug")
+        real_offer(hint)
+
+    monkeypatch.setattr(settler, "offer", offer)
+    settler.tick_seconds = 0.01
+    with pytest.raises(RuntimeError):
+        settler.step()
+    assert [settler.intake.get_nowait().path] == [str(inbox / "c.mp4")]
+    assert not batch.finished  # c.mp4 is still to be offered

@@ -141,3 +141,23 @@ def test_inotify_limits_fall_back_to_polling_and_name_the_sysctl(tmp_path, caplo
     finally:
         watch.stop()
     assert "fs.inotify.max_user_watches" in caplog.text
+
+
+def test_a_rescan_waits_until_the_previous_one_was_taken_in(tmp_path):
+    """Rescans faster than the settler must not pile up hints without bound."""
+    for n in range(30):
+        (tmp_path / f"f{n:02d}.mp4").write_bytes(b"x")
+    intake: queue.SimpleQueue = queue.SimpleQueue()
+    scanner = Scanner(config_for(tmp_path), intake)  # rescans every 0.2 s
+    scanner.start()
+    try:
+        assert _wait(lambda: intake.qsize() >= 30)
+        time.sleep(1.5)  # about seven rescan intervals with nobody taking hints in
+        assert intake.qsize() == 30
+        while not intake.empty():  # as the settler does with each hint it offered
+            hint = intake.get_nowait()
+            hint.batch.offered()
+        assert _wait(lambda: intake.qsize() >= 30)  # and rescans resume
+    finally:
+        scanner.stop()
+        scanner.join(5)

@@ -97,9 +97,10 @@ class Config:
 
     def folder_for(self, path: str | os.PathLike) -> FolderConfig | None:
         """The configured folder whose tree holds ``path`` (deepest match)."""
-        target = Path(path)
+        # Prefixes of parts: is_relative_to without a Path per parent (once per hint).
+        target = Path(path).parts
         for folders in (self.folders, self.retired):
-            matches = [f for f in folders if target.is_relative_to(f.path)]
+            matches = [f for f in folders if target[:len(f.path.parts)] == f.path.parts]
             if matches:
                 return max(matches, key=lambda f: len(f.path.parts))
         return None

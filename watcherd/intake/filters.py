@@ -23,30 +23,41 @@ PARTIAL_SUFFIXES = (".part", ".partial", ".crdownload", ".download", ".tmp", ".t
 
 
 def ignore_reason(path: str | PurePath, folder: FolderConfig) -> str | None:
-    path = Path(path)
+    # Prefixes of ``parts`` are exactly ``is_relative_to`` for these absolute
+    # POSIX paths, without a Path per parent (a rescan calls this per file).
+    parts = Path(path).parts
     for special in ("done_dir", "failed_dir"):
-        if path.is_relative_to(getattr(folder, special)):
+        if is_under(parts, getattr(folder, special)):
             return f"inside {special} ({getattr(folder, special)})"
-    if not path.is_relative_to(folder.path) or path == folder.path:
+    root = folder.path.parts
+    if not is_under(parts, folder.path) or len(parts) == len(root):
         return f"outside the watched folder {folder.path}"
-    relative = path.relative_to(folder.path)
-    if len(relative.parts) > 1 and not folder.recursive:
+    relative = parts[len(root):]
+    if len(relative) > 1 and not folder.recursive:
         return "in a subfolder and the folder is not recursive"
-    return _name_reason(relative, folder)
+    return name_reason(relative, folder)
 
 
-def _name_reason(relative: PurePath, folder: FolderConfig) -> str | None:
-    if relative.name == FOLDER_LOCK_NAME:
+def is_under(parts: tuple[str, ...], folder: PurePath) -> bool:
+    """``Path(*parts).is_relative_to(folder)``, from parts already split."""
+    top = folder.parts
+    return parts[:len(top)] == top
+
+
+def name_reason(relative: tuple[str, ...], folder: FolderConfig) -> str | None:
+    """The naming rule that excludes a file, from its parts below the watched folder."""
+    name = relative[-1]
+    if name == FOLDER_LOCK_NAME:
         return "watcherd's folder lock (one daemon per folder)"
-    hidden = [part for part in relative.parts if part.startswith(".")]
+    hidden = [part for part in relative if part.startswith(".")]
     if hidden:
         return f"hidden name ({hidden[0]})"
-    name = relative.name
     if name.startswith("~$"):
         return "temporary name (~$ owner file)"
     if name.endswith("~"):
         return "temporary name (ends with ~)"
-    suffix = relative.suffix.lower()
+    dot = name.rfind(".")
+    suffix = name[dot:].lower() if 0 < dot < len(name) - 1 else ""  # as PurePath.suffix
     if suffix in PARTIAL_SUFFIXES:
         return f"partial download name ({suffix})"
     if suffix not in folder.extensions:

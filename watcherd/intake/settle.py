@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from watcherd.config import Config
@@ -33,6 +34,47 @@ logger = logging.getLogger(__name__)
 
 Signature = tuple[int, int, int, int]  # size, mtime_ns, ctime_ns, inode
 IGNORED_LOG_LIMIT = 10_000
+# How old the view of paths owned by the pipeline may be when a scan hint is
+# checked against it. A row that finished with its file left in place is
+# offered again at most this much later than by a query per hint.
+PIPELINE_VIEW_SECONDS = 1.0
+# Hints offered in one write transaction: short enough that the write lock is
+# held for milliseconds, long enough that commits do not dominate discovery.
+HINTS_PER_COMMIT = 200
+# While hints wait: a tick that took t seconds is next run after 4 t at the
+# earliest, and one tick releases for at most this long (a commit each before).
+TICK_SHARE_FACTOR = 4.0
+RELEASE_BUDGET_SECONDS = 0.1
+
+
+class ScanBatch:
+    """The hints of one folder scan: finished once walked and every hint was offered.
+
+    The scanner skips a periodic rescan of a folder while its previous batch is
+    unfinished, so rescans that outpace the settler cannot pile up in the queue.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._walked = False
+
+    def add(self) -> None:
+        with self._lock:
+            self._pending += 1
+
+    def offered(self) -> None:
+        with self._lock:
+            self._pending -= 1
+
+    def walked(self) -> None:
+        with self._lock:
+            self._walked = True
+
+    @property
+    def finished(self) -> bool:
+        with self._lock:
+            return self._walked and self._pending <= 0
 
 
 @dataclass(frozen=True)
@@ -41,6 +83,7 @@ class Hint:
 
     path: str
     source: str  # "event", "scan" or "recovery"
+    batch: ScanBatch | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -76,16 +119,57 @@ class Settler(ServiceThread):
         self._ignored_logged: set[str] = set()
         self._unreachable_logged: set[str] = set()
         self._unreadable_logged: set[str] = set()
+        # Paths whose live row is past settling: a scan hint for one of them is a
+        # no-op, so it is answered from here instead of with a query per file.
+        self._in_pipeline: set[str] = set()
+        self._in_pipeline_at: float | None = None
+        self._next_tick_at = 0.0  # perf_counter time; see _paced_tick
 
     def step(self) -> None:
         deadline = self.clock() + self.tick_seconds
         while (remaining := deadline - self.clock()) > 0:
+            hints = self._take(remaining)
+            if not hints:
+                break
+            with self.store.batch():  # one commit for the new rows of a whole burst
+                self._offer_all(hints)
+        self._paced_tick()
+
+    def _offer_all(self, hints: list[Hint]) -> None:
+        for n, hint in enumerate(hints):
             try:
-                hint = self.intake.get(timeout=remaining)
+                self.offer(hint)
+            except BaseException:
+                # The restarted settler takes the rest: none is lost, and each
+                # scan batch still sees all of its hints offered.
+                for rest in hints[n + 1:]:
+                    self.intake.put(rest)
+                raise
+            finally:
+                if hint.batch is not None:
+                    hint.batch.offered()
+
+    def _paced_tick(self) -> None:
+        """Tick, but while hints wait, give a tick of many candidates at most about a
+        quarter of the thread: re-stat later only restarts a quiet period later."""
+        started = time.perf_counter()
+        if started < self._next_tick_at and not self.intake.empty():
+            return
+        self.tick()
+        self._next_tick_at = started + TICK_SHARE_FACTOR * (time.perf_counter() - started)
+
+    def _take(self, timeout: float) -> list[Hint]:
+        """The next hint (waiting up to ``timeout``) and those already queued behind it."""
+        try:
+            hints = [self.intake.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while len(hints) < HINTS_PER_COMMIT:
+            try:
+                hints.append(self.intake.get_nowait())
             except queue.Empty:
                 break
-            self.offer(hint)
-        self.tick()
+        return hints
 
     def offer(self, hint: Hint) -> None:
         """Start (or restart) the quiet period of ``hint.path`` if it is a candidate."""
@@ -94,6 +178,8 @@ class Settler(ServiceThread):
             if hint.source == "event":
                 known.quiet_since = self.clock()
             return
+        if hint.source == "scan" and hint.path in self._pipeline_view():
+            return  # already further along; the pipeline owns it
         folder = self.config.folder_for(hint.path)
         if folder is None:
             self._note_ignored(hint.path, "not in any configured folder")
@@ -113,12 +199,22 @@ class Settler(ServiceThread):
                 self._gone_or_unreachable(hint.path, record.id, folder.path)
             return
         if record is None:
-            record = self.store.add(path=hint.path, folder=str(folder.path),
-                                    index_id=folder.index_id, size=st.st_size,
-                                    mtime_ns=st.st_mtime_ns, detail=f"found by {hint.source}")
+            file_id = self.store.insert(path=hint.path, folder=str(folder.path),
+                                        index_id=folder.index_id, size=st.st_size,
+                                        mtime_ns=st.st_mtime_ns, detail=f"found by {hint.source}")
         elif record.state != State.SETTLING:
+            self._in_pipeline.add(hint.path)
             return  # already further along; the pipeline owns it
-        self.candidates[hint.path] = Candidate(record.id, signature_of(st), self.clock())
+        else:
+            file_id = record.id
+        self.candidates[hint.path] = Candidate(file_id, signature_of(st), self.clock())
+
+    def _pipeline_view(self) -> set[str]:
+        now = self.clock()
+        if self._in_pipeline_at is None or now - self._in_pipeline_at >= PIPELINE_VIEW_SECONDS:
+            self._in_pipeline = self.store.paths_in_pipeline()
+            self._in_pipeline_at = now
+        return self._in_pipeline
 
     def _note_ignored(self, path: str, reason: str) -> None:
         # Once per path and run: a .part file being written fires many events.
@@ -129,6 +225,7 @@ class Settler(ServiceThread):
     def tick(self) -> None:
         """Re-stat every candidate; release the ones quiet for long enough."""
         now = self.clock()
+        due: list[tuple[str, Candidate, os.stat_result]] = []
         for path, cand in list(self.candidates.items()):
             try:
                 st = os.stat(path)
@@ -144,7 +241,27 @@ class Settler(ServiceThread):
             if sig != cand.signature:
                 cand.signature, cand.quiet_since = sig, now
             elif now - cand.quiet_since >= self.config.settle_seconds:
-                self._release(path, cand, st)
+                due.append((path, cand, st))
+        self._release_due(due)
+
+    def _release_due(self, due: list[tuple[str, Candidate, os.stat_result]]) -> None:
+        """Release in one transaction; while hints wait, only for RELEASE_BUDGET_SECONDS
+        (the rest stays quiet and goes next tick), so discovery is never held up long."""
+        if not due:
+            return  # no write transaction for nothing, four times a second
+        released: list[int] = []
+        until = time.perf_counter() + RELEASE_BUDGET_SECONDS
+        try:
+            with self.store.batch():
+                for n, (path, cand, st) in enumerate(due):
+                    if n and time.perf_counter() > until and not self.intake.empty():
+                        break  # at least one per tick, so a busy queue cannot starve release
+                    if self._release(path, cand, st):
+                        released.append(cand.file_id)
+        finally:
+            # Only once committed: a worker must find the row queued.
+            for file_id in released:
+                self.release(file_id)
 
     def _gone_or_unreachable(self, path: str, file_id: int, folder: Path) -> None:
         """A missing file is vanished only if its folder is in reach; else keep it tracked
@@ -165,11 +282,12 @@ class Settler(ServiceThread):
                            path, folder)
         self.candidates[path] = Candidate(file_id, (-1, -1, -1, -1), self.clock())
 
-    def _release(self, path: str, cand: Candidate, st: os.stat_result) -> None:
+    def _release(self, path: str, cand: Candidate, st: os.stat_result) -> bool:
+        """Mark it queued; True if the caller is to hand it to the workers."""
         problem = unreadable_reason(path)
         if problem is not None:
             self._hold_unreadable(path, cand, problem)
-            return
+            return False
         del self.candidates[path]
         self._unreachable_logged.discard(path)
         if path in self._unreadable_logged:
@@ -185,8 +303,9 @@ class Settler(ServiceThread):
                 error_code=None, reason=None,
             )
         except StaleState:
-            return
-        self.release(cand.file_id)
+            return False
+        self._in_pipeline.add(path)
+        return True
 
     def _hold_unreadable(self, path: str, cand: Candidate, problem: str) -> None:
         """Keep it settling; try again after another quiet period (a chmod restarts it too)."""

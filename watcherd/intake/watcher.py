@@ -23,8 +23,8 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from watcherd.config import Config, FolderConfig
-from watcherd.intake.filters import ignore_reason
-from watcherd.intake.settle import Hint
+from watcherd.intake.filters import name_reason
+from watcherd.intake.settle import Hint, ScanBatch
 from watcherd.threads import ServiceThread, beat
 
 logger = logging.getLogger(__name__)
@@ -215,6 +215,7 @@ class Scanner(ServiceThread):
         self._requests: queue.SimpleQueue[FolderConfig] = queue.SimpleQueue()
         self._next_full_scan = time.monotonic() + config.rescan_interval_seconds
         self.last_scan: dict[str, float] = {}
+        self._batches: dict[Path, ScanBatch] = {}  # each folder's latest scan
 
     def request(self, folder: FolderConfig | None = None) -> None:
         """Scan one folder (or all when None) soon."""
@@ -227,32 +228,54 @@ class Scanner(ServiceThread):
         except queue.Empty:
             if time.monotonic() >= self._next_full_scan:
                 self._next_full_scan = time.monotonic() + self.config.rescan_interval_seconds
-                self.request()
+                self._request_periodic()
             return
+        batch = ScanBatch()
+        self._batches[folder.path] = batch
         found = 0
         for path in scan_folder(folder):
-            self.intake.put(Hint(path, "scan"))
+            batch.add()
+            self.intake.put(Hint(path, "scan", batch))
             found += 1
+        batch.walked()
         self.last_scan[str(folder.path)] = time.time()
         logger.debug("scanned %s: %d candidate files", folder.path, found)
+
+    def _request_periodic(self) -> None:
+        """Rescan every folder whose previous scan the settler has taken in completely."""
+        for folder in self.config.folders:
+            previous = self._batches.get(folder.path)
+            if previous is not None and not previous.finished:
+                logger.debug("%s: previous scan still being taken in; skipping this rescan",
+                             folder.path)
+                continue
+            self._requests.put(folder)
 
 
 def scan_folder(folder: FolderConfig) -> Iterator[str]:
     """Candidate files under ``folder`` (never inside done/failed or hidden dirs)."""
-    pending = [folder.path]
+    pending: list[tuple[Path, tuple[str, ...]]] = [(folder.path, ())]
     while pending:
-        directory = pending.pop()
+        directory, relative = pending.pop()
         beat()  # a tree of 10,000 files on a share takes a while
         try:
             entries = list(os.scandir(directory))
         except OSError as exc:
             logger.warning("cannot scan %s: %s", directory, exc.strerror or exc)
             continue
+        inside_special = _under_special(directory, folder)
         for entry in entries:
-            path = Path(entry.path)
             if entry.is_dir(follow_symlinks=False):
+                path = Path(entry.path)
                 if folder.recursive and not entry.name.startswith(".") and \
                         path not in (folder.done_dir, folder.failed_dir):
-                    pending.append(path)
-            elif ignore_reason(path, folder) is None:
+                    pending.append((path, (*relative, entry.name)))
+            # The walk never enters done/failed, hidden or (non-recursive) sub
+            # folders, so of ignore_reason only the naming rules are left to ask.
+            elif not inside_special and name_reason((*relative, entry.name), folder) is None:
                 yield entry.path
+
+
+def _under_special(directory: Path, folder: FolderConfig) -> bool:
+    """Inside done/ or failed/ (only if configured around the watched folder itself)."""
+    return directory.is_relative_to(folder.done_dir) or directory.is_relative_to(folder.failed_dir)

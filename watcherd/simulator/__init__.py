@@ -14,6 +14,8 @@ refuses, so it never hides a client bug.
 - ``assets``: assets and indexed assets (the current flow, after the upload)
 - ``asset_routes``: their HTTP routes, and the presigned storage URLs the fake serves
 - ``multipart``: streaming request bodies and multipart/form-data parsing
+- ``sink``: ``FastSink``, a server that only counts (and optionally hashes) request bodies,
+  faster than any uploader, for the upload benches
 - ``switches``: the fault switches as command-line options (``watcherd simulator``)
 - ``clips``: tiny test videos generated with PyAV (imports PyAV; not loaded by the rest)
 """

@@ -113,6 +113,17 @@ class Store:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
+        if getattr(self._local, "batch", False):
+            # Inside batch(): each write stays atomic on its own, one commit for all.
+            conn.execute("SAVEPOINT write")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK TO write")
+                conn.execute("RELEASE write")
+                raise
+            conn.execute("RELEASE write")
+            return
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
@@ -120,6 +131,28 @@ class Store:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """This thread's writes in the block share one transaction (a commit costs more
+        than the inserts of a new file). Keep it short: it holds the write lock."""
+        if getattr(self._local, "batch", False):
+            yield
+            return
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        self._local.batch = True
+        try:
+            yield
+        finally:
+            self._local.batch = False
+            # Also when the block failed: every write that completed stands, as it
+            # would have with a commit of its own (a failed one was rolled back).
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error:
+                conn.execute("ROLLBACK")
+                raise
 
     # -- reads ---------------------------------------------------------------
 
@@ -136,6 +169,13 @@ class Store:
             (db_path(path), *ACTIVE_STATES),
         ).fetchone()
         return record_from_row(row) if row else None
+
+    def paths_in_pipeline(self) -> set[str]:
+        """Paths of live rows past settling, in one query (the settler's rescan view)."""
+        states = [s for s in ACTIVE_STATES if s != State.SETTLING]
+        rows = self._conn().execute(
+            f"SELECT path FROM files WHERE state IN ({','.join('?' * len(states))})", states)
+        return {_path_from_db(path) for (path,) in rows}
 
     def in_states(self, *states: str) -> list[FileRecord]:
         placeholders = ",".join("?" * len(states))
@@ -205,6 +245,12 @@ class Store:
     def add(self, *, path: str, folder: str, index_id: str, state: str = State.SETTLING,
             detail: str | None = None, **fields: Unpack[Fields]) -> FileRecord:
         """Insert a live row for ``path`` (which must not have one already)."""
+        return self.get(self.insert(path=path, folder=folder, index_id=index_id, state=state,
+                                    detail=detail, **fields))
+
+    def insert(self, *, path: str, folder: str, index_id: str, state: str = State.SETTLING,
+               detail: str | None = None, **fields: Unpack[Fields]) -> int:
+        """``add`` returning only the new row's id (discovery needs no more)."""
         now = self.clock()
         cols = {"path": db_path(path), "folder": db_path(folder), "index_id": index_id,
                 "state": state, "discovered_at": now, "updated_at": now, **_checked(fields)}
@@ -219,7 +265,7 @@ class Store:
             )
         file_id = cur.lastrowid
         assert file_id is not None  # an INSERT into a rowid table always sets it
-        return self.get(file_id)
+        return file_id
 
     def transition(self, file_id: int, state: str, detail: str | None = None,
                    *, expect: tuple[str, ...] | None = None, claim_content: bool = False,

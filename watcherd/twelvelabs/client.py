@@ -3,9 +3,9 @@
 Kept behind this interface because ``/tasks`` is marked legacy upstream; the
 assets + indexed-assets flow can replace the body of ``create_task`` later.
 
-The upload streams from disk with requests-toolbelt's ``MultipartEncoder``
-(``requests.post(files=...)`` holds the whole file in memory twice, see
-dependency-trials.md section 3) through an adapter reading 1 MiB blocks.
+The upload streams from disk as a ``body.MultipartBody`` (``requests.post(files=...)``
+holds the whole file in memory twice, see dependency-trials.md section 3) through
+an adapter reading 1 MiB blocks, each handed to the socket without a copy.
 Every request carries explicit connect and I/O timeouts and, on top, a total
 deadline of both together (an upload: the I/O timeout without progress), so
 an answer trickled byte by byte cannot hold a thread (``deadline``). Redirects
@@ -31,7 +31,6 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from requests_toolbelt import MultipartEncoder, MultipartEncoderMonitor
 
 from watcherd import __version__
 from watcherd.backoff import FLOOR_BASE
@@ -45,6 +44,7 @@ from watcherd.errors import (
     WatcherdError,
 )
 from watcherd.threads import beat
+from watcherd.twelvelabs.body import FileShrank, MultipartBody, RangedFileReader
 from watcherd.twelvelabs.deadline import WATCHED_POOLS, Deadline
 from watcherd.twelvelabs.ratelimit import RateWindow, endpoint_key
 
@@ -131,27 +131,27 @@ class TwelveLabsClient:
         """POST /tasks with the file streamed from disk; returns ``{_id, video_id}``."""
         filename = filename or Path(path).name
         with open(path, "rb") as fh:
-            fields: dict[str, Any] = {"index_id": index_id}
+            fields: dict[str, str] = {"index_id": index_id}
             if language:
                 fields["language"] = language
             if user_metadata:
                 fields["user_metadata"] = json.dumps(user_metadata, sort_keys=True)
-            fields["video_file"] = (filename, fh, "application/octet-stream")
-            encoder = MultipartEncoder(fields=fields)
+            reader = RangedFileReader(fh)
             # A stall deadline: each 1 MiB block read for sending starts it again;
             # after the last one, the answer must come within the I/O timeout.
             stall = Deadline(self.timeout[0] + self.timeout[1])
-            monitor = MultipartEncoderMonitor(
-                encoder, _progress_hook(encoder.len, on_progress, should_abort, stall)
-            )
+            upload = MultipartBody(fields, "video_file", filename, reader)
+            upload.on_read = _progress_hook(len(upload), on_progress, should_abort, stall)
             try:
-                response = self._send("POST", "/tasks", data=monitor, deadline=stall,
-                                      headers={"Content-Type": monitor.content_type})
+                response = self._send("POST", "/tasks", data=upload, deadline=stall,
+                                      headers={"Content-Type": upload.content_type})
+            except FileShrank as exc:
+                raise UploadAborted(f"upload aborted: {exc}") from exc
             except TransientError as exc:
                 # The body may have reached the server even though no answer came
                 # back: the API can create the task anyway (twelvelabs-python #50).
                 # A 408 or 429 is a refusal of the request, not a failure inside it.
-                exc.maybe_created = monitor.bytes_read >= encoder.len and not (
+                exc.maybe_created = upload.bytes_read >= len(upload) and not (
                     exc.status is not None and exc.status < 500)
                 raise
         body = self._json(response)
@@ -283,13 +283,13 @@ def _transport_error(method: str, path: str, exc: requests.RequestException,
 
 def _progress_hook(total: int, on_progress: ProgressCallback | None,
                    should_abort: Callable[[], bool] | None,
-                   stall: Deadline) -> Callable[[Any], None]:
-    def hook(monitor: MultipartEncoderMonitor) -> None:
+                   stall: Deadline) -> Callable[[int], None]:
+    def hook(bytes_read: int) -> None:
         stall.extend()
         if should_abort is not None and should_abort():
             raise UploadAborted("upload aborted")
         if on_progress is not None:
-            on_progress(monitor.bytes_read, total)
+            on_progress(bytes_read, total)
     return hook
 
 

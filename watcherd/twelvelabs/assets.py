@@ -18,12 +18,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 from urllib.parse import urlsplit
 
 import requests
 
 from watcherd.errors import ApiError, AuthError, TransientError
+from watcherd.twelvelabs.body import FileShrank, RangedFileReader
 from watcherd.twelvelabs.client import (
     LIST_PAGE_LIMIT,
     BigBlockAdapter,
@@ -35,7 +36,6 @@ from watcherd.twelvelabs.client import (
 from watcherd.twelvelabs.deadline import Deadline
 
 MAX_URL_WINDOW = 50     # presigned URLs per request, the API's maximum
-BLOCK = 1 << 20         # a chunk is read from the file in blocks of this size
 MULTIPART = "/assets/multipart-uploads"
 
 
@@ -166,7 +166,8 @@ class AssetsApi:
             body = FileRange(fh, offset, length, stall, on_progress)
             with stall:
                 try:
-                    response = self.storage.put(url, data=body, headers=headers,
+                    # cast: requests' stubs want read() -> bytes; urllib3 sends any buffer.
+                    response = self.storage.put(url, data=cast(Any, body), headers=headers,
                                                 timeout=self.client.timeout,
                                                 allow_redirects=False)
                 except requests.RequestException as exc:
@@ -217,36 +218,31 @@ class AssetsApi:
 
 
 class FileRange:
-    """A request body of ``length`` bytes from ``offset`` of an open file, read in
-    ``BLOCK`` pieces as it is sent; each read is progress for the stall deadline."""
+    """A chunk's body: the file's own bytes (``body.RangedFileReader``, no copy per
+    block), each read counting as progress for the stall deadline."""
 
     def __init__(self, fh: BinaryIO, offset: int, length: int, stall: Deadline,
                  on_progress: Callable[[int], None] | None) -> None:
-        self.fh, self.offset, self.length = fh, offset, length
+        self.reader = RangedFileReader(fh, offset, length)
         self.stall, self.on_progress = stall, on_progress
-        self.sent = 0
 
     def __len__(self) -> int:
-        return self.length
+        return len(self.reader)
 
-    def read(self, size: int = -1) -> bytes:
-        want = self.length - self.sent if size < 0 else min(size, self.length - self.sent)
-        if want <= 0:
-            return b""
-        data = os.pread(self.fh.fileno(), want, self.offset + self.sent)
-        if not data:
-            raise TransientError(None, "file_shrank",
-                                 f"the file ended {self.length - self.sent} bytes before the "
-                                 "chunk did")
-        self.sent += len(data)
-        self.stall.extend()
-        if self.on_progress is not None:
-            self.on_progress(self.sent)
+    @property
+    def sent(self) -> int:
+        return self.reader.position
+
+    def read(self, size: int = -1, /) -> memoryview:
+        try:
+            data = self.reader.read(size)
+        except FileShrank as exc:
+            raise TransientError(None, "file_shrank", str(exc)) from exc
+        if data:
+            self.stall.extend()
+            if self.on_progress is not None:
+                self.on_progress(self.reader.position)
         return data
-
-    def __iter__(self) -> Iterator[bytes]:
-        while data := self.read(BLOCK):
-            yield data
 
 
 def _etag(response: requests.Response) -> str:

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 
 from watcherd.state.schema import FileRecord
 from watcherd.state.states import UNREADABLE, State
-from watcherd.state.store import Store, record_from_row
+from watcherd.state.codec import record_from_row
+from watcherd.state.store import Store
 
 
 def records_for_path(store: Store, path: str) -> list[FileRecord]:

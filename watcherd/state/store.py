@@ -15,31 +15,32 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Unpack
 
-from watcherd.names import display, is_utf8
+from watcherd.names import display
+from watcherd.state.codec import checked_fields, db_path, db_text, path_from_db, record_from_row
+from watcherd.state.prune import prune_done, prune_files
 from watcherd.state.runtime import RuntimeSnapshot, snapshot_from_json, snapshot_to_json
 from watcherd.state.schema import (
-    ADDED_COLUMNS,
-    BACKFILL,
-    COLUMNS,
-    COUNTERS,
-    FILL_COUNTERS,
     META,
     SCHEMA,
-    UPDATABLE,
     Changes,
     Fields,
     FileRecord,
 )
 from watcherd.state.states import ACTIVE_STATES, State
+from watcherd.state.upgrade import (
+    add_counters,
+    add_missing_columns,
+    check_unless_closed_cleanly,
+    is_corruption,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +65,11 @@ class Store:
         try:
             conn = self._conn()
             conn.executescript(SCHEMA + META)
-            _add_missing_columns(conn)
-            _add_counters(conn)
-            verdict = _check_unless_closed_cleanly(conn)
+            add_missing_columns(conn)
+            add_counters(conn)
+            verdict = check_unless_closed_cleanly(conn)
         except sqlite3.DatabaseError as exc:
-            if not _is_corruption(exc):
+            if not is_corruption(exc):
                 raise
             self.close()
             raise CorruptDatabase(self.path, str(exc)) from exc
@@ -175,7 +176,7 @@ class Store:
         states = [s for s in ACTIVE_STATES if s != State.SETTLING]
         rows = self._conn().execute(
             f"SELECT path FROM files WHERE state IN ({','.join('?' * len(states))})", states)
-        return {_path_from_db(path) for (path,) in rows}
+        return {path_from_db(path) for (path,) in rows}
 
     def in_states(self, *states: str) -> list[FileRecord]:
         placeholders = ",".join("?" * len(states))
@@ -253,7 +254,7 @@ class Store:
         """``add`` returning only the new row's id (discovery needs no more)."""
         now = self.clock()
         cols = {"path": db_path(path), "folder": db_path(folder), "index_id": index_id,
-                "state": state, "discovered_at": now, "updated_at": now, **_checked(fields)}
+                "state": state, "discovered_at": now, "updated_at": now, **checked_fields(fields)}
         with self._write() as conn:
             cur = conn.execute(
                 f"INSERT INTO files ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})",
@@ -261,7 +262,7 @@ class Store:
             )
             conn.execute(
                 "INSERT INTO history (file_id, at, from_state, to_state, detail) "
-                "VALUES (?, ?, NULL, ?, ?)", (cur.lastrowid, now, state, _db_text(detail)),
+                "VALUES (?, ?, NULL, ?, ?)", (cur.lastrowid, now, state, db_text(detail)),
             )
         file_id = cur.lastrowid
         assert file_id is not None  # an INSERT into a rowid table always sets it
@@ -279,7 +280,7 @@ class Store:
         same transaction so two workers can never both upload one content.
         """
         now = self.clock()
-        updates = {**_checked(fields), "state": state, "updated_at": now}
+        updates = {**checked_fields(fields), "state": state, "updated_at": now}
         with self._write() as conn:
             row = conn.execute("SELECT state FROM files WHERE id = ?", (file_id,)).fetchone()
             if row is None:
@@ -295,7 +296,7 @@ class Store:
             if old != state or detail:
                 conn.execute(
                     "INSERT INTO history (file_id, at, from_state, to_state, detail) "
-                    "VALUES (?, ?, ?, ?, ?)", (file_id, now, old, state, _db_text(detail)),
+                    "VALUES (?, ?, ?, ?, ?)", (file_id, now, old, state, db_text(detail)),
                 )
         record = self.get(file_id)
         if old != state:
@@ -308,7 +309,7 @@ class Store:
             state = conn.execute("SELECT state FROM files WHERE id = ?", (file_id,)).fetchone()[0]
             conn.execute("INSERT INTO history (file_id, at, from_state, to_state, detail) "
                          "VALUES (?, ?, ?, ?, ?)", (file_id, self.clock(), state, state,
-                                                    _db_text(detail)))
+                                                    db_text(detail)))
 
     def mark_closed_cleanly(self) -> None:
         """The daemon stops in order: the next open may skip the full integrity check."""
@@ -322,7 +323,7 @@ class Store:
 
     def update(self, file_id: int, **fields: Unpack[Changes]) -> None:
         """Change columns without a state change (e.g. the remote status)."""
-        updates = {**_checked(fields), "updated_at": self.clock()}
+        updates = {**checked_fields(fields), "updated_at": self.clock()}
         assignments = ", ".join(f"{k} = ?" for k in updates)
         with self._write() as conn:
             conn.execute(f"UPDATE files SET {assignments} WHERE id = ?",
@@ -355,7 +356,7 @@ class Store:
         Each call is one short write transaction, so the daemon's writers never wait long.
         """
         with self._write() as conn:
-            return _prune_files(conn, cutoff, batch) + _prune_done(conn, cutoff, batch)
+            return prune_files(conn, cutoff, batch) + prune_done(conn, cutoff, batch)
 
     def vacuum_some(self, pages: int) -> int | None:
         """Give up to ``pages`` free pages back to the file system; None when the database
@@ -423,130 +424,6 @@ def _claim_content(conn: sqlite3.Connection, file_id: int, index_id: str | None)
     holder = _content_holder(conn, file_id, row["sha256"], index_id or row["index_id"])
     if holder is not None:
         raise ContentTaken(holder)
-
-
-# Done rows retention keeps: what ``HOLDER_SQL`` finds as holding a task for the content.
-KEPT_SQL = "outcome IS 'ready' AND sha256 IS NOT NULL"
-
-
-def _prune_files(conn: sqlite3.Connection, cutoff: float, batch: int) -> int:
-    """Failed and vanished files: nothing needs them once they are old."""
-    ids = [r[0] for r in conn.execute(
-        "SELECT id FROM files WHERE state IN (?, ?) AND updated_at < ? LIMIT ?",
-        (State.FAILED, State.VANISHED, cutoff, batch))]
-    return _delete_files(conn, ids)
-
-
-def _prune_done(conn: sqlite3.Connection, cutoff: float, batch: int) -> int:
-    """Done files, oldest first from where the last call stopped (a mark in ``meta``), so
-    each is visited once, not on every pass: their history goes, and the row too unless
-    dedupe needs it (``KEPT_SQL``)."""
-    row = conn.execute("SELECT value FROM meta WHERE key = 'pruned_through'").fetchone()
-    after_at, after_id = json.loads(row[0]) if row else (0.0, 0)
-    rows = conn.execute(
-        f"SELECT id, updated_at, {KEPT_SQL} FROM files WHERE state = ? AND "
-        "(updated_at, id) > (?, ?) AND updated_at < ? ORDER BY updated_at, id LIMIT ?",
-        (State.DONE, after_at, after_id, cutoff, batch)).fetchall()
-    if not rows:
-        return 0
-    kept = [r[0] for r in rows if r[2]]
-    gone = conn.execute(f"DELETE FROM history WHERE file_id IN ({','.join('?' * len(kept))}) "
-                        "AND at < ?", (*kept, cutoff)).rowcount
-    gone += _delete_files(conn, [r[0] for r in rows if not r[2]])
-    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('pruned_through', ?)",
-                 (json.dumps([rows[-1][1], rows[-1][0]]),))
-    return gone or len(rows)  # visiting kept rows is progress too: come back for more
-
-
-def _delete_files(conn: sqlite3.Connection, ids: list[int]) -> int:
-    if not ids:
-        return 0
-    marks = ",".join("?" * len(ids))
-    gone = conn.execute(f"DELETE FROM history WHERE file_id IN ({marks})", ids).rowcount
-    return gone + conn.execute(f"DELETE FROM files WHERE id IN ({marks})", ids).rowcount
-
-
-def _add_counters(conn: sqlite3.Connection) -> None:
-    """Create the counters with their triggers, counted once from an older database's rows."""
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'state_counts'").fetchone():
-        return
-    conn.execute("BEGIN IMMEDIATE")  # no write may slip between the count and the triggers
-    try:
-        for statement in COUNTERS:
-            conn.execute(statement)
-        conn.execute(FILL_COUNTERS)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-def _check_unless_closed_cleanly(conn: sqlite3.Connection) -> str:
-    """``PRAGMA quick_check`` reads every page (1.1 s at a million files): run it after a
-    crash, a kill or a power cut, not after the daemon last stopped in order."""
-    row = conn.execute("SELECT value FROM meta WHERE key = 'closed_cleanly'").fetchone()
-    conn.execute("DELETE FROM meta WHERE key = 'closed_cleanly'")
-    if row is not None and row[0] == "1":
-        return "ok"
-    return str(conn.execute("PRAGMA quick_check").fetchone()[0])
-
-
-def _add_missing_columns(conn: sqlite3.Connection) -> None:
-    present = {row[1] for row in conn.execute("PRAGMA table_info(files)")}
-    missing = [name for name in ADDED_COLUMNS if name not in present]
-    if not missing:
-        return
-    conn.execute("BEGIN IMMEDIATE")  # a column is never added without its backfill
-    try:
-        for name in missing:
-            conn.execute(f"ALTER TABLE files ADD COLUMN {name} {ADDED_COLUMNS[name]}")
-            if name in BACKFILL:
-                conn.execute(BACKFILL[name])
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
-        return True
-    text = str(exc)
-    return "malformed" in text or "not a database" in text
-
-
-def _checked(fields: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = set(fields) - UPDATABLE
-    if unknown:
-        raise ValueError(f"unknown columns: {sorted(unknown)}")
-    return {k: _db_value(k, json.dumps(v) if k in ("facts", "task_json") and v is not None
-                         and not isinstance(v, str) else v) for k, v in fields.items()}
-
-
-PATH_COLUMNS = ("path", "folder", "dest_path")
-
-
-def db_path(value: Any) -> Any:
-    """A path for SQLite: a name that is not UTF-8 as the BLOB of its exact bytes."""
-    return os.fsencode(value) if isinstance(value, str) and not is_utf8(value) else value
-
-
-def _db_text(value: Any) -> Any:
-    return display(value) if isinstance(value, str) else value
-
-
-def _db_value(column: str, value: Any) -> Any:
-    return db_path(value) if column in PATH_COLUMNS else _db_text(value)
-
-
-def _path_from_db(value: Any) -> Any:
-    return os.fsdecode(value) if isinstance(value, bytes) else value
-
-
-def record_from_row(row: sqlite3.Row) -> FileRecord:
-    return FileRecord(**{k: _path_from_db(row[k]) if k in PATH_COLUMNS else row[k]
-                         for k in COLUMNS})
 
 
 def _log_transition(record: FileRecord, old: str, detail: str | None) -> None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from watcherd.state.codec import record_from_row
 from watcherd.state.schema import FileRecord
 from watcherd.state.states import UNREADABLE, State
-from watcherd.state.codec import record_from_row
 from watcherd.state.store import Store
 
 

@@ -183,6 +183,15 @@ class DaemonRunner:
             capture_output=True, text=True, env=self.env, timeout=60, check=True).stdout
         return [json.loads(line) for line in out.splitlines()]
 
+    def command_json(self, *args: str, timeout: float = 120) -> Any:
+        """``watcherd ARGS --json`` against this daemon's config, its output decoded."""
+        done = subprocess.run([sys.executable, "-m", "watcherd", *args, "--json",
+                               "-c", str(self.write_config())],
+                              capture_output=True, text=True, env=self.env, timeout=timeout,
+                              check=False)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
 
 @pytest.fixture
 def daemon(tmp_path, fake_api) -> Iterator[DaemonRunner]:

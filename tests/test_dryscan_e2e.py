@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,15 +15,6 @@ from watcherd.simulator.clips import make_video
 # What the daemon must then have done with a file of each verdict.
 OUTCOME = {"would_upload": "uploaded", "duplicate": "joined", "tracked": "uploaded",
            "invalid": "failed", "ignored": "left alone"}
-
-
-def watcherd(daemon, *args: str):
-    done = subprocess.run([sys.executable, "-m", "watcherd", *args, "--json",
-                           "-c", str(daemon.write_config())],
-                          capture_output=True, text=True, env=daemon.env, timeout=120,
-                          check=False)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
 
 
 def outcome(daemon, fake_api, name: str) -> str | None:
@@ -69,12 +58,12 @@ def test_the_dry_run_verdicts_are_what_the_daemon_then_does(daemon, fake_api, cl
     time.sleep(1.5)  # quiet for longer than settle_seconds
 
     verdicts = {Path(r["path"]).name: r["verdict"]
-                for r in watcherd(daemon, "scan", "--dry-run")}
+                for r in daemon.command_json("scan", "--dry-run")}
     assert verdicts["link.mp4"] == "ignored" and verdicts["copy-of-original.mp4"] == "duplicate"
     assert verdicts["original.mp4"] == "tracked"
     # explain decides with the same functions.
-    assert watcherd(daemon, "explain", str(inbox / "link.mp4"))["status"] == "ignored"
-    joins = watcherd(daemon, "explain", str(inbox / "copy-of-original.mp4"))
+    assert daemon.command_json("explain", str(inbox / "link.mp4"))["status"] == "ignored"
+    joins = daemon.command_json("explain", str(inbox / "copy-of-original.mp4"))
     assert joins["status"] == "would_join" and "original.mp4" in joins["summary"]
 
     daemon.start()

@@ -9,7 +9,6 @@ its open calls (tests/unprivileged_daemon.py).
 
 from __future__ import annotations
 
-import json
 import os
 import pwd
 import shutil
@@ -59,15 +58,6 @@ def _can_run(options: dict) -> bool:
     return probe.returncode == 0
 
 
-def cli(runner: DaemonRunner, *args: str) -> dict:
-    done = subprocess.run([sys.executable, "-m", "watcherd", *args, "--json",
-                           "-c", str(runner.write_config())],
-                          capture_output=True, text=True, env=runner.env, timeout=60,
-                          check=False)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
-
 def test_an_unreadable_file_waits_in_the_inbox_and_is_taken_once_readable(
         unprivileged_daemon, fake_api, valid_clip):
     daemon = unprivileged_daemon
@@ -80,9 +70,9 @@ def test_an_unreadable_file_waits_in_the_inbox_and_is_taken_once_readable(
     warning = f"{source}: cannot read it as user"
     wait_for(lambda: warning in daemon.log(), 20, lambda: daemon.log()[-3000:])
     assert "let the service user read it" in daemon.log()
-    explained = cli(daemon, "explain", str(source))
+    explained = daemon.command_json("explain", str(source))
     assert explained["status"] == "unreadable", explained
-    (folder,) = cli(daemon, "status")["folders"]
+    (folder,) = daemon.command_json("status")["folders"]
     assert [u["path"] for u in folder["unreadable"]] == [str(source)]
     assert "Permission denied" in folder["unreadable"][0]["reason"]
     rescans = daemon.log().count("scanned ")

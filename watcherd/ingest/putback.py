@@ -138,8 +138,8 @@ class Sweep:
         held = self.held()  # after the rows: a row queued in between counts as held
         unheld = {r.id: r.updated_at for r in rows if r.id not in held}
         orphans = [r for r in rows if r.id in unheld and self._suspects.get(r.id) == r.updated_at]
-        self._suspects = {i: at for i, at in unheld.items()
-                          if i not in {r.id for r in orphans}}
+        taken = {r.id for r in orphans}
+        self._suspects = {i: at for i, at in unheld.items() if i not in taken}
         for record in orphans:
             logger.error("%s: %s but no thread holds it; putting it back", record.path,
                          record.state)

@@ -37,7 +37,14 @@ CREATE TABLE IF NOT EXISTS files (
     updated_at REAL NOT NULL,
     duplicate_of INTEGER,
     task_may_exist INTEGER NOT NULL DEFAULT 0,
-    indexing_seconds REAL
+    indexing_seconds REAL,
+    upload_method TEXT,
+    upload_id TEXT,
+    chunk_size INTEGER,
+    total_chunks INTEGER,
+    session_expires_at REAL,
+    asset_id TEXT,
+    indexed_asset_id TEXT
 );
 -- At most one live row per path; finished rows stay as history.
 CREATE UNIQUE INDEX IF NOT EXISTS files_active_path ON files(path)
@@ -107,7 +114,8 @@ COLUMNS = (
     "id path folder index_id state size mtime_ns sha256 attempts task_id video_id remote_status "
     "outcome reason error_code rule dest_path facts task_json discovered_at settled_at "
     "upload_started_at uploaded_at finished_at updated_at duplicate_of task_may_exist "
-    "indexing_seconds"
+    "indexing_seconds upload_method upload_id chunk_size total_chunks session_expires_at asset_id "
+    "indexed_asset_id"
 ).split()
 # Columns added after the first release: ALTERed into older databases on open.
 #   task_may_exist: 1 while an upload attempt may have created a task we never
@@ -115,9 +123,22 @@ COLUMNS = (
 #     next attempt looks for it first, even after a crash or a restart.
 #   indexing_seconds: how long the task has been followed, counted on the
 #     monotonic clock while the daemon runs (wall-clock steps do not count).
+#   upload_method: the path this row's upload took ("tasks" or "multipart"),
+#     written at upload intent; NULL before the first attempt.
+#   upload_id, chunk_size, total_chunks, session_expires_at: the multipart
+#     session, stored in the transaction that receives its answer (resume).
+#   asset_id, indexed_asset_id: the multipart path's remote ids; on that path
+#     task_id holds the indexed asset's id (the job that is polled).
 ADDED_COLUMNS = {"duplicate_of": "INTEGER",
                  "task_may_exist": "INTEGER NOT NULL DEFAULT 0",
-                 "indexing_seconds": "REAL"}
+                 "indexing_seconds": "REAL",
+                 "upload_method": "TEXT",
+                 "upload_id": "TEXT",
+                 "chunk_size": "INTEGER",
+                 "total_chunks": "INTEGER",
+                 "session_expires_at": "REAL",
+                 "asset_id": "TEXT",
+                 "indexed_asset_id": "TEXT"}
 # Run once, right after the column is added to an older database.
 BACKFILL = {
     # Before this column existed, every attempt without a recorded task may
@@ -160,6 +181,13 @@ class FileRecord:
     duplicate_of: int | None = None
     task_may_exist: int = 0
     indexing_seconds: float | None = None
+    upload_method: str | None = None
+    upload_id: str | None = None
+    chunk_size: int | None = None
+    total_chunks: int | None = None
+    session_expires_at: float | None = None
+    asset_id: str | None = None
+    indexed_asset_id: str | None = None
 
     @property
     def name(self) -> str:
@@ -201,6 +229,13 @@ class Fields(TypedDict, total=False):
     duplicate_of: int | None
     task_may_exist: int
     indexing_seconds: float | None
+    upload_method: str | None
+    upload_id: str | None
+    chunk_size: int | None
+    total_chunks: int | None
+    session_expires_at: float | None
+    asset_id: str | None
+    indexed_asset_id: str | None
 
 
 class Changes(Fields, total=False):

@@ -26,6 +26,10 @@ SYSTEM_CONFIG_DIR = Path(DEFAULT_CONFIG_PATH).parent
 SYSTEM_STATE_DB = Path("/var/lib/watcherd/state.db")
 USER_STATE_DB = Path(".local/state/watcherd/state.db")  # under the user's home
 DEFAULT_BASE_URL = "https://api.twelvelabs.io/v1.3"
+# How a file reaches Twelve Labs: "multipart" (resumable assets, then indexed
+# assets), "tasks" (the legacy single POST /tasks) or "auto" (multipart, with
+# /tasks as the fallback for an account refused multipart).
+UPLOAD_METHODS = ("auto", "multipart", "tasks")
 VIDEO_EXTENSIONS = tuple(
     ".mp4 .mov .m4v .mkv .webm .avi .mxf .mts .m2ts .ts .wmv .flv .mpg .mpeg .3gp".split()
 )
@@ -57,6 +61,8 @@ class FolderConfig:
     dedupe: bool = True
     extensions: tuple[str, ...] = tuple(VIDEO_EXTENSIONS)
     limits: LimitOverrides = ()  # folders[].limits: (key, value) pairs over the profile
+    # folders[].upload_method, else the top-level upload_method (resolved at load).
+    upload_method: str = "auto"
     # What files are validated with: set from the index at start and on reload
     # (``folderprofiles``). Not configuration, so it takes no part in equality.
     profile: FolderProfile = field(default_factory=profiles.default, compare=False)
@@ -79,6 +85,11 @@ class Config:
     poll_batch: bool = True
     rescan_interval_seconds: float = 300.0
     upload_workers: int = 1
+    upload_method: str = "auto"
+    # Chunk PUTs in flight per file on the multipart path, and across all
+    # upload workers together (the uplink is shared).
+    chunk_concurrency: int = 4
+    max_chunk_connections: int = 8
     pause_check_seconds: float = 60.0
     # A task not terminal after this long fails the file rather than pinning it forever.
     task_timeout_seconds: float = 86400.0
@@ -116,12 +127,13 @@ class Config:
 TOP_KEYS = {
     "api", "state_db", "settle_seconds", "poll_interval_seconds", "rescan_interval_seconds",
     "upload_workers", "folders", "log_level", "pause_check_seconds", "task_timeout_seconds",
-    "stall_seconds", "poll_batch", "history_retention_days",
+    "stall_seconds", "poll_batch", "history_retention_days", "upload_method",
+    "chunk_concurrency", "max_chunk_connections",
 }
 API_KEYS = {"base_url", "key_file", "connect_timeout_seconds", "io_timeout_seconds"}
 FOLDER_KEYS = {
     "path", "index_id", "model", "done_dir", "failed_dir", "recursive", "polling",
-    "require_audio", "language", "dedupe", "extensions", "limits",
+    "require_audio", "language", "dedupe", "extensions", "limits", "upload_method",
 }
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -151,7 +163,8 @@ def parse_config(
     reader.unknown_keys(raw, TOP_KEYS, "")
     top = Section(reader, raw, Config)
     api = _parse_api(reader, raw.get("api") or {})
-    numbered = _parse_folders(reader, raw.get("folders"))
+    upload_method = top.choice("upload_method", UPLOAD_METHODS)
+    numbered = _parse_folders(reader, raw.get("folders"), upload_method)
     state_db = top.path("state_db") or default_state_db(source, env)
     config = Config(
         source=source,
@@ -163,6 +176,11 @@ def parse_config(
         poll_batch=top.boolean("poll_batch"),
         rescan_interval_seconds=top.number("rescan_interval_seconds", minimum=0.1),
         upload_workers=int(top.number("upload_workers", minimum=1, maximum=16, integer=True)),
+        upload_method=upload_method,
+        chunk_concurrency=int(top.number("chunk_concurrency", minimum=1, maximum=64,
+                                         integer=True)),
+        max_chunk_connections=int(top.number("max_chunk_connections", minimum=1, maximum=256,
+                                             integer=True)),
         pause_check_seconds=top.number("pause_check_seconds", minimum=0.1),
         task_timeout_seconds=top.number("task_timeout_seconds", minimum=1),
         history_retention_days=top.number("history_retention_days", minimum=0),
@@ -231,7 +249,8 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _parse_folders(reader: Reader, raw: Any) -> list[tuple[int, FolderConfig]]:
+def _parse_folders(reader: Reader, raw: Any,
+                   upload_method: str) -> list[tuple[int, FolderConfig]]:
     """The valid folders, each with its position in the YAML list."""
     if raw is None:
         reader.errors.add("folders", "required: a list of drop folders")
@@ -241,13 +260,13 @@ def _parse_folders(reader: Reader, raw: Any) -> list[tuple[int, FolderConfig]]:
         return []
     folders = []
     for i, item in enumerate(raw):
-        folder = _parse_folder(reader, item, f"folders[{i}]")
+        folder = _parse_folder(reader, item, f"folders[{i}]", upload_method)
         if folder is not None:
             folders.append((i, folder))
     return folders
 
 
-def _parse_folder(reader: Reader, raw: Any, key: str) -> FolderConfig | None:
+def _parse_folder(reader: Reader, raw: Any, key: str, upload_method: str) -> FolderConfig | None:
     if not isinstance(raw, dict):
         reader.errors.add(key, "must be a mapping with at least 'path' and 'index_id'")
         return None
@@ -270,6 +289,8 @@ def _parse_folder(reader: Reader, raw: Any, key: str) -> FolderConfig | None:
     language = folder.string("language")
     dedupe = folder.boolean("dedupe")
     extensions = folder.extensions()
+    method = reader.choice(raw, "upload_method", folder.key("upload_method"), UPLOAD_METHODS,
+                           upload_method)
     profile = profiles.default(overrides) if model == AUTO else profiles.pinned(model, overrides)
     if path is None or index_id is None:
         return None
@@ -277,7 +298,8 @@ def _parse_folder(reader: Reader, raw: Any, key: str) -> FolderConfig | None:
         path=path, index_id=index_id, model=model,
         done_dir=done_dir or path / "done", failed_dir=failed_dir or path / "failed",
         recursive=recursive, polling=polling, require_audio=require_audio, language=language,
-        dedupe=dedupe, extensions=extensions, limits=overrides, profile=profile,
+        dedupe=dedupe, extensions=extensions, limits=overrides, upload_method=method,
+        profile=profile,
     )
 
 

@@ -38,9 +38,9 @@ from watcherd.ingest.gate import UploadGate
 from watcherd.ingest.indexpause import IndexPauses, index_gone
 from watcherd.ingest.progress import Progress, ProgressLog
 from watcherd.ingest.putback import InternalErrors, give_up, put_back
+from watcherd.ingest.usermetadata import user_metadata_for
 from watcherd.intake.presence import folder_reachable
 from watcherd.media.validate import check_file, raise_if_rejected
-from watcherd.names import display
 from watcherd.state.schema import Changes
 from watcherd.state.states import State
 from watcherd.state.store import ContentTaken, FileRecord, Store
@@ -246,8 +246,7 @@ class UploadWorker(ServiceThread):
             index_id=record.index_id,  # recorded with the intent: where the task will be
             filename=record.name,
             language=folder.language,
-            user_metadata={"sha256": record.sha256, "source_path": display(record.path),
-                           "watcherd_file_id": record.id},
+            user_metadata=user_metadata_for(record),
             on_progress=on_progress,
             should_abort=should_abort,
         )

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import watcherd.media.profiles as profiles
+from watcherd.cluster.settings import CoordinationConfig, parse_coordination
 from watcherd.errors import ConfigError
 from watcherd.media.profiles import AUTO, MODEL_CHOICES, FolderProfile, LimitOverrides
 from watcherd.yamlreader import Errors, Reader, Section
@@ -105,6 +106,8 @@ class Config:
     retired: tuple[FolderConfig, ...] = ()
     # Said once at start and on reload (e.g. a deprecated spelling); not errors.
     warnings: tuple[str, ...] = ()
+    # Several hosts on one share (``cluster/``); None: this daemon runs alone.
+    coordination: CoordinationConfig | None = None
 
     def folder_for(self, path: str | os.PathLike) -> FolderConfig | None:
         """The configured folder whose tree holds ``path`` (deepest match)."""
@@ -128,7 +131,7 @@ TOP_KEYS = {
     "api", "state_db", "settle_seconds", "poll_interval_seconds", "rescan_interval_seconds",
     "upload_workers", "folders", "log_level", "pause_check_seconds", "task_timeout_seconds",
     "stall_seconds", "poll_batch", "history_retention_days", "upload_method",
-    "chunk_concurrency", "max_chunk_connections",
+    "chunk_concurrency", "max_chunk_connections", "coordination",
 }
 API_KEYS = {"base_url", "key_file", "connect_timeout_seconds", "io_timeout_seconds"}
 FOLDER_KEYS = {
@@ -187,6 +190,7 @@ def parse_config(
         stall_seconds=top.number("stall_seconds", minimum=5, default=stall_seconds_for(api)),
         log_level=top.choice("log_level", LOG_LEVELS),
         warnings=tuple(errors.warnings),
+        coordination=parse_coordination(reader, raw.get("coordination")),
     )
     _check_folder_overlaps(numbered, errors)
     if errors.lines:

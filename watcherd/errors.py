@@ -150,3 +150,24 @@ class ApiRedirected(UploadsPaused):
     def __init__(self, status: int, message: str, location_host: str | None) -> None:
         self.location_host = location_host
         super().__init__(status, "redirect", message)
+
+
+class ClaimLost(WatcherdError):
+    """Several hosts: another host took this file's claim over while we held it (our
+    lease lapsed: a pause, a partition). We stand down before the next side effect and
+    leave the file to the new owner."""
+
+    def __init__(self, path: str, step: str, owner: str | None) -> None:
+        self.path = path
+        self.step = step
+        self.owner = owner
+        by = f"host {owner}" if owner else "another host"
+        super().__init__(f"our claim lapsed and {by} holds it now; {step} is left to it")
+
+
+class CoordinationUnavailable(WatcherdError):
+    """Several hosts: PostgreSQL does not answer. Nothing is claimed (and no side effect
+    that needs a claim is done) until it does; no file fails for it."""
+
+    fix = ("check that PostgreSQL runs and that coordination.dsn_file points at it; watcherd "
+           "resumes by itself")

@@ -24,14 +24,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from watcherd.backoff import doubling
+from watcherd.cluster.coordinator import Coordinator
 from watcherd.config import Config, FolderConfig
-from watcherd.errors import StorageRefused
+from watcherd.errors import ClaimLost, CoordinationUnavailable, StorageRefused
 from watcherd.ingest.mover import free_target, move_file
 from watcherd.ingest.putback import InternalErrors, give_up
 from watcherd.ingest.sidecar import sidecar_document, write_sidecar
 from watcherd.intake.presence import folder_reachable
 from watcherd.names import display
-from watcherd.state.states import State
+from watcherd.state.states import CLAIM_LOST, State
 from watcherd.state.store import FileRecord, Store
 from watcherd.threads import ServiceThread
 
@@ -51,8 +52,11 @@ class Finalizer(ServiceThread):
                  work: queue.Queue[int] | queue.SimpleQueue[int],
                  clock: Callable[[], float] = time.monotonic,
                  retry_seconds: float = RETRY_FIRST_SECONDS,
-                 internal_errors: InternalErrors | None = None) -> None:
+                 internal_errors: InternalErrors | None = None,
+                 coordinator: Coordinator | None = None) -> None:
         super().__init__("finalizer")
+        # Several hosts: the move and the sidecar are fenced by the file's claim.
+        self.coordinator = coordinator
         self.config = config
         self.store = store
         self.work = work
@@ -88,6 +92,13 @@ class Finalizer(ServiceThread):
         except StorageRefused as exc:
             self._failures.pop(file_id, None)
             self._refused(file_id, exc)
+        except ClaimLost as exc:
+            self._failures.pop(file_id, None)
+            self._stand_down(file_id, exc)
+        except CoordinationUnavailable:
+            delay = self._retry_later(file_id)
+            logger.info("%s: waiting for PostgreSQL before moving it (again in %.0fs)",
+                        display(self.store.get(file_id).path), delay)
         except OSError as exc:
             delay = self._retry_later(file_id)
             logger.error("%s: cannot move it to done/failed yet (%s); nothing is lost: the "
@@ -128,6 +139,7 @@ class Finalizer(ServiceThread):
             return
         folder = self.config.folder_for(record.path)
         target = self._target(record, folder)
+        self._claim_move(record, target)
         source = Path(record.path)
         moved = _permanent_as_refused(self._move, source, target)
         if moved is None and not folder_reachable(record.folder):
@@ -141,10 +153,40 @@ class Finalizer(ServiceThread):
         finished = self.store.clock()
         record = self.store.transition(file_id, State.FINALIZING, None, dest_path=str(moved))
         original = self.store.get(record.duplicate_of) if record.duplicate_of else None
+        if self.coordinator is not None:
+            self.coordinator.fence(record, "the sidecar")
         _permanent_as_refused(write_sidecar, moved,
                               sidecar_document(record, folder, finished, original))
         final = State.DONE if record.outcome == "ready" else State.FAILED
         self.store.transition(file_id, final, f"moved to {moved}", finished_at=finished)
+        self._claim_finished(record, final)
+
+    def _claim_move(self, record: FileRecord, target: Path) -> None:
+        """The fence before the move; the target goes into the claim first, so a host
+        taking over after a crash mid-move finishes this move, not another."""
+        if self.coordinator is None:
+            return
+        self.coordinator.record(
+            record, "the move", phase="finalizing", dest_path=str(target),
+            outcome=record.outcome, reason=record.reason, error_code=record.error_code,
+            rule=record.rule, task_id=record.task_id, video_id=record.video_id)
+
+    def _claim_finished(self, record: FileRecord, final: str) -> None:
+        if self.coordinator is None:
+            return
+        try:
+            self.coordinator.record(record, "closing the claim", phase=str(final))
+        except (ClaimLost, CoordinationUnavailable) as exc:
+            # Moved with its sidecar: a host taking it over finds both and only closes it.
+            logger.warning("%s: done here, but the claim could not be closed (%s)",
+                           display(record.path), exc)
+
+    def _stand_down(self, file_id: int, exc: ClaimLost) -> None:
+        assert self.coordinator is not None
+        record = self.store.get(file_id)
+        detail = self.coordinator.stand_down(record, exc)
+        self.store.transition(file_id, State.VANISHED, detail, error_code=CLAIM_LOST,
+                              reason=detail, finished_at=self.store.clock())
 
     def _target(self, record: FileRecord, folder: FolderConfig | None) -> Path:
         """The recorded target, or a fresh free one recorded before moving."""

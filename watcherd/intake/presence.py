@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import os
 
-from watcherd.state.instance import FOLDER_LOCK_NAME
+from watcherd.state.instance import WATCHERD_FILES
 
 
 def folder_reachable(folder: str | os.PathLike[str]) -> bool:
     """True when ``folder`` is a readable directory with at least one entry.
 
-    Our own lock file does not count: it may sit in the empty mount point of a
-    share that is not mounted.
+    Our own lock and cluster marker files do not count: they may sit in the
+    empty mount point of a share that is not mounted.
     """
     try:
         with os.scandir(folder) as entries:
-            return any(entry.name != FOLDER_LOCK_NAME for entry in entries)
+            return any(entry.name not in WATCHERD_FILES for entry in entries)
     except OSError:
         return False
 

@@ -9,6 +9,11 @@ an injectable monotonic clock so the gate can be stepped in tests.
 A quiet file the service user cannot read stays here: it is an environment
 problem (permissions), not bad media. Its row is marked ``unreadable``, one
 WARNING says the fix, and it is released by itself once it can be opened.
+
+With several hosts, a file another host has claimed is handed back here as
+``held`` (hint source ``elsewhere``): it is never released again unless it
+changes, and when it goes (its owner moved it) its row is forgotten, for it
+was never this host's.
 """
 
 from __future__ import annotations
@@ -82,7 +87,7 @@ class Hint:
     """Something suggests ``path`` may be new or changed."""
 
     path: str
-    source: str  # "event", "scan" or "recovery"
+    source: str  # "event", "scan", "recovery" or "elsewhere" (another host's claim)
     batch: ScanBatch | None = field(default=None, compare=False, repr=False)
 
 
@@ -91,6 +96,7 @@ class Candidate:
     file_id: int
     signature: Signature
     quiet_since: float
+    held: bool = False  # another host's claim has it: released only if it changes
 
 
 def signature_of(st: os.stat_result) -> Signature:
@@ -177,6 +183,7 @@ class Settler(ServiceThread):
         if known is not None:
             if hint.source == "event":
                 known.quiet_since = self.clock()
+            known.held = known.held or hint.source == "elsewhere"
             return
         if hint.source == "scan" and hint.path in self._pipeline_view():
             return  # already further along; the pipeline owns it
@@ -207,7 +214,8 @@ class Settler(ServiceThread):
             return  # already further along; the pipeline owns it
         else:
             file_id = record.id
-        self.candidates[hint.path] = Candidate(file_id, signature_of(st), self.clock())
+        self.candidates[hint.path] = Candidate(file_id, signature_of(st), self.clock(),
+                                               held=hint.source == "elsewhere")
 
     def _pipeline_view(self) -> set[str]:
         now = self.clock()
@@ -240,6 +248,9 @@ class Settler(ServiceThread):
             sig = signature_of(st)
             if sig != cand.signature:
                 cand.signature, cand.quiet_since = sig, now
+                cand.held = False  # another file now: it is claimed afresh
+            elif cand.held:
+                continue
             elif now - cand.quiet_since >= self.config.settle_seconds:
                 due.append((path, cand, st))
         self._release_due(due)
@@ -267,8 +278,11 @@ class Settler(ServiceThread):
         """A missing file is vanished only if its folder is in reach; else keep it tracked
         (re-checked every tick, its quiet period restarting once it is visible again)."""
         if folder_reachable(folder):
-            self.candidates.pop(path, None)
+            held = self.candidates.pop(path, None)
             self._unreachable_logged.discard(path)
+            if held is not None and held.held:
+                self.store.forget(file_id)  # its owner moved it: never ours
+                return
             try:
                 self.store.transition(file_id, State.VANISHED, "file disappeared while settling",
                                       expect=(State.SETTLING,), finished_at=self.store.clock())

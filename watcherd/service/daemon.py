@@ -21,7 +21,10 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from watcherd.cluster.claims import Claim
 from watcherd.config import Config
 from watcherd.errors import ConfigError
 from watcherd.exitcodes import EXIT_OK
@@ -32,6 +35,7 @@ from watcherd.ingest.pausecheck import PauseCheck
 from watcherd.ingest.poller import Poller
 from watcherd.ingest.progress import Progress, TerminalProgress
 from watcherd.ingest.putback import InternalErrors, Sweep, put_back
+from watcherd.ingest.takeover import adopt
 from watcherd.ingest.upload import UploadWorker
 from watcherd.intake.settle import Hint, Settler
 from watcherd.intake.watcher import Scanner, Watcher
@@ -50,6 +54,9 @@ from watcherd.state.store import CorruptDatabase, Store
 from watcherd.threads import ServiceThread
 from watcherd.twelvelabs.apikey import key_for_request, resolve_api_key
 from watcherd.twelvelabs.client import TwelveLabsClient
+
+if TYPE_CHECKING:
+    from watcherd.cluster.coordinator import Coordinator
 
 logger = logging.getLogger(__name__)
 
@@ -96,10 +103,14 @@ class Daemon:
                                watcher=self.watcher,
                                threads=lambda: [self.scanner, *self.threads.values()],
                                stall_seconds=config.stall_seconds,
-                               publish=self._publish_runtime, display=display)
+                               publish=self._publish_runtime, display=display,
+                               coordination=lambda: self.coordinator.describe()
+                               if self.coordinator else None)
         self.retention = Retention(self.store, lambda: self.config.history_retention_days,
                                    clock=self.store.clock)
         self.started_at = time.time()
+        # Several hosts (``coordination:``): made in start(), once the folders are locked.
+        self.coordinator: Coordinator | None = None
 
     def _thread_factories(self) -> dict[str, Callable[[], ServiceThread]]:
         # Each factory reads self.config when called, so a thread restarted
@@ -116,21 +127,36 @@ class Daemon:
                                      internal_errors=self.internal_errors),
             "finalizer": lambda: Finalizer(config=self.config, store=self.store,
                                            work=self.to_finalize,
-                                           internal_errors=self.internal_errors),
+                                           internal_errors=self.internal_errors,
+                                           coordinator=self.coordinator),
             "pause-check": lambda: PauseCheck(config=self.config, api=self.api, gate=self.gate,
                                               index_pauses=self.index_pauses,
                                               release=self.work.put, wake=self.pause_wake),
         }
         for n in range(1, self.config.upload_workers + 1):
             factories[f"upload-{n}"] = self._upload_factory(f"upload-{n}")
+        if self.config.coordination is not None:
+            factories["cluster"] = lambda: self._lease_keeper()
         return factories
+
+    def _lease_keeper(self) -> ServiceThread:
+        from watcherd.cluster.lease import LeaseKeeper
+
+        assert self.coordinator is not None
+        return LeaseKeeper(self.coordinator, self._adopt,
+                           take_per_beat=2 * self.config.upload_workers + 8)
+
+    def _adopt(self, claim: Claim, path: Path) -> None:
+        adopt(self.store, self.config, claim, path, self.work.put)
 
     def _upload_factory(self, name: str) -> Callable[[], UploadWorker]:
         return lambda: UploadWorker(
             name, config=self.config, store=self.store, api=self.api, gate=self.gate,
             work=self.work, finalize=self.to_finalize.put,
             settle_again=self._settle_again, progress=self.progress,
-            index_pauses=self.index_pauses, internal_errors=self.internal_errors)
+            index_pauses=self.index_pauses, internal_errors=self.internal_errors,
+            coordinator=self.coordinator,
+            hold_elsewhere=lambda path: self.intake.put(Hint(path, "elsewhere")))
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -152,6 +178,7 @@ class Daemon:
         """Lock, check, open and recover; then start every thread."""
         self.lock.acquire()
         try:
+            self._coordinate()
             with self.api.short_timeouts(*CHECK_TIMEOUTS) as quick:
                 found = preflight(self.config, quick,
                                   resolve_api_key(self.config.api.key_file).source)
@@ -161,11 +188,24 @@ class Daemon:
             self._use_profiles(found.models)
             self.recover()
         except BaseException:
+            if self.coordinator is not None:
+                self.coordinator.close()
             self.store.close()
             self.api.close()
             self.lock.release()
             raise
         self._start_threads()
+
+    def _coordinate(self) -> None:
+        """Several hosts: mark the folders, migrate the schema, enter this host. PostgreSQL
+        away at start is a pause (the lease thread retries), not a failure."""
+        if self.config.coordination is None:
+            return
+        from watcherd.cluster.coordinator import Coordinator
+        from watcherd.cluster.settings import read_dsn
+
+        self.coordinator = Coordinator(self.config, read_dsn(self.config.coordination))
+        self.coordinator.start()
 
     def _use_profiles(self, models: dict[str, tuple[str, ...]]) -> None:
         """Validate with each index's profile: as just asked, else as cached (ConfigError
@@ -344,6 +384,8 @@ class Daemon:
         for thread in [self.scanner, *self.threads.values()]:
             thread.join(5.0)
         self.api.close()
+        if self.coordinator is not None:
+            self.coordinator.close()
         self._mark_closed_cleanly()
         self.store.close()
         self.lock.release()

@@ -86,7 +86,8 @@ class Monitor:
                  index_pauses: IndexPauses | None = None,
                  publish: Callable[[list[str]], None] | None = None,
                  display: TerminalProgress | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 coordination: Callable[[], str | None] = lambda: None) -> None:
         self.notifier = notifier
         self.store = store
         self.progress = progress
@@ -98,6 +99,7 @@ class Monitor:
         self.clock = clock
         self.publish = publish
         self.display = display
+        self.coordination = coordination  # several hosts: why claiming is paused
         self.next_ping = 0.0
         self.next_status = 0.0
         self.next_publish = 0.0
@@ -145,7 +147,8 @@ class Monitor:
                    for _, path, done, total in self.progress.uploads()]
         folders = (sum(w.healthy for w in self.watcher.watches), len(self.watcher.watches))
         held_back = [self.gate.describe(),
-                     self.index_pauses.describe() if self.index_pauses else None]
+                     self.index_pauses.describe() if self.index_pauses else None,
+                     self.coordination()]
         return status_line(self.store.counts(), folders, uploads,
                            "; uploads ".join(why for why in held_back if why) or None)
 

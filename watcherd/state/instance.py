@@ -16,6 +16,13 @@ flock keeps the daemons of one host apart, on a share too; daemons on several
 hosts sharing one folder are not seen (that needs a shared claim store). A
 file system that refuses locks (NFS without lockd: ENOLCK) runs unlocked, with
 a warning.
+
+With ``coordination:`` the folder lock gives way to PostgreSQL's claims
+(``watcherd/cluster``): coordinated daemons share the folder (a shared flock,
+nothing written, never removed) and mark it with ``.watcherd-cluster``. Mixing
+is refused both ways: a daemon without coordination never starts on a marked
+folder, and a coordinated one never starts where an uncoordinated one holds
+the lock (on this host: the flock; on another: the lock file names its host).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import fcntl
 import json
 import logging
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -35,6 +43,9 @@ from watcherd.errors import ConfigError, WatcherdError
 logger = logging.getLogger(__name__)
 
 FOLDER_LOCK_NAME = ".watcherd.lock"
+# Written by the first coordinated daemon on a folder: the folder's id in the claims.
+CLUSTER_MARKER_NAME = ".watcherd-cluster"
+WATCHERD_FILES = frozenset({FOLDER_LOCK_NAME, CLUSTER_MARKER_NAME})
 # flock is not supported there: run unlocked rather than not at all.
 UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 # A lock can be busy for an instant with no daemon behind it (a command asking
@@ -55,10 +66,13 @@ class Holder:
     pid: int | None
     state_db: str | None
     recursive: bool
+    host: str | None = None
 
     def describe(self) -> str:
         who = f"watcherd pid {self.pid}" if self.pid else "another watcherd"
-        return f"{who} (database {self.state_db or 'not named yet'})"
+        where = f" on host {self.host}" if self.host and self.host != socket.gethostname() \
+            else ""
+        return f"{who}{where} (database {self.state_db or 'not named yet'})"
 
 
 class InstanceLock:
@@ -91,7 +105,9 @@ class InstanceLock:
                 if folder.path in self._folders:
                     self._folders[folder.path].update(folder, key)
                 elif folder.path not in taken:
-                    taken[folder.path] = FolderLock(folder, self.config.state_db).acquire(key)
+                    taken[folder.path] = FolderLock(
+                        folder, self.config.state_db,
+                        coordinated=config.coordination is not None).acquire(key)
         except BaseException:
             for lock in taken.values():
                 lock.release()
@@ -127,25 +143,36 @@ class InstanceLock:
 class FolderLock:
     """``.watcherd.lock`` in one drop folder, and the overlap checks around it."""
 
-    def __init__(self, folder: FolderConfig, state_db: Path) -> None:
+    def __init__(self, folder: FolderConfig, state_db: Path, *,
+                 coordinated: bool = False) -> None:
         self.folder = folder
         self.state_db = state_db
+        self.coordinated = coordinated
         self.path = folder.path / FOLDER_LOCK_NAME
         self._fd: int | None = None
 
     def acquire(self, key: str) -> FolderLock:
+        if not self.coordinated:
+            self._refuse_marked(key)
         try:
-            fd, mine = _take(self.path, 0o644)
+            fd, mine = _take(self.path, 0o644, shared=self.coordinated)
         except OSError as exc:
             self._cannot_lock(key, exc)
             return self
         if not mine:
             holder = _read_holder(fd, self.folder.path)
             os.close(fd)
+            if self.coordinated:
+                raise AlreadyRunning(
+                    f"{key}: {self.folder.path} is watched by {holder.describe()} without "
+                    "coordination; stop it, or give it the same coordination: section")
             raise AlreadyRunning(
                 f"{key}: {self.folder.path} is already watched by {holder.describe()}; stop "
                 "it first, or take the folder out of one of the two configs")
         self._fd = fd
+        if self.coordinated:
+            self._refuse_uncoordinated_elsewhere(key)
+            return self
         self._describe_holder()
         # Only now, with our own lock visible: of two daemons starting at once,
         # at least one sees the other.
@@ -168,19 +195,39 @@ class FolderLock:
         self.folder = folder
         self._describe_holder()
 
+    def _refuse_marked(self, key: str) -> None:
+        marker = self.folder.path / CLUSTER_MARKER_NAME
+        if os.path.lexists(marker):
+            raise AlreadyRunning(
+                f"{key}: {self.folder.path} is watched by coordinated watcherd hosts ({marker} "
+                "exists); give this daemon the same coordination: section, or, if no "
+                f"coordinated daemon uses the folder any more, delete {marker}")
+
+    def _refuse_uncoordinated_elsewhere(self, key: str) -> None:
+        """A lock file describing a daemon on another host: flock cannot tell if it lives."""
+        assert self._fd is not None
+        holder = _read_holder(self._fd, self.folder.path)
+        if holder.pid is None or holder.host in (None, socket.gethostname()):
+            return  # nothing written, or written by a daemon of this host that is gone
+        self.release()
+        raise AlreadyRunning(
+            f"{key}: {self.folder.path} is watched without coordination by "
+            f"{holder.describe()}; stop it first (if it is gone, delete {self.path})")
+
     def _describe_holder(self) -> None:
-        if self._fd is None:
+        if self._fd is None or self.coordinated:
             return
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, json.dumps({"pid": os.getpid(), "state_db": str(self.state_db),
-                                        "recursive": self.folder.recursive}).encode() + b"\n",
-                  0)
+                                        "recursive": self.folder.recursive,
+                                        "host": socket.gethostname()}).encode() + b"\n", 0)
 
     def release(self) -> None:
         if self._fd is None:
             return
         try:
-            if _same_file(self._fd, self.path):
+            # Coordinated daemons share the file: the last one out cannot tell it is last.
+            if not self.coordinated and _same_file(self._fd, self.path):
                 os.unlink(self.path)  # still locked: whoever opened it meanwhile retries
         except OSError:
             pass
@@ -253,14 +300,14 @@ def _keyed_folders(config: Config) -> list[tuple[str, FolderConfig]]:
     return active + [(f"retired folder {f.path}", f) for f in config.retired]
 
 
-def _take(path: Path, mode: int) -> tuple[int, bool]:
-    """Open (create) ``path`` and try its exclusive flock: (fd, True) when now ours,
-    (fd, False) when another process holds it. The caller owns the fd either way."""
+def _take(path: Path, mode: int, *, shared: bool = False) -> tuple[int, bool]:
+    """Open (create) ``path`` and try its exclusive (or ``shared``) flock: (fd, True) when
+    now ours, (fd, False) when another process holds it. The caller owns the fd either way."""
     for _ in range(BUSY_TRIES):
         # O_NOFOLLOW: a planted symlink must not make us truncate its target.
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             time.sleep(BUSY_PAUSE_SECONDS)
@@ -301,9 +348,11 @@ def _read_holder(fd: int, folder: Path) -> Holder:
         info = {}
     pid = info.get("pid")
     state_db = info.get("state_db")
+    host = info.get("host")
     return Holder(folder=folder, pid=pid if isinstance(pid, int) else None,
                   state_db=state_db if isinstance(state_db, str) else None,
-                  recursive=info.get("recursive") is True)
+                  recursive=info.get("recursive") is True,
+                  host=host if isinstance(host, str) else None)
 
 
 def _read_pid(fd: int) -> str | None:

@@ -49,6 +49,10 @@ PRE_UPLOAD_STATES = (State.SETTLING, State.QUEUED, State.VALIDATING)
 
 # A settling row's error_code while the file cannot be opened (permissions).
 UNREADABLE = "unreadable"
+# Several hosts: a settling row's error_code while another host's claim holds the file
+# (it stays in the settler until the file goes or changes); a row's when we stood down.
+CLAIMED_ELSEWHERE = "claimed_elsewhere"
+CLAIM_LOST = "claim_lost"
 
 # Twelve Labs task statuses (twelvelabs-api.md section 2.2).
 TERMINAL_TASK_STATUSES = ("ready", "failed")

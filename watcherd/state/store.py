@@ -311,6 +311,13 @@ class Store:
                          "VALUES (?, ?, ?, ?, ?)", (file_id, self.clock(), state, state,
                                                     db_text(detail)))
 
+    def forget(self, file_id: int) -> None:
+        """Delete a settling row that was never ours (several hosts: another host's file)."""
+        with self._write() as conn:
+            if conn.execute("DELETE FROM files WHERE id = ? AND state = ? RETURNING id",
+                            (file_id, State.SETTLING)).fetchone() is not None:
+                conn.execute("DELETE FROM history WHERE file_id = ?", (file_id,))
+
     def mark_closed_cleanly(self) -> None:
         """The daemon stops in order: the next open may skip the full integrity check."""
         with self._write() as conn:

@@ -1,0 +1,336 @@
+"""This daemon's side of the cluster: its claims, the fence before each side effect.
+
+The ingest threads ask it, with the file's local row, before each step that
+changes anything outside this host: ``claim`` before the file is validated,
+``begin_upload`` before the POST (fence, plus the cluster-wide dedupe
+check), ``record`` after each answer and before the move, ``fence`` before
+the sidecar. A refused fence raises ``ClaimLost``: the caller stands down.
+While PostgreSQL does not answer every call raises
+``CoordinationUnavailable``: nothing new is claimed and no fenced side
+effect happens, and the callers wait. One connection, one statement or
+transaction at a time (a lock): psycopg connections must not interleave
+transactions of several threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from watcherd.cluster.claims import Claim, ClaimBook
+from watcherd.cluster.schema import migrate
+from watcherd.cluster.settings import CoordinationConfig
+from watcherd.cluster.share import Shares
+from watcherd.config import Config
+from watcherd.errors import ClaimLost, CoordinationUnavailable
+from watcherd.names import display
+from watcherd.state.instance import AlreadyRunning
+from watcherd.state.schema import FileRecord
+
+logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_SECONDS = 5
+# A side effect needing more than this share of the lease since the last
+# renewal is stopped locally, before PostgreSQL is even asked (SIGSTOP, GC).
+LAPSE_SHARE = 0.8
+
+
+def open_connection(dsn: str, schema: str) -> Any:
+    import psycopg  # only here: single-host installs never need the driver
+    from psycopg.rows import dict_row
+
+    conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row,
+                           connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                           application_name="watcherd")
+    conn.execute(f'SET search_path TO "{schema}"')
+    return conn
+
+
+def driver_errors() -> tuple[type[BaseException], ...]:
+    import psycopg
+
+    # Anything but a bug in our SQL: lost connections, a restarting server, timeouts.
+    return (psycopg.OperationalError, psycopg.InterfaceError,
+            psycopg.errors.AdminShutdown, psycopg.errors.CannotConnectNow)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What ``claim`` found: ``new``, ``mine`` (ours already), ``taken`` (over, from
+    ``claim.previous``) or ``elsewhere`` (another host's, alive)."""
+
+    kind: str
+    claim: Claim
+
+
+class Connection:
+    """One psycopg connection, reopened on demand, with the outage reported once."""
+
+    def __init__(self, settings: CoordinationConfig, dsn: str,
+                 on_open: Callable[[Any], None] | None = None) -> None:
+        self.settings = settings
+        self.dsn = dsn
+        self.on_open = on_open
+        self.lock = threading.RLock()
+        self.book: ClaimBook | None = None
+        self.down: str | None = None  # why PostgreSQL does not answer
+        self.round_trips = 0
+
+    @contextmanager
+    def use(self) -> Iterator[ClaimBook]:
+        with self.lock:
+            try:
+                if self.book is None:
+                    conn = open_connection(self.dsn, self.settings.schema)
+                    if self.on_open is not None:
+                        self.on_open(conn)
+                    self.book = ClaimBook(conn, self.settings.host_name,
+                                          self.settings.lease_seconds)
+                before = self.book.round_trips
+                yield self.book
+                self.round_trips += self.book.round_trips - before
+            except driver_errors() as exc:
+                self._lost(exc)
+                raise CoordinationUnavailable(f"PostgreSQL does not answer: {exc}") from exc
+            if self.down is not None:
+                logger.info("PostgreSQL answers again; claiming resumes")
+                self.down = None
+
+    def _lost(self, exc: BaseException) -> None:
+        if self.book is not None:
+            try:
+                self.book.conn.close()
+            except Exception:  # noqa: BLE001 (closing a broken connection; it is gone anyway)
+                pass
+            self.book = None
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if self.down is None:
+            logger.error("PostgreSQL does not answer (%s): no new file is claimed and no "
+                         "claimed step runs until it does. Fix: %s", text,
+                         CoordinationUnavailable.fix)
+        self.down = text
+
+    def close(self) -> None:
+        with self.lock:
+            if self.book is not None:
+                self.book.conn.close()
+                self.book = None
+
+
+class Coordinator:
+    def __init__(self, config: Config, dsn: str, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        assert config.coordination is not None
+        self.settings = config.coordination
+        self.config = config
+        self.owner = self.settings.host_name
+        self.instance = uuid.uuid4().hex
+        self.clock = clock
+        self.db = Connection(self.settings, dsn)
+        # The lease thread's own: a worker's transaction never delays a renewal.
+        self.lease_db = Connection(self.settings, dsn)
+        self.shares = Shares(config.folders)
+        self.started = False
+        self._held: dict[int, Claim] = {}  # local file id -> the claim we hold for it
+        self._held_lock = threading.Lock()
+        self.renewed_at = clock()
+
+    # -- start and stop ----------------------------------------------------------
+
+    def start(self) -> bool:
+        """Create or migrate the schema and enter this host; False while PostgreSQL is away
+        (the lease thread tries again). AlreadyRunning if a live daemon has our name."""
+        if self.started:
+            return True
+        try:
+            with self.lease_db.use() as book:
+                migrate(book.conn, self.settings.schema)
+                if not book.register(self.instance, os.getpid()):
+                    raise AlreadyRunning(
+                        f"coordination.host_name: another live watcherd calls itself "
+                        f"{self.owner!r} in PostgreSQL schema {self.settings.schema}; give "
+                        "each daemon its own host_name")
+        except CoordinationUnavailable:
+            return False
+        self.started = True
+        logger.info("coordinated as host %s (PostgreSQL schema %s, lease %gs)", self.owner,
+                    self.settings.schema, self.settings.lease_seconds)
+        return True
+
+    def close(self) -> None:
+        """A clean stop: our open claims may be taken over at once; we are stopped."""
+        try:
+            if self.started:
+                with self.lease_db.use() as book:
+                    released = book.let_go()
+                    book.host_beat(self.instance, "stopped", None)
+                if released:
+                    logger.info("released %d claim(s) for the other hosts", released)
+        except CoordinationUnavailable:
+            logger.warning("could not release our claims; the other hosts take them over "
+                           "once their lease (%gs) runs out", self.settings.lease_seconds)
+        finally:
+            self.db.close()
+            self.lease_db.close()
+
+    # -- the ingest threads' questions ---------------------------------------
+
+    def claim(self, record: FileRecord) -> Verdict:
+        """Claim ``record``'s file for this host, or say whose it is."""
+        if not self.started:
+            raise CoordinationUnavailable("not registered with PostgreSQL yet")
+        key = self.shares.identity(self._folder(record), record)
+        with self.db.use() as book:
+            fresh = book.insert(key, record.index_id)
+            if fresh is not None:
+                return self._hold(record, Verdict("new", fresh))
+            found = book.get(key)
+            if found is not None and not found.final and found.owner != self.owner:
+                taken = book.take(found.id)
+                if taken is not None:
+                    logger.warning("%s: took the claim over from host %s (its lease ran out; "
+                                   "takeover %d, epoch %d)", display(record.path),
+                                   taken.previous, taken.takeovers, taken.epoch)
+                    return self._hold(record, Verdict("taken", taken))
+                found = book.get(key)
+            if found is None:  # dropped in between: claim it afresh next time round
+                raise CoordinationUnavailable("the claim changed while being read; retrying")
+            if found.owner == self.owner and not found.final:
+                renewed = book.record(found) or found
+                return self._hold(record, Verdict("mine", renewed))
+            return Verdict("elsewhere", found)
+
+    def record(self, record: FileRecord, step: str, **values: Any) -> Claim:
+        """Renew our claim and write ``values``; ClaimLost if it is not ours any more."""
+        held = self._claim_of(record, step)
+        with self.db.use() as book:
+            updated = book.record(held, **values)
+            if updated is None:
+                self._forget(record.id)
+                current = book.get(self.shares.identity(self._folder(record), record))
+                raise ClaimLost(record.path, step, current.owner if current else None)
+        self._keep(record.id, updated)
+        return updated
+
+    def fence(self, record: FileRecord, step: str) -> Claim:
+        """Before a side effect: is the claim still ours (the epoch we hold)?"""
+        if self.lease_lapsed():
+            logger.warning("%s: %.0fs since the last lease renewal; asking PostgreSQL before "
+                           "%s", display(record.path), self.clock() - self.renewed_at, step)
+        return self.record(record, step)
+
+    def begin_upload(self, record: FileRecord, *, sha256: str, index_id: str,
+                     dedupe: bool, started_at: float) -> tuple[str, Claim]:
+        """The fence before the POST: ("upload", ours), ("join", the claim holding the
+        same content in this index) or ("adopt", ours: a task was handed over to it)."""
+        held = self._claim_of(record, "the upload")
+        with self.db.use() as book, book.conn.transaction():
+            if dedupe:
+                book.content_lock(sha256, index_id)
+                holder = book.content_holder(held, sha256, index_id)
+                if holder is not None:
+                    return "join", self.record(record, "the upload", sha256=sha256)
+            updated = self.record(record, "the upload", sha256=sha256, index_id=index_id)
+            if updated.task_id is not None:
+                return "adopt", updated
+            updated = self.record(record, "the upload", phase="uploading",
+                                  upload_started_at=started_at)
+        return "upload", updated
+
+    def content_holder(self, record: FileRecord, sha256: str, index_id: str) -> Claim | None:
+        held = self._claim_of(record, "the upload")
+        with self.db.use() as book:
+            return book.content_holder(held, sha256, index_id)
+
+    def hand_over_task(self, record: FileRecord, task_id: str, video_id: str | None) -> None:
+        """A stale owner's POST answered after all: give its task to the claim, if the
+        new owner has none yet, so it adopts the task instead of uploading again."""
+        key = self.shares.identity(self._folder(record), record)
+        with self.db.use() as book:
+            owner = book.hand_over(key, task_id, video_id)
+        if owner is None:
+            logger.warning("%s: task %s was created after our claim lapsed, and the claim "
+                           "already has a task: a possible duplicate", display(record.path),
+                           task_id)
+        else:
+            logger.warning("%s: task %s was created after our claim lapsed; handed it to "
+                           "host %s, which adopts it", display(record.path), task_id, owner)
+
+    def drop(self, record: FileRecord) -> None:
+        """The file changed before its upload: its claim (old size/mtime) is void."""
+        held = self._forget(record.id)
+        if held is not None:
+            with self.db.use() as book:
+                book.drop(held)
+
+    def stand_down(self, record: FileRecord, exc: ClaimLost) -> str:
+        self._forget(record.id)
+        detail = f"stood down: {exc}"
+        logger.warning("%s: %s", display(record.path), detail)
+        return detail
+
+    def lease_lapsed(self) -> bool:
+        """Locally: has it been too long since our leases were last renewed?"""
+        return self.clock() - self.renewed_at > LAPSE_SHARE * self.settings.lease_seconds
+
+    def describe(self) -> str | None:
+        """Why claiming is held back, for STATUS= and status lines."""
+        down = self.db.down or self.lease_db.down
+        if down is not None:
+            return f"paused: PostgreSQL does not answer ({down}), nothing new is claimed"
+        return None
+
+    # -- the lease thread's side -------------------------------------------------
+
+    def renewed(self, ours: dict[int, int]) -> list[int]:
+        """After a renewal: the file ids whose claim another host took meanwhile."""
+        self.renewed_at = self.clock()
+        with self._held_lock:
+            lost = [file_id for file_id, claim in self._held.items()
+                    if ours.get(claim.id) != claim.epoch]
+        return lost
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _folder(self, record: FileRecord) -> Any:
+        folder = self.config.folder_for(record.path)
+        if folder is None or folder.path not in self.shares.by_path:
+            raise ValueError(f"{record.path} is in no coordinated folder")
+        return folder
+
+    def _claim_of(self, record: FileRecord, step: str) -> Claim:
+        with self._held_lock:
+            held = self._held.get(record.id)
+        if held is not None:
+            return held
+        # Not claimed in this run (a restart): ours only if the claim still names us.
+        key = self.shares.identity(self._folder(record), record)
+        with self.db.use() as book:
+            found = book.get(key)
+        if found is None or found.owner != self.owner:
+            raise ClaimLost(record.path, step, found.owner if found else None)
+        self._keep(record.id, found)
+        return found
+
+    def _hold(self, record: FileRecord, verdict: Verdict) -> Verdict:
+        self._keep(record.id, verdict.claim)
+        return verdict
+
+    def _keep(self, file_id: int, claim: Claim) -> None:
+        with self._held_lock:
+            self._held[file_id] = claim
+
+    def _forget(self, file_id: int) -> Claim | None:
+        with self._held_lock:
+            return self._held.pop(file_id, None)
+
+    def held_count(self) -> int:
+        with self._held_lock:
+            return len(self._held)

@@ -75,8 +75,8 @@ def migrate(conn: Any, schema: str) -> int:
         cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         cur.execute(f'SET LOCAL search_path TO "{schema}"')
         cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
-        cur.execute("SELECT max(version) FROM schema_version")
-        found = cur.fetchone()[0] or 0
+        cur.execute("SELECT coalesce(max(version), 0) AS found FROM schema_version")
+        found = int(cur.fetchone()["found"])  # connections give rows as dicts
         if found > VERSION:
             raise RuntimeError(f"PostgreSQL schema {schema} is at version {found}, newer than "
                                f"this watcherd ({VERSION}); upgrade watcherd on this host")

@@ -1,0 +1,234 @@
+"""Several hosts on one drop folder, coordinated through a real PostgreSQL server.
+
+Each daemon is a real ``watcherd run`` with its own state directory and host
+name, all watching one shared folder in polling mode (as on NFS), against one
+simulator. What must hold however they are treated (killed, stopped past their
+lease, PostgreSQL restarted under them): every file ends in done/ exactly
+once, with its sidecar, and Twelve Labs saw exactly one task per file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_KEY, DaemonRunner, wait_for
+from tests.pgserver import PgSchema, pg  # noqa: F401 (the fixture)
+
+pytestmark = pytest.mark.timeout(180)
+
+LEASE = 3.0
+
+
+class Cluster:
+    def __init__(self, root: Path, api, pg: PgSchema, hosts: int, *, dedupe: bool = False,
+                 workers: int = 2) -> None:
+        self.api = api
+        self.inbox = root / "share"
+        self.inbox.mkdir()
+        self.runners: list[DaemonRunner] = []
+        for n in range(hosts):
+            home = root / f"host{n}"
+            home.mkdir()
+            runner = DaemonRunner(home, api)
+            runner.inbox = self.inbox
+            runner.settings.update(
+                settle_seconds=0.3, rescan_interval_seconds=0.5, upload_workers=workers,
+                log_level="info",
+                folders=[{"path": str(self.inbox), "index_id": "idx_test", "polling": True,
+                          "dedupe": dedupe}],
+                coordination=pg.coordination(home, f"h{n}", lease=LEASE))
+            self.runners.append(runner)
+
+    @property
+    def done(self) -> Path:
+        return self.inbox / "done"
+
+    def start(self) -> Cluster:
+        for runner in self.runners:
+            runner.start()
+        return self
+
+    def drop(self, clip: Path, names: list[str]) -> None:
+        for name in names:
+            shutil.copyfile(clip, self.inbox / f".{name}.tmp")
+            os.rename(self.inbox / f".{name}.tmp", self.inbox / name)
+
+    def done_names(self) -> set[str]:
+        if not self.done.is_dir():
+            return set()
+        return {p.name[:-5] for p in self.done.iterdir() if p.name.endswith(".json")}
+
+    def logs(self) -> str:
+        return "\n".join(f"--- h{n}\n{r.log()[-3000:]}" for n, r in enumerate(self.runners))
+
+    def wait_all_done(self, names: list[str], timeout: float) -> None:
+        wait_for(lambda: self.done_names() >= set(names), timeout,
+                 lambda: f"{len(set(names) - self.done_names())} not done\n{self.logs()}")
+
+    def check_exactly_once(self, names: list[str]) -> None:
+        """Each file: one task, moved once (nothing left in the inbox), one sidecar."""
+        tasks = Counter(task["filename"] for task in self.api.tasks.values())
+        assert {n: c for n, c in tasks.items() if c > 1} == {}, "duplicate tasks"
+        assert set(tasks) == set(names)
+        moved = sorted(p.name for p in self.done.iterdir() if not p.name.endswith(".json"))
+        assert moved == sorted(names)  # a second move would have made "name (1).mp4"
+        left = [p.name for p in self.inbox.iterdir()
+                if p.is_file() and not p.name.startswith(".")]
+        assert left == []
+
+    def stop_all(self) -> None:
+        for runner in self.runners:
+            if runner.proc is not None:
+                assert runner.stop() == 0, runner.log()[-3000:]
+
+
+@pytest.fixture
+def cluster_factory(tmp_path, fake_api, pg):  # noqa: F811
+    made: list[Cluster] = []
+
+    def make(hosts: int, **options) -> Cluster:
+        made.append(Cluster(tmp_path, fake_api, pg, hosts, **options))
+        return made[-1]
+
+    yield make
+    for cluster in made:
+        for runner in cluster.runners:
+            if runner.proc is not None:
+                runner.stop(signal.SIGKILL if runner.proc.poll() is None else signal.SIGTERM)
+
+
+def test_300_files_three_hosts_two_killed_mid_burst(cluster_factory, valid_clip, fake_api):
+    """kill -9 of one host mid-burst, then of another: 0 lost, 0 duplicate tasks."""
+    cluster = cluster_factory(3).start()
+    names = [f"clip-{n:03d}.mp4" for n in range(300)]
+    cluster.drop(valid_clip, names)
+    wait_for(lambda: len(cluster.done_names()) >= 60, 60, cluster.logs)
+    cluster.runners[0].stop(signal.SIGKILL)
+    wait_for(lambda: len(cluster.done_names()) >= 150, 60, cluster.logs)
+    cluster.runners[1].stop(signal.SIGKILL)
+    cluster.wait_all_done(names, 90)
+    cluster.check_exactly_once(names)
+    survivor = cluster.runners[2].log()
+    assert "took the claim over from host h0" in survivor or "from host h1" in survivor
+    cluster.stop_all()
+
+
+def test_stopped_past_its_lease_stands_down(cluster_factory, valid_clip, fake_api):
+    """SIGSTOP a host past its lease, the other takes over, SIGCONT: it stands down."""
+    fake_api.set_progression((("indexing", 0.0), ("ready", 1.5)))  # tasks outlive a stop
+    cluster = cluster_factory(2, workers=1).start()
+    stopped, other = cluster.runners
+    names = [f"take-{n:02d}.mp4" for n in range(16)]
+    cluster.drop(valid_clip, names)
+    wait_for(lambda: " -> indexing" in stopped.log(), 30, cluster.logs)
+    stopped.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: "took the claim over from host h0" in other.log(), LEASE * 4,
+                 cluster.logs)
+        cluster.wait_all_done(names, 60)
+    finally:
+        stopped.proc.send_signal(signal.SIGCONT)
+    wait_for(lambda: "another host took its claim over" in stopped.log()
+             or "stood down" in stopped.log(), 15, cluster.logs)
+    time.sleep(1.0)  # whatever the stale host still had in hand meets its fence now
+    cluster.check_exactly_once(names)
+    cluster.stop_all()
+
+
+def test_postgres_restarted_mid_run(cluster_factory, valid_clip, fake_api, pg):  # noqa: F811
+    """PostgreSQL goes away under two hosts and comes back: they pause, resume, and
+    nothing is claimed twice. A real restart where this machine runs the server
+    (pg_ctlcluster), else every watcherd connection is terminated."""
+    cluster = cluster_factory(2).start()
+    names = [f"pg-{n:02d}.mp4" for n in range(40)]
+    cluster.drop(valid_clip, names)
+    wait_for(lambda: len(cluster.done_names()) >= 8, 60, cluster.logs)
+    how = restart_postgres(pg)
+    cluster.wait_all_done(names, 90)
+    cluster.check_exactly_once(names)
+    logs = cluster.logs()
+    assert "PostgreSQL does not answer" in logs, how
+    assert "PostgreSQL answers again" in logs, how
+    cluster.stop_all()
+
+
+def restart_postgres(pg: PgSchema) -> str:  # noqa: F811
+    clusters = Path("/etc/postgresql")
+    if (shutil.which("pg_ctlcluster") and os.geteuid() == 0 and clusters.is_dir()
+            and "127.0.0.1:5432" in pg.dsn):
+        version = sorted(p.name for p in clusters.iterdir())[-1]
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main",
+                        "restart"], check=True, timeout=60)
+        return "restarted with pg_ctlcluster"
+    with pg.connect() as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE application_name = 'watcherd'")
+    return "terminated every watcherd connection"
+
+
+def test_two_hosts_start_at_once_on_an_empty_database(cluster_factory, valid_clip, pg):  # noqa: F811
+    cluster = cluster_factory(2)
+    configs = [runner.write_config() for runner in cluster.runners]
+    procs = []
+    barrier = threading.Barrier(2)
+
+    def launch(runner: DaemonRunner, config: Path) -> None:
+        barrier.wait()
+        with open(runner.log_path, "a") as log:
+            runner.proc = subprocess.Popen(
+                [sys.executable, "-m", "watcherd", "run", "--config", str(config)],
+                stdout=log, stderr=subprocess.STDOUT, env=runner.env, cwd=runner.root)
+        procs.append(runner.proc)
+
+    threads = [threading.Thread(target=launch, args=pair)
+               for pair in zip(cluster.runners, configs, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for runner in cluster.runners:
+        wait_for(lambda r=runner: "watcherd started" in r.log() or r.proc.poll() is not None,
+                 30, cluster.logs)
+        assert runner.proc.poll() is None, runner.log()
+    with pg.connect() as conn:
+        versions = [r["version"] for r in conn.execute("SELECT version FROM schema_version")]
+    assert versions == [1]
+    names = [f"start-{n}.mp4" for n in range(6)]
+    cluster.drop(valid_clip, names)
+    cluster.wait_all_done(names, 30)
+    cluster.check_exactly_once(names)
+    cluster.stop_all()
+
+
+def test_same_content_on_several_hosts_is_uploaded_once(cluster_factory, valid_clip,
+                                                         fake_api):
+    cluster = cluster_factory(3, dedupe=True).start()
+    names = [f"copy-{n}.mp4" for n in range(9)]
+    cluster.drop(valid_clip, names)
+    cluster.wait_all_done(names, 30)
+    assert len(fake_api.tasks) == 1, cluster.logs()
+    cluster.stop_all()
+
+
+def test_mixing_coordinated_and_lone_daemons_is_refused(cluster_factory, valid_clip):
+    cluster = cluster_factory(1).start()
+    lone = DaemonRunner(cluster.runners[0].root.parent / "lone", cluster.api) \
+        if (cluster.runners[0].root.parent / "lone").mkdir() is None else None
+    assert lone is not None
+    lone.settings["folders"] = [{"path": str(cluster.inbox), "index_id": "idx_test"}]
+    refused = subprocess.run([sys.executable, "-m", "watcherd", "run", "--config",
+                              str(lone.write_config())], capture_output=True, text=True,
+                             env={**os.environ, "TWELVELABS_API_KEY": TEST_KEY}, timeout=60)
+    assert refused.returncode != 0
+    assert "coordinated" in refused.stderr + refused.stdout
+    cluster.stop_all()

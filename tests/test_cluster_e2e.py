@@ -150,13 +150,13 @@ def test_postgres_restarted_mid_run(cluster_factory, valid_clip, fake_api, pg): 
     nothing is claimed twice. A real restart where this machine runs the server
     (pg_ctlcluster), else every watcherd connection is terminated."""
     cluster = cluster_factory(2).start()
-    names = [f"pg-{n:02d}.mp4" for n in range(40)]
+    names = [f"pg-{n:03d}.mp4" for n in range(120)]
     cluster.drop(valid_clip, names)
     wait_for(lambda: len(cluster.done_names()) >= 8, 60, cluster.logs)
     how = restart_postgres(pg)
     cluster.wait_all_done(names, 90)
     cluster.check_exactly_once(names)
-    logs = cluster.logs()
+    logs = "".join(runner.log() for runner in cluster.runners)
     assert "PostgreSQL does not answer" in logs, how
     assert "PostgreSQL answers again" in logs, how
     cluster.stop_all()

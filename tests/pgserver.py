@@ -64,8 +64,8 @@ def require_server() -> str:
     return dsn
 
 
-@pytest.fixture
-def pg() -> Iterator[PgSchema]:
+@pytest.fixture(name="pg")
+def pg_fixture() -> Iterator[PgSchema]:
     """A fresh, empty schema name (watcherd creates it); dropped afterwards."""
     import psycopg
 

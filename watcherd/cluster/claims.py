@@ -239,6 +239,11 @@ class ClaimBook:
         return found[0] if found else None
 
     def reopen(self, claim_id: int) -> bool:
-        """An operator's retry: a finished claim may be claimed afresh (by any host)."""
-        return bool(self._rows("""DELETE FROM claims WHERE id = %(id)s AND phase IN
-                                  ('done', 'failed') RETURNING id""", {"id": claim_id}))
+        """Forget a finished claim whose file is back in the inbox (dropped again, or an
+        operator's retry), so it is claimed afresh. Not in the first lease after it
+        finished: a host that saw the file just before its owner moved it must not
+        take that for a new drop."""
+        return bool(self._rows("""DELETE FROM claims WHERE id = %(id)s
+                                  AND phase IN ('done', 'failed')
+                                  AND updated_at < now() - %(lease)s * interval '1 second'
+                                  RETURNING id""", {"id": claim_id}))

@@ -64,7 +64,8 @@ def driver_errors() -> tuple[type[BaseException], ...]:
 @dataclass(frozen=True)
 class Verdict:
     """What ``claim`` found: ``new``, ``mine`` (ours already), ``taken`` (over, from
-    ``claim.previous``) or ``elsewhere`` (another host's, alive)."""
+    ``claim.previous``), ``elsewhere`` (another host's, alive) or ``finished`` (by a host
+    moments ago: the file is about to go)."""
 
     kind: str
     claim: Claim
@@ -200,9 +201,18 @@ class Coordinator:
                                    taken.previous, taken.takeovers, taken.epoch)
                     return self._hold(record, Verdict("taken", taken))
                 found = book.get(key)
-            if found is None:  # dropped in between: claim it afresh next time round
-                raise CoordinationUnavailable("the claim changed while being read; retrying")
-            if found.owner == self.owner and not found.final:
+            if found is not None and found.final and book.reopen(found.id):
+                logger.info("%s: finished by host %s before, and back in the inbox: "
+                            "claimed afresh", display(record.path), found.owner)
+                found = None
+            if found is None:  # gone in between: claim it afresh
+                fresh = book.insert(key, record.index_id)
+                if fresh is None:
+                    raise CoordinationUnavailable("the claim changed while being read")
+                return self._hold(record, Verdict("new", fresh))
+            if found.final:
+                return Verdict("finished", found)
+            if found.owner == self.owner:
                 renewed = book.record(found) or found
                 return self._hold(record, Verdict("mine", renewed))
             return Verdict("elsewhere", found)
@@ -289,13 +299,11 @@ class Coordinator:
 
     # -- the lease thread's side -------------------------------------------------
 
-    def renewed(self, ours: dict[int, int]) -> list[int]:
-        """After a renewal: the file ids whose claim another host took meanwhile."""
+    def renewed(self, ours: dict[int, int]) -> list[Claim]:
+        """After a renewal: the claims we hold that another host took meanwhile."""
         self.renewed_at = self.clock()
         with self._held_lock:
-            lost = [file_id for file_id, claim in self._held.items()
-                    if ours.get(claim.id) != claim.epoch]
-        return lost
+            return [claim for claim in self._held.values() if ours.get(claim.id) != claim.epoch]
 
     # -- helpers ---------------------------------------------------------------
 

@@ -12,6 +12,7 @@ While PostgreSQL is away it retries every second and nothing is claimed.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,9 +56,10 @@ class LeaseKeeper(ServiceThread):
             raise CoordinationUnavailable("not registered yet")
         with coordinator.lease_db.use() as book:
             ours = book.renew_all()
-            for file_id in coordinator.renewed(ours):
-                logger.warning("file %d: another host took its claim over while our lease "
-                               "had lapsed; it stands down before its next step", file_id)
+            for lost in coordinator.renewed(ours):
+                logger.warning("%s: another host took its claim over while our lease had "
+                               "lapsed; it stands down before its next step",
+                               display(os.fsdecode(lost.relpath)))
             down = coordinator.describe()
             book.host_beat(coordinator.instance, "paused" if down else self.state(), down)
             taken = book.take_expired(coordinator.shares.ids(), self.take_per_beat)

@@ -407,6 +407,11 @@ class UploadWorker(ServiceThread):
         """Claim the file; None when another host has it or it continues elsewhere here."""
         assert self.coordinator is not None
         verdict = self.coordinator.claim(record)
+        if verdict.kind == "finished":  # its owner is moving it; if not, a new drop
+            self.store.transition(record.id, State.SETTLING,
+                                  f"just finished by host {verdict.claim.owner}")
+            self.settle_again(record.path)
+            return None
         if verdict.kind == "elsewhere":
             owner = verdict.claim.owner
             detail = f"claimed by host {owner} ({verdict.claim.phase}); left to it"

@@ -1,0 +1,176 @@
+"""The claim store against a real PostgreSQL server: exactly one host per file, takeover,
+fencing, migrations racing; and the ``coordination:`` settings."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.pgserver import pg_fixture  # noqa: F401 (the fixture)
+from watcherd.cluster.claims import ClaimBook, Identity
+from watcherd.cluster.schema import VERSION, migrate
+from watcherd.cluster.settings import CoordinationConfig, read_dsn
+from watcherd.config import parse_config
+from watcherd.errors import ConfigError
+
+KEY = Identity("share-1", b"sub/clip.mp4", 1234, 5678)
+
+
+@pytest.fixture
+def book(pg):
+    """``book(owner, lease)``: a host's view of the claims (connections closed after)."""
+    books: list[ClaimBook] = []
+
+    def make(owner: str, lease: float = 30.0) -> ClaimBook:
+        conn = pg.connect()
+        migrate(conn, pg.schema)
+        books.append(ClaimBook(conn, owner, lease))
+        return books[-1]
+
+    yield make
+    for made in books:
+        made.conn.close()
+
+
+def race(count: int, action) -> list:
+    """Run ``action(n)`` in ``count`` threads released at the same moment."""
+    barrier = threading.Barrier(count)
+    results: list = [None] * count
+
+    def run(n: int) -> None:
+        barrier.wait()
+        results[n] = action(n)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return results
+
+
+def test_migrations_racing_on_an_empty_database_create_the_schema_once(pg):
+    conns = [pg.connect() for _ in range(6)]
+    try:
+        found = race(6, lambda n: migrate(conns[n], pg.schema))
+        assert sorted(found) == [0] + [VERSION] * 5  # one created it, the rest found it
+        versions = [r["version"] for r in conns[0].execute("SELECT version FROM schema_version")]
+        assert versions == list(range(1, VERSION + 1))
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_one_host_wins_a_file_claimed_by_eight_at_once(book):
+    books = [book(f"h{n}") for n in range(8)]
+    won = race(8, lambda n: books[n].insert(KEY, "idx"))
+    assert sum(claim is not None for claim in won) == 1
+    winner = next(claim for claim in won if claim is not None)
+    assert books[0].get(KEY).owner == winner.owner
+
+
+def test_an_expired_claim_is_taken_over_by_exactly_one_host_and_fences_its_owner(book):
+    owner = book("dead", lease=0.2)
+    claim = owner.insert(KEY, "idx")
+    assert owner.record(claim, task_id="task-1") is not None
+    others = [book(f"h{n}") for n in range(5)]
+    assert others[0].take_expired(["share-1"], 10) == []  # lease still running
+    time.sleep(0.3)
+    taken = race(5, lambda n: others[n].take_expired(["share-1"], 10))
+    winners = [claims[0] for claims in taken if claims]
+    assert len(winners) == 1
+    new = winners[0]
+    assert (new.previous, new.epoch, new.takeovers, new.task_id) == ("dead", 2, 1, "task-1")
+    # The old owner, back from its pause, is refused before its next side effect.
+    assert owner.record(claim, phase="finalizing") is None
+    assert owner.get(KEY).owner == new.owner
+    winner_book = next(b for b in others if b.owner == new.owner)
+    assert winner_book.record(new, phase="finalizing").phase == "finalizing"
+
+
+def test_renewal_keeps_a_claim_and_reports_what_was_lost(book):
+    mine = book("a", lease=0.3)
+    claim = mine.insert(KEY, "idx")
+    other = mine.insert(Identity("share-1", b"other.mp4", 1, 1), "idx")
+    time.sleep(0.2)
+    assert mine.renew_all() == {claim.id: 1, other.id: 1}
+    time.sleep(0.2)  # 0.4 s since the insert, 0.2 s since the renewal: still ours
+    thief = book("b")
+    assert thief.take_expired(["share-1"], 10) == []
+    mine.lease = 0.0
+    mine.renew_all()  # a lease of zero: lapsed at once
+    taken = thief.take_expired(["share-1"], 1)
+    assert len(taken) == 1
+    assert set(mine.renew_all()) == {claim.id, other.id} - {taken[0].id}
+
+
+def test_a_stale_owners_task_is_handed_to_a_claim_without_one(book):
+    new_owner = book("b")
+    new_owner.insert(KEY, "idx")
+    assert new_owner.hand_over(KEY, "late-task", "vid") == "b"
+    assert new_owner.get(KEY).task_id == "late-task"
+    assert new_owner.hand_over(KEY, "second-task", None) is None  # never replaced
+
+
+def test_a_finished_claim_reopens_only_after_a_lease(book):
+    host = book("a", lease=0.3)
+    claim = host.insert(KEY, "idx")
+    host.record(claim, phase="done")
+    assert host.reopen(claim.id) is False  # its owner may be moving the file right now
+    time.sleep(0.4)
+    assert host.reopen(claim.id) is True
+    assert host.insert(KEY, "idx") is not None
+
+
+def test_a_second_daemon_with_a_live_host_name_is_refused(book):
+    first = book("a", lease=5)
+    assert first.register("run-1", 1)
+    second = book("a", lease=5)
+    assert not second.register("run-2", 2)
+    first.host_beat("run-1", "stopped", None)
+    assert second.register("run-2", 2)
+
+
+# -- settings --------------------------------------------------------------------------
+
+
+def config_with(coordination: object, tmp_path: Path):
+    raw = {"folders": [{"path": str(tmp_path), "index_id": "idx"}],
+           "coordination": coordination}
+    return parse_config(raw, base_dir=tmp_path, env={"HOME": str(tmp_path)})
+
+
+def test_coordination_defaults_and_key_paths(tmp_path):
+    settings = config_with({"dsn_file": "dsn", "host_name": "ingest-1"}, tmp_path).coordination
+    assert settings == CoordinationConfig(dsn_file=tmp_path / "dsn", host_name="ingest-1")
+    assert settings.heartbeat == 20.0
+    assert config_with(None, tmp_path).coordination is None
+    with pytest.raises(ConfigError) as caught:
+        config_with({"backend": "redis", "lease_seconds": 10, "heartbeat_seconds": 8,
+                     "schema": "Bad-Name", "colour": 1}, tmp_path)
+    text = "\n".join(caught.value.errors)
+    for key in ("coordination.backend", "coordination.heartbeat_seconds",
+                "coordination.schema", "coordination.colour"):
+        assert key in text
+
+
+def test_the_dsn_comes_from_its_file_or_the_credential_directory(tmp_path):
+    (tmp_path / "postgres-dsn").write_text("postgresql://u:secret@db/x\n")
+    assert read_dsn(CoordinationConfig(), {"CREDENTIALS_DIRECTORY": str(tmp_path)}) == \
+        "postgresql://u:secret@db/x"
+    with pytest.raises(ConfigError, match="coordination.dsn_file: required"):
+        read_dsn(CoordinationConfig(), {})
+    with pytest.raises(ConfigError, match="empty"):
+        (tmp_path / "empty").write_text("\n")
+        read_dsn(CoordinationConfig(dsn_file=tmp_path / "empty"), {})
+
+
+def test_a_single_host_daemon_never_imports_the_driver():
+    code = ("import sys, watcherd.service.daemon, watcherd.cli.main; "
+            "sys.exit('psycopg' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

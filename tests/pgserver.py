@@ -24,7 +24,7 @@ class PgSchema:
     dsn: str
     schema: str
 
-    def connect(self):  # noqa: ANN201 (psycopg is imported here only)
+    def connect(self):
         import psycopg
         from psycopg.rows import dict_row
 

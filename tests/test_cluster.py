@@ -163,7 +163,7 @@ def test_the_dsn_comes_from_its_file_or_the_credential_directory(tmp_path):
     (tmp_path / "postgres-dsn").write_text("postgresql://u:secret@db/x\n")
     assert read_dsn(CoordinationConfig(), {"CREDENTIALS_DIRECTORY": str(tmp_path)}) == \
         "postgresql://u:secret@db/x"
-    with pytest.raises(ConfigError, match="coordination.dsn_file: required"):
+    with pytest.raises(ConfigError, match=r"coordination\.dsn_file: required"):
         read_dsn(CoordinationConfig(), {})
     with pytest.raises(ConfigError, match="empty"):
         (tmp_path / "empty").write_text("\n")

@@ -3,6 +3,7 @@ fencing, migrations racing; and the ``coordination:`` settings."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -15,8 +16,15 @@ from tests.pgserver import pg_fixture  # noqa: F401 (the fixture)
 from watcherd.cluster.claims import ClaimBook, Identity
 from watcherd.cluster.schema import VERSION, migrate
 from watcherd.cluster.settings import CoordinationConfig, read_dsn
+from watcherd.cluster.share import share_id
 from watcherd.config import parse_config
 from watcherd.errors import ConfigError
+from watcherd.state.instance import (
+    CLUSTER_MARKER_NAME,
+    FOLDER_LOCK_NAME,
+    AlreadyRunning,
+    InstanceLock,
+)
 
 KEY = Identity("share-1", b"sub/clip.mp4", 1234, 5678)
 
@@ -174,3 +182,49 @@ def test_a_single_host_daemon_never_imports_the_driver():
     code = ("import sys, watcherd.service.daemon, watcherd.cli.main; "
             "sys.exit('psycopg' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+# -- the folder lock gives way, and mixing is refused ------------------------------------
+
+
+def lock_for(tmp_path: Path, inbox: Path, name: str, coordinated: bool) -> InstanceLock:
+    raw = {"state_db": str(tmp_path / name / "state.db"),
+           "folders": [{"path": str(inbox), "index_id": "idx"}]}
+    if coordinated:
+        raw["coordination"] = {"dsn_file": "dsn", "host_name": name}
+    return InstanceLock(parse_config(raw, base_dir=tmp_path, env={"HOME": str(tmp_path)}))
+
+
+def test_coordinated_daemons_share_a_folder_and_lone_ones_are_refused_both_ways(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    first = lock_for(tmp_path, inbox, "a", True).acquire()
+    second = lock_for(tmp_path, inbox, "b", True).acquire()  # no AlreadyRunning
+    with pytest.raises(AlreadyRunning, match="coordinated watcherd daemons"):
+        lock_for(tmp_path, inbox, "lone", False).acquire()
+    share_id(inbox)  # the first coordinated start marks the folder
+    first.release()
+    second.release()
+    with pytest.raises(AlreadyRunning, match="coordinated watcherd hosts"):
+        lock_for(tmp_path, inbox, "lone", False).acquire()  # nobody runs, the marker says
+    (inbox / CLUSTER_MARKER_NAME).unlink()
+    lone = lock_for(tmp_path, inbox, "lone", False).acquire()
+    with pytest.raises(AlreadyRunning, match="without coordination"):
+        lock_for(tmp_path, inbox, "a", True).acquire()
+    lone.release()
+
+
+def test_a_lock_file_of_a_lone_daemon_on_another_host_refuses_a_coordinated_one(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / FOLDER_LOCK_NAME).write_text(json.dumps(
+        {"pid": 4242, "state_db": "/var/lib/watcherd/state.db", "recursive": False,
+         "host": "other-host"}))
+    with pytest.raises(AlreadyRunning, match="on host other-host"):
+        lock_for(tmp_path, inbox, "a", True).acquire()
+
+
+def test_the_share_id_is_written_once_whoever_starts_first(tmp_path):
+    ids = race(6, lambda n: share_id(tmp_path))
+    assert len(set(ids)) == 1
+    assert [p.name for p in tmp_path.iterdir()] == [CLUSTER_MARKER_NAME]

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -127,7 +128,7 @@ def test_the_lock_file_goes_on_a_clean_stop_and_a_dead_holder_leaves_no_lock(
     lock = acquire(config)
     described = json.loads((inbox / FOLDER_LOCK_NAME).read_text())
     assert described == {"pid": os.getpid(), "state_db": str(tmp_path / "a" / "state.db"),
-                         "recursive": False}
+                         "recursive": False, "host": socket.gethostname()}
     lock.release()
     assert not (inbox / FOLDER_LOCK_NAME).exists()
 

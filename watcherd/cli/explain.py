@@ -28,7 +28,7 @@ from watcherd.intake.settle import READ_FIX, seconds_unchanged, unreadable_reaso
 from watcherd.service.folderprofiles import cached_profiles
 from watcherd.service.runtime import daemon_state
 from watcherd.state.schema import FileRecord
-from watcherd.state.states import UNREADABLE, State
+from watcherd.state.states import CLAIMED_ELSEWHERE, UNREADABLE, State
 from watcherd.state.store import Store
 
 
@@ -36,6 +36,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     config = operator_config(args)
     with readonly_store(config) as store:
         result = explain(cached_profiles(config, store), store, args.path)
+    if config.coordination is not None:
+        _with_claim(config, result)
     emit(result, args.json, render_explain)
     return EXIT_OK
 
@@ -64,11 +66,31 @@ def explain(config: Config, store: Store | None, path: str, now: float | None = 
     return shown(result)
 
 
+def _with_claim(config: Config, result: dict[str, Any]) -> None:
+    """Several hosts: which host owns the file (its claim in PostgreSQL)."""
+    from watcherd.cluster.view import claim_at
+
+    claim = result["claim"] = claim_at(config, result["path"])
+    if claim is None:
+        result["summary"] += "; no host has claimed it"
+    elif "error" in claim:
+        result["summary"] += f"; its claim cannot be read ({claim['error']})"
+    else:
+        host = claim["owner"]
+        this = config.coordination.host_name if config.coordination else None
+        result["summary"] += (f"; claimed by host {host}" + (" (this one)" if host == this
+                                                              else "")
+                              + f", {claim['phase']}")
+
+
 def _tracked(config: Config, store: Store, record: FileRecord, now: float) -> dict[str, Any]:
     state = record.state
     if state == State.SETTLING and record.error_code == UNREADABLE:
         return _say("unreadable", f"{record.reason}; it stays in the inbox and is taken by "
                     f"itself once readable. Fix: {READ_FIX}", reason=record.reason)
+    if state == State.SETTLING and record.error_code == CLAIMED_ELSEWHERE:
+        return _say("elsewhere", f"another host handles it: {record.reason}",
+                    reason=record.reason)
     if state == State.SETTLING:
         quiet = seconds_unchanged(record.path, now)
         wait = config.settle_seconds

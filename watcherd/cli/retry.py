@@ -6,6 +6,10 @@ name across filesystems, which the daemon ignores), so the daemon sees a
 finished file appear and picks it up as new: a fresh row, attempts at zero.
 The old row stays as history with a note of the retry, and the failed
 sidecar is removed so failed/ only lists what is still failed.
+
+With several hosts, a file another host finalized has no row here: its claim
+in PostgreSQL says where it is, and it is moved back the same way. Its
+finished claim reopens when a host finds the file in the inbox again.
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ def cmd_retry(args: argparse.Namespace) -> int:
         results = retry(store, records, config, dry_run=args.dry_run)
     finally:
         store.close()
+    if config.coordination is not None and (args.failed or not results):
+        results += retry_claimed(config, args.target, {r["to"] for r in results},
+                                 dry_run=args.dry_run)
     if args.json:
         print_json(results)
     else:
@@ -89,6 +96,31 @@ def retry(store: Store, records: list[FileRecord], config: Config,
         entry = plan(store, record, config)
         if entry["skipped"] is None and not dry_run:
             entry["to"] = str(_move_back(store, record))
+        entry["moved"] = entry["skipped"] is None and not dry_run
+        results.append(entry)
+    return results
+
+
+def retry_claimed(config: Config, target: str | None, known: set[str],
+                  dry_run: bool) -> list[dict[str, Any]]:
+    """Several hosts: failed files finalized by any host (their claims), not known here."""
+    from watcherd.cluster.view import failed_elsewhere
+
+    wanted = None if target is None else str(Path(target).expanduser().absolute())
+    results = []
+    for claim, inbox in failed_elsewhere(config, None):
+        if str(inbox) in known or wanted not in (None, claim.dest_path, str(inbox)):
+            continue
+        source = Path(claim.dest_path or "")
+        entry: dict[str, Any] = {"file_id": None, "from": str(source), "to": str(inbox),
+                                 "reason": claim.reason, "host": claim.owner,
+                                 "skipped": None if source.is_file() else
+                                 "no longer in failed/ (moved or deleted by someone)"}
+        if entry["skipped"] is None and not dry_run:
+            entry["to"] = str(move_file(source, inbox))
+            source.with_name(source.name + SIDECAR_SUFFIX).unlink(missing_ok=True)
+            logger.info("moved %s back to %s (finalized by host %s)", source, entry["to"],
+                        claim.owner)
         entry["moved"] = entry["skipped"] is None and not dry_run
         results.append(entry)
     return results

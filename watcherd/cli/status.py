@@ -44,6 +44,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                   "yet?)", file=sys.stderr)
             return EXIT_FAIL
         status = build_status(config, store, configured_folder(config, args.folder))
+    if config.coordination is not None:  # several hosts: every host, from PostgreSQL
+        from watcherd.cluster.view import cluster_status
+
+        status["cluster"] = cluster_status(config)
     emit(status, args.json, render_status)
     return EXIT_OK
 
@@ -112,6 +116,8 @@ def _finished(record: FileRecord) -> dict[str, Any]:
 
 def render_status(status: dict[str, Any], console: Console) -> None:
     console.print(_headline(status))
+    if "cluster" in status:
+        _render_cluster(status["cluster"], console)
     rows = []
     for f in status["folders"]:
         c = f["counts"]
@@ -141,6 +147,24 @@ def render_status(status: dict[str, Any], console: Console) -> None:
                                 ((_ago_iso(r["finished_at"]), Path(r["path"]).name,
                                   r["video_id"] if state == "done" else r["reason"])
                                  for r in recent), title=f"Recently {state}"))
+
+
+def _render_cluster(cluster: dict[str, Any], console: Console) -> None:
+    from rich.text import Text
+
+    console.print()
+    if "error" in cluster:
+        console.print(Text.assemble(("cluster unknown", "red"), f": {cluster['error']}"))
+        return
+    console.print(table(("host", "state", "heartbeat", "files owned", "note"), (
+        (h["name"] + (" (this one)" if h["name"] == cluster["this_host"] else ""),
+         h["state"] if h["alive"] or h["state"] == "stopped" else "silent",
+         f"{duration(h['heartbeat_age_seconds'])} ago", h["files_owned"], h["detail"] or "")
+        for h in cluster["hosts"]), title="Hosts"))
+    counts = ", ".join(f"{n} {phase}" for phase, n in sorted(cluster["claims"].items()))
+    expired = cluster["expired_leases"]
+    console.print(f"cluster claims: {counts or 'none'}"
+                  + (f"; {expired} lease(s) ran out, being taken over" if expired else ""))
 
 
 def _headline(status: dict[str, Any]) -> Text:

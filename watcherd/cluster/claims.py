@@ -238,6 +238,14 @@ class ClaimBook:
                              {"share": share, "relpath": relpath})
         return found[0] if found else None
 
+    def by_dest(self, dest_path: str) -> Claim | None:
+        found = self._claims("""SELECT * FROM claims WHERE dest_path = %(dest)s
+                                ORDER BY updated_at DESC LIMIT 1""", {"dest": dest_path})
+        return found[0] if found else None
+
+    def failed(self) -> list[Claim]:
+        return self._claims("SELECT * FROM claims WHERE phase = 'failed' ORDER BY id", {})
+
     def reopen(self, claim_id: int) -> bool:
         """Forget a finished claim whose file is back in the inbox (dropped again, or an
         operator's retry), so it is claimed afresh. Not in the first lease after it

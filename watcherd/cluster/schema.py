@@ -58,6 +58,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX claims_open ON claims (lease_until) WHERE phase NOT IN ('done', 'failed')",
         "CREATE INDEX claims_owner ON claims (owner) WHERE phase NOT IN ('done', 'failed')",
         "CREATE INDEX claims_content ON claims (sha256, index_id)",
+        "CREATE INDEX claims_dest ON claims (dest_path)",
     ),
 )
 VERSION = len(MIGRATIONS)

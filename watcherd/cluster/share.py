@@ -38,6 +38,11 @@ def share_id(folder: Path) -> str:
     raise ConfigError([f"{marker}: not a watcherd cluster marker; delete it and start again"])
 
 
+def read_share_id(folder: Path) -> str | None:
+    """The folder's id, without writing one (the operator commands)."""
+    return _read(folder / CLUSTER_MARKER_NAME)
+
+
 def _read(marker: Path) -> str | None:
     try:
         info = json.loads(marker.read_text(encoding="utf-8"))

@@ -166,6 +166,10 @@ class FolderLock:
                 raise AlreadyRunning(
                     f"{key}: {self.folder.path} is watched by {holder.describe()} without "
                     "coordination; stop it, or give it the same coordination: section")
+            if holder.pid is None:  # coordinated daemons write nothing in it
+                raise AlreadyRunning(
+                    f"{key}: {self.folder.path} is watched by coordinated watcherd daemons; "
+                    "give this one the same coordination: section")
             raise AlreadyRunning(
                 f"{key}: {self.folder.path} is already watched by {holder.describe()}; stop "
                 "it first, or take the folder out of one of the two configs")

@@ -231,3 +231,30 @@ def test_mixing_coordinated_and_lone_daemons_is_refused(cluster_factory, valid_c
     assert refused.returncode != 0
     assert "coordinated" in refused.stderr + refused.stdout
     cluster.stop_all()
+
+
+def test_operators_see_every_host_and_retry_from_any(cluster_factory, valid_clip, fake_api):
+    """status lists both hosts and the claims; explain names the owner; a file that
+    failed on one host is retried from the other and then goes through."""
+    fake_api.fail_filenames(["bad.mp4"])
+    cluster = cluster_factory(2).start()
+    names = [f"ok-{n}.mp4" for n in range(4)]
+    cluster.drop(valid_clip, [*names, "bad.mp4"])
+    cluster.wait_all_done(names, 30)
+    failed = cluster.inbox / "failed" / "bad.mp4"
+    wait_for(lambda: failed.with_name("bad.mp4.json").exists(), 30, cluster.logs)
+    status = cluster.runners[0].command_json("status")["cluster"]
+    assert {h["name"] for h in status["hosts"]} == {"h0", "h1"}
+    assert all(h["alive"] for h in status["hosts"])
+    assert status["claims"] == {"done": 4, "failed": 1}
+    explained = cluster.runners[0].command_json("explain", str(failed))
+    owner = explained["claim"]["owner"]
+    assert f"claimed by host {owner}" in explained["summary"]
+    other = cluster.runners[1 - int(owner[1])]
+    retried = other.command_json("retry", str(failed))
+    assert [r["host"] for r in retried] == [owner] and retried[0]["moved"]
+    assert (cluster.inbox / "bad.mp4").exists() and not failed.exists()
+    fake_api.stop_failing(["bad.mp4"])
+    # Its finished claim reopens once a lease has passed; then any host takes it afresh.
+    wait_for(lambda: (cluster.done / "bad.mp4.json").exists(), 30, cluster.logs)
+    cluster.stop_all()

@@ -82,7 +82,9 @@ class Connection:
         self.lock = threading.RLock()
         self.book: ClaimBook | None = None
         self.down: str | None = None  # why PostgreSQL does not answer
-        self.round_trips = 0
+        self.round_trips = 0  # statements sent (BEGIN/COMMIT included), for the log
+        self.seconds = 0.0    # time spent waiting for them
+        self._depth = 0
 
     @contextmanager
     def use(self) -> Iterator[ClaimBook]:
@@ -94,9 +96,15 @@ class Connection:
                         self.on_open(conn)
                     self.book = ClaimBook(conn, self.settings.host_name,
                                           self.settings.lease_seconds)
-                before = self.book.round_trips
-                yield self.book
-                self.round_trips += self.book.round_trips - before
+                self._depth += 1
+                before, started = self.book.round_trips, time.perf_counter()
+                try:
+                    yield self.book
+                finally:
+                    self._depth -= 1
+                if self._depth == 0:  # a nested use is counted by the outer one
+                    self.round_trips += self.book.round_trips - before
+                    self.seconds += time.perf_counter() - started
             except driver_errors() as exc:
                 self._lost(exc)
                 raise CoordinationUnavailable(f"PostgreSQL does not answer: {exc}") from exc
@@ -178,6 +186,9 @@ class Coordinator:
             logger.warning("could not release our claims; the other hosts take them over "
                            "once their lease (%gs) runs out", self.settings.lease_seconds)
         finally:
+            logger.info("PostgreSQL this run: %d statements in %.0f ms for the files' steps, "
+                        "%d for leases and heartbeats", self.db.round_trips,
+                        1000 * self.db.seconds, self.lease_db.round_trips)
             self.db.close()
             self.lease_db.close()
 
@@ -242,6 +253,7 @@ class Coordinator:
         same content in this index) or ("adopt", ours: a task was handed over to it)."""
         held = self._claim_of(record, "the upload")
         with self.db.use() as book, book.conn.transaction():
+            book.round_trips += 2  # BEGIN and COMMIT
             if dedupe:
                 book.content_lock(sha256, index_id)
                 holder = book.content_holder(held, sha256, index_id)

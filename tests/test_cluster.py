@@ -135,13 +135,15 @@ def test_a_finished_claim_reopens_only_after_a_lease(book):
     assert host.insert(KEY, "idx") is not None
 
 
-def test_a_second_daemon_with_a_live_host_name_is_refused(book):
+def test_a_second_daemon_with_a_live_host_name_is_refused_not_the_same_one_restarting(book):
     first = book("a", lease=5)
-    assert first.register("run-1", 1)
+    assert first.register("run-1", 1, "m1:/var/lib/a.db")
     second = book("a", lease=5)
-    assert not second.register("run-2", 2)
-    first.host_beat("run-1", "stopped", None)
-    assert second.register("run-2", 2)
+    assert not second.register("run-2", 2, "m2:/var/lib/a.db")
+    # The same daemon back after a crash (its state database's lock proves the old gone).
+    assert second.register("run-3", 3, "m1:/var/lib/a.db")
+    second.host_beat("run-3", "stopped", None)
+    assert first.register("run-4", 4, "m2:/var/lib/b.db")
 
 
 # -- settings --------------------------------------------------------------------------

@@ -116,6 +116,10 @@ def test_300_files_three_hosts_two_killed_mid_burst(cluster_factory, valid_clip,
     cluster.runners[0].stop(signal.SIGKILL)
     wait_for(lambda: len(cluster.done_names()) >= 150, 60, cluster.logs)
     cluster.runners[1].stop(signal.SIGKILL)
+    restarted = cluster.runners[0]  # back within its lease: the same daemon may rejoin
+    before = restarted.log().count("watcherd started")
+    restarted.start()
+    wait_for(lambda: restarted.log().count("watcherd started") > before, 30, cluster.logs)
     cluster.wait_all_done(names, 90)
     cluster.check_exactly_once(names)
     survivor = cluster.runners[2].log()

@@ -195,17 +195,21 @@ class ClaimBook:
 
     # -- hosts ---------------------------------------------------------------
 
-    def register(self, instance: str, pid: int) -> bool:
-        """Enter this daemon under its host name; False while another live one has it."""
+    def register(self, instance: str, pid: int, place: str = "") -> bool:
+        """Enter this daemon under its host name; False while another live one has it.
+
+        ``place`` (machine and state database) says a row is this very daemon's from
+        before a crash: the state database's lock proves that one is gone.
+        """
         return bool(self._rows(
-            """INSERT INTO hosts (name, instance, pid, state, heartbeat_at)
-                VALUES (%(owner)s, %(instance)s, %(pid)s, 'running', now())
+            """INSERT INTO hosts (name, instance, place, pid, state, heartbeat_at)
+                VALUES (%(owner)s, %(instance)s, %(place)s, %(pid)s, 'running', now())
                 ON CONFLICT (name) DO UPDATE SET instance = excluded.instance,
-                    pid = excluded.pid, state = 'running', detail = NULL,
-                    started_at = now(), heartbeat_at = now()
-                WHERE hosts.state = 'stopped'
+                    place = excluded.place, pid = excluded.pid, state = 'running',
+                    detail = NULL, started_at = now(), heartbeat_at = now()
+                WHERE hosts.state = 'stopped' OR hosts.place = excluded.place
                    OR hosts.heartbeat_at < now() - %(lease)s * interval '1 second'
-                RETURNING name""", {"instance": instance, "pid": pid}))
+                RETURNING name""", {"instance": instance, "pid": pid, "place": place}))
 
     def host_beat(self, instance: str, state: str, detail: str | None) -> None:
         self._rows("""UPDATE hosts SET heartbeat_at = now(), state = %(state)s,

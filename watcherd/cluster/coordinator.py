@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -161,7 +162,8 @@ class Coordinator:
         try:
             with self.lease_db.use() as book:
                 migrate(book.conn, self.settings.schema)
-                if not book.register(self.instance, os.getpid()):
+                place = f"{socket.gethostname()}:{self.config.state_db}"
+                if not book.register(self.instance, os.getpid(), place):
                     raise AlreadyRunning(
                         f"coordination.host_name: another live watcherd calls itself "
                         f"{self.owner!r} in PostgreSQL schema {self.settings.schema}; give "
@@ -191,6 +193,12 @@ class Coordinator:
                         1000 * self.db.seconds, self.lease_db.round_trips)
             self.db.close()
             self.lease_db.close()
+
+    def reconfigure(self, config: Config) -> None:
+        """A reload: new folders get their id (marker); the coordination settings
+        themselves change only on restart."""
+        self.shares.add(config.folders)
+        self.config = config
 
     # -- the ingest threads' questions ---------------------------------------
 

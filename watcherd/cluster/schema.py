@@ -20,6 +20,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TABLE hosts (
             name text PRIMARY KEY,
             instance text NOT NULL,          -- one run of one daemon
+            place text,                      -- machine and state database: the same daemon
             pid integer,
             state text NOT NULL,             -- running | paused | stopped
             detail text,

@@ -73,7 +73,14 @@ class Shares:
     """Each configured folder's id, and the claim identity of a file in it."""
 
     def __init__(self, folders: tuple[FolderConfig, ...]) -> None:
-        self.by_path = {folder.path: share_id(folder.path) for folder in folders}
+        self.by_path: dict[Path, str] = {}
+        self.add(folders)
+
+    def add(self, folders: tuple[FolderConfig, ...]) -> None:
+        """Folders a reload added (the ones it removed keep theirs: files may finish)."""
+        for folder in folders:
+            if folder.path not in self.by_path:
+                self.by_path[folder.path] = share_id(folder.path)
 
     def identity(self, folder: FolderConfig, record: FileRecord) -> Identity:
         relative = os.path.relpath(record.path, folder.path)

@@ -321,6 +321,9 @@ class Daemon:
         logger.info("SIGHUP: reloading %s", self.config.source)
         try:
             new, changes = prepare_reload(self.config, self.store)
+            if new.coordination != self.config.coordination:
+                raise ConfigError(["coordination: changes take effect on restart only "
+                                   "(the folders' locks and claims depend on it)"])
             self.lock.hold(new)  # an added folder another daemon runs refuses the reload
         except AlreadyRunning as exc:
             logger.error("reload refused; still running with the previous config: %s", exc)
@@ -343,6 +346,8 @@ class Daemon:
         self.api.base_url = config.api.base_url.rstrip("/")
         self.api.timeout = (config.api.connect_timeout_seconds, config.api.io_timeout_seconds)
         self.monitor.stall_seconds = config.stall_seconds
+        if self.coordinator is not None:
+            self.coordinator.reconfigure(config)
         for thread in [self.scanner, *self.threads.values()]:
             thread.reconfigure(config)
         self.watcher.reconfigure(config)

@@ -293,6 +293,13 @@ class Coordinator:
             logger.warning("%s: task %s was created after our claim lapsed; handed it to "
                            "host %s, which adopts it", display(record.path), task_id, owner)
 
+    def finish(self, record: FileRecord, phase: str, **values: Any) -> None:
+        """The file is done here (``done``/``failed``): close its claim, stop renewing it."""
+        try:
+            self.record(record, f"closing the claim ({phase})", phase=phase, **values)
+        finally:
+            self._forget(record.id)
+
     def drop(self, record: FileRecord) -> None:
         """The file changed before its upload: its claim (old size/mtime) is void."""
         held = self._forget(record.id)

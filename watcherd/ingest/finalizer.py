@@ -146,9 +146,9 @@ class Finalizer(ServiceThread):
             raise FileNotFoundError(f"folder {record.folder} is unreachable; "
                                     f"{display(source.name)} will be moved when it is back")
         if moved is None:
-            self.store.transition(file_id, State.VANISHED,
-                                  f"file disappeared before it could be moved to {target.parent}",
-                                  finished_at=self.store.clock())
+            why = f"file disappeared before it could be moved to {target.parent}"
+            self.store.transition(file_id, State.VANISHED, why, finished_at=self.store.clock())
+            self._claim_finished(record, State.FAILED, reason=why)
             return
         finished = self.store.clock()
         record = self.store.transition(file_id, State.FINALIZING, None, dest_path=str(moved))
@@ -171,11 +171,11 @@ class Finalizer(ServiceThread):
             outcome=record.outcome, reason=record.reason, error_code=record.error_code,
             rule=record.rule, task_id=record.task_id, video_id=record.video_id)
 
-    def _claim_finished(self, record: FileRecord, final: str) -> None:
+    def _claim_finished(self, record: FileRecord, final: str, **values: str) -> None:
         if self.coordinator is None:
             return
         try:
-            self.coordinator.record(record, "closing the claim", phase=str(final))
+            self.coordinator.finish(record, str(final), **values)
         except (ClaimLost, CoordinationUnavailable) as exc:
             # Moved with its sidecar: a host taking it over finds both and only closes it.
             logger.warning("%s: done here, but the claim could not be closed (%s)",

@@ -375,6 +375,7 @@ class UploadWorker(ServiceThread):
         if folder_reachable(folder.path):
             self.store.transition(record.id, State.VANISHED, "file disappeared before upload",
                                   finished_at=self.store.clock())
+            self._close_claim(record, "file disappeared before upload")
             return
         self.store.transition(record.id, State.SETTLING,
                               f"folder {folder.path} is unreachable; waiting for it")
@@ -480,6 +481,15 @@ class UploadWorker(ServiceThread):
         detail = self.coordinator.stand_down(record, exc)
         self.store.transition(record.id, State.VANISHED, detail, error_code=CLAIM_LOST,
                               reason=detail, finished_at=self.store.clock())
+
+    def _close_claim(self, record: FileRecord, why: str) -> None:
+        """The file is gone before its upload: its claim is closed (reopened if it returns)."""
+        if self.coordinator is None:
+            return
+        try:
+            self.coordinator.finish(record, "failed", reason=why)
+        except (ClaimLost, CoordinationUnavailable):
+            pass  # someone else's now, or its lease runs out and a host finds no file
 
     def _drop_claim(self, record: FileRecord) -> None:
         if self.coordinator is None:

@@ -57,6 +57,7 @@ class Receiver:
         self._lock = threading.Lock()
         self._released = threading.Event()
         self._released.set()
+        self._generation = 0  # release(drop=True) ends the requests held so far, unanswered
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, name="receiver",
@@ -79,7 +80,11 @@ class Receiver:
     def hang(self) -> None:
         self._released.clear()
 
-    def release(self) -> None:
+    def release(self, drop: bool = False) -> None:
+        """Answer the held requests, or with ``drop`` close them unanswered (their sender
+        is gone, e.g. killed) and take no part in ``delivered``."""
+        if drop:
+            self._generation += 1
         self._released.set()
 
     def ids(self) -> list[str]:
@@ -107,7 +112,9 @@ class Receiver:
                 valid = receiver.verify(receiver.secret, header, body, receiver.tolerance)
                 request = Received(json.loads(body), body, header, valid, time.monotonic())
                 receiver._arrived(request)
-                if not receiver._released.wait(HANG_CAP_SECONDS):
+                generation = receiver._generation
+                if (not receiver._released.wait(HANG_CAP_SECONDS)
+                        or generation != receiver._generation):
                     return
                 status, headers = receiver._take(request)
                 self.send_response(status)

@@ -322,3 +322,20 @@ def test_pause_events_reach_the_outbox_for_the_account_and_an_index(tmp_path, st
         ("paused", "account", None), ("paused", "index", "idx"), ("resumed", "index", "idx")]
     assert bodies[0]["pause"]["kind"] == "AuthError"
     assert bodies[0]["pause"]["fix"]
+
+
+def test_retention_forgets_delivered_events_only(tmp_path, store):
+    clock = FakeClock(1000.0)
+    store.clock = clock
+    config = config_for(tmp_path, "https://a.example/h")
+    outbox = Outbox(store)
+    for what in ("paused", "resumed", "paused"):
+        pause_event(config, store, what)
+    first, second, third = outbox.listed(PENDING)
+    outbox.delivered(first.seq)
+    outbox.failed(second.seq, "HTTP 500", None)  # dead
+    clock.now += 100
+    outbox.delivered(third.seq)  # delivered after the cutoff
+    assert store.prune(cutoff=1050.0, batch=10) == 1
+    assert [(d.seq, d.status) for d in outbox.listed(DELIVERED, DEAD)] == [
+        (second.seq, DEAD), (third.seq, DELIVERED)]

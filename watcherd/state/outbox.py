@@ -94,6 +94,13 @@ def insert(conn: sqlite3.Connection, entries: Iterable[OutboxEntry], now: float)
          for e in entries])
 
 
+def prune_delivered(conn: sqlite3.Connection, cutoff: float, batch: int) -> int:
+    """Retention: delivered events older than ``cutoff`` (pending and dead ones stay)."""
+    return conn.execute(
+        "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE status = 'delivered' "
+        "AND delivered_at < ? LIMIT ?)", (cutoff, batch)).rowcount
+
+
 class Outbox:
     """The outbox's reads and writes, on ``store``'s connections and clock."""
 

@@ -353,14 +353,16 @@ class Store:
 
     def prune(self, cutoff: float, batch: int) -> int:
         """Forget up to ``batch`` failed or vanished files and up to ``batch`` done ones last
-        changed before ``cutoff`` (rows and history); returns how many rows went.
+        changed before ``cutoff`` (rows and history), and up to ``batch`` webhook events
+        delivered before it; returns how many rows went.
 
         Kept forever, without its history: a file that reached done with a task
         (``KEPT_SQL``), which dedupe needs for as long as the index may hold its video.
         Each call is one short write transaction, so the daemon's writers never wait long.
         """
         with self._write() as conn:
-            return prune_files(conn, cutoff, batch) + prune_done(conn, cutoff, batch)
+            return (prune_files(conn, cutoff, batch) + prune_done(conn, cutoff, batch)
+                    + outbox.prune_delivered(conn, cutoff, batch))
 
     def vacuum_some(self, pages: int) -> int | None:
         """Give up to ``pages`` free pages back to the file system; None when the database

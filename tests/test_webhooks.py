@@ -32,7 +32,7 @@ from watcherd.webhooks.pauses import PauseEvents
 
 
 def write_config(tmp_path: Path, hooks: list[dict], **top: object) -> Path:
-    (tmp_path / "inbox").mkdir(exist_ok=True)
+    (tmp_path / "inbox").mkdir(parents=True, exist_ok=True)
     secret = tmp_path / "secret"
     secret.write_bytes(SECRET + b"\n")
     for hook in hooks:
@@ -96,7 +96,7 @@ def test_config_reads_receivers_with_defaults(tmp_path):
     assert second.events == ("ready", "failed", "paused", "resumed")
     assert config.webhooks.retry_hours == 2
     assert config.webhooks.for_event("paused") == (second,)
-    assert load_config(write_config(tmp_path / "..", [])).webhooks.receivers == ()
+    assert load_config(write_config(tmp_path / "none", [])).webhooks.receivers == ()
 
 
 def test_config_errors_name_their_key_path(tmp_path):
@@ -339,3 +339,21 @@ def test_retention_forgets_delivered_events_only(tmp_path, store):
     assert store.prune(cutoff=1050.0, batch=10) == 1
     assert [(d.seq, d.status) for d in outbox.listed(DELIVERED, DEAD)] == [
         (second.seq, DEAD), (third.seq, DELIVERED)]
+
+
+def test_events_for_a_receiver_gone_from_the_config_die_after_their_window(tmp_path, store):
+    clock = FakeClock(time.time())
+    store.clock = clock
+    old = config_for(tmp_path / "before", "https://gone.example/h")
+    kept = config_for(tmp_path, "https://kept.example/h", webhook_retry_hours=1)
+    pause_event(old, store)
+    pause_event(kept, store)
+    sender = WebhookSender(config=kept, store=store, clock=clock)
+    sender._dead_letter_unrouted()
+    assert Outbox(store).counts() == {PENDING: 2}  # still within its window
+    clock.now += 3601
+    sender._dead_letter_unrouted()
+    [dead] = Outbox(store).listed(DEAD)
+    assert (dead.receiver, dead.last_error) == ("https://gone.example/h",
+                                                "receiver no longer in the config")
+    assert Outbox(store).counts() == {PENDING: 1, DEAD: 1}

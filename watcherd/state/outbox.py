@@ -131,6 +131,15 @@ class Outbox:
                          "last_error = ?, next_at = COALESCE(?, next_at) WHERE seq = ?",
                          (status, error, next_at, seq))
 
+    def dead_letter_unrouted(self, receivers: tuple[str, ...], window_start_before: float) -> int:
+        """Pending rows for a receiver no longer in the config, whose retry window is over."""
+        marks = ",".join("?" * len(receivers))
+        with self.store._write() as conn:
+            return conn.execute(
+                f"UPDATE outbox SET status = 'dead', last_error = 'receiver no longer in the "
+                f"config' WHERE status = 'pending' AND receiver NOT IN ({marks}) "
+                "AND window_start < ?", (*receivers, window_start_before)).rowcount
+
     def replay(self, event_id: str) -> int:
         """Send a dead (or delivered) event again, with a fresh retry window; how many rows."""
         now = self.store.clock()

@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 SIGNATURE_HEADER = "Watcherd-Signature"
 RETRY_CAP_SECONDS = 600.0  # without a Retry-After, a failing receiver is tried every 10 min
 IDLE_SECONDS = 0.5         # how often the outbox is read when nothing is in flight
+UNROUTED_CHECK_SECONDS = 60.0
 
 
 def signature(secret: bytes, body: bytes, t: int) -> str:
@@ -127,12 +128,27 @@ class WebhookSender(ServiceThread):
         self._inflight: dict[str, Attempt] = {}
         self._held_until: dict[str, float] = {}
         self._wake = threading.Event()
+        self._next_unrouted_check = 0.0
 
     def step(self) -> None:
         for i, hook in enumerate(self.config.webhooks.receivers):
             self._tend(i, hook)
+        if time.monotonic() >= self._next_unrouted_check:
+            self._next_unrouted_check = time.monotonic() + UNROUTED_CHECK_SECONDS
+            self._dead_letter_unrouted()
         self._wake.wait(IDLE_SECONDS)
         self._wake.clear()
+
+    def _dead_letter_unrouted(self) -> None:
+        """A receiver removed from the config: its events are dead once their window is over
+        (put it back and replay them, or leave them)."""
+        window = self.config.webhooks.retry_hours * 3600
+        urls = tuple(hook.url for hook in self.config.webhooks.receivers)
+        dead = self.outbox.dead_letter_unrouted(urls, self.clock() - window)
+        if dead:
+            self.totals["dead"] += dead
+            logger.error("%d webhook event(s) dead-lettered: their receiver is no longer in "
+                         "the config (see watcherd webhooks)", dead)
 
     def teardown(self) -> None:
         # An attempt still running is bounded by its timeout and records

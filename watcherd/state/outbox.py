@@ -143,11 +143,14 @@ class Outbox:
     def replay(self, event_id: str) -> int:
         """Send a dead (or delivered) event again, with a fresh retry window; how many rows."""
         now = self.store.clock()
-        with self.store._write() as conn:
-            return conn.execute(
-                "UPDATE outbox SET status = 'pending', window_start = ?, next_at = ?, "
-                "attempts = 0, delivered_at = NULL WHERE event_id = ? AND status != 'pending'",
-                (now, now, event_id)).rowcount
+        try:
+            with self.store._write() as conn:
+                return conn.execute(
+                    "UPDATE outbox SET status = 'pending', window_start = ?, next_at = ?, "
+                    "attempts = 0, delivered_at = NULL WHERE event_id = ? "
+                    "AND status != 'pending'", (now, now, event_id)).rowcount
+        except sqlite3.OperationalError:  # a database from before the outbox: no events
+            return 0
 
     def counts(self) -> dict[str, int]:
         """Rows per status (pending, delivered, dead); empty before the first event."""

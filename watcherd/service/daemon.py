@@ -50,7 +50,7 @@ from watcherd.state.store import CorruptDatabase, Store
 from watcherd.threads import ServiceThread
 from watcherd.twelvelabs.apikey import key_for_request, resolve_api_key
 from watcherd.twelvelabs.client import TwelveLabsClient
-from watcherd.webhooks.delivery import WebhookSender
+from watcherd.webhooks.delivery import WebhookSender, new_totals
 from watcherd.webhooks.pauses import PauseEvents
 
 logger = logging.getLogger(__name__)
@@ -84,6 +84,8 @@ class Daemon:
         self.internal_errors = InternalErrors()
         self.pause_wake = threading.Event()  # set on SIGHUP: check every pause now
         self.progress = Progress()
+        # Webhook attempts delivered, failed and dead-lettered since start (for metrics).
+        self.webhook_totals = new_totals()
         self.intake: queue.SimpleQueue[Hint] = queue.SimpleQueue()
         self.work: queue.Queue[int] = queue.Queue()
         self.to_finalize: queue.Queue[int] = queue.Queue()  # a Queue: the sweep reads it
@@ -122,7 +124,8 @@ class Daemon:
             "pause-check": lambda: PauseCheck(config=self.config, api=self.api, gate=self.gate,
                                               index_pauses=self.index_pauses,
                                               release=self.work.put, wake=self.pause_wake),
-            "webhooks": lambda: WebhookSender(config=self.config, store=self.store),
+            "webhooks": lambda: WebhookSender(config=self.config, store=self.store,
+                                              totals=self.webhook_totals),
         }
         for n in range(1, self.config.upload_workers + 1):
             factories[f"upload-{n}"] = self._upload_factory(f"upload-{n}")

@@ -111,20 +111,26 @@ class Attempt:
             self._done.set()
 
 
+def new_totals() -> dict[str, int]:
+    """Attempts that were delivered, failed (each failed attempt) and dead-lettered."""
+    return {"delivered": 0, "failed": 0, "dead": 0}
+
+
 class WebhookSender(ServiceThread):
-    """The ``webhooks`` thread. ``totals`` (since this thread started) and
-    ``Outbox.depth`` are what the metrics export."""
+    """The ``webhooks`` thread. ``totals`` (pass the daemon's, so the counts outlive a
+    restarted thread) and ``Outbox.depth`` are what the metrics export."""
 
     def __init__(self, *, config: Config, store: Store, clock: Callable[[], float] = time.time,
                  rng: Callable[[], float] = random.random,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None,
+                 totals: dict[str, int] | None = None) -> None:
         super().__init__("webhooks")
         self.config = config
         self.outbox = Outbox(store)
         self.clock = clock  # wall clock: retry windows outlive restarts
         self.rng = rng
         self.env = env
-        self.totals = {"delivered": 0, "failed": 0, "dead": 0}
+        self.totals = new_totals() if totals is None else totals
         self._inflight: dict[str, Attempt] = {}
         self._held_until: dict[str, float] = {}
         self._wake = threading.Event()

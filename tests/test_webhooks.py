@@ -129,6 +129,8 @@ def test_an_unreadable_secret_stops_check_config_with_78_and_is_never_printed(tm
     done = subprocess.run([sys.executable, "-m", "watcherd", "check-config", "-c", str(path)],
                           capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
+    assert "webhooks[0]: https://a.example/h (ready, failed, paused, resumed); secret: found" \
+        in done.stdout
     assert SECRET.decode() not in done.stdout + done.stderr
     assert SECRET.decode() not in repr(load_config(path))
 

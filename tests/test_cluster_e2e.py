@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -262,3 +263,94 @@ def test_operators_see_every_host_and_retry_from_any(cluster_factory, valid_clip
     # Its finished claim reopens once a lease has passed; then any host takes it afresh.
     wait_for(lambda: (cluster.done / "bad.mp4.json").exists(), 30, cluster.logs)
     cluster.stop_all()
+
+
+class LatePostgres:
+    """A port where PostgreSQL 'comes up' only when ``open()`` is called: until then
+    nothing listens (connection refused), then every connection is piped to the server."""
+
+    def __init__(self, dsn: str) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.dsn = dsn.replace("127.0.0.1:5432", f"127.0.0.1:{self.port}")
+        self._listener: socket.socket | None = None
+        self._closing = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._sockets: list[socket.socket] = []
+
+    def open(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._listener.settimeout(0.1)
+        self._spawn(self._accept)
+
+    def close(self) -> None:
+        self._closing.set()
+        for thread in self._threads:
+            thread.join(5)
+        for sock in self._sockets:
+            sock.close()
+        if self._listener is not None:
+            self._listener.close()
+
+    def _spawn(self, target, *args) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True, name="late-pg")
+        self._threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        while not self._closing.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            server = socket.create_connection(("127.0.0.1", 5432))
+            self._sockets += [client, server]
+            for source, sink in ((client, server), (server, client)):
+                self._spawn(self._pipe, source, sink)
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        source.settimeout(0.2)
+        while not self._closing.is_set():
+            try:
+                data = source.recv(1 << 16)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            if not data:
+                break
+            try:
+                sink.sendall(data)
+            except OSError:
+                break
+        for end in (source, sink):
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def test_a_host_started_while_postgres_is_away_waits_then_resumes(cluster_factory, valid_clip,
+                                                                 pg, fake_api):
+    if "127.0.0.1:5432" not in pg.dsn:
+        pytest.skip("the late server is a pipe to 127.0.0.1:5432")
+    late = LatePostgres(pg.dsn)
+    cluster = cluster_factory(1)
+    runner = cluster.runners[0]
+    Path(runner.settings["coordination"]["dsn_file"]).write_text(late.dsn)
+    try:
+        runner.start()  # READY with claiming paused, not a failure
+        names = [f"late-{n}.mp4" for n in range(3)]
+        cluster.drop(valid_clip, names)
+        wait_for(lambda: "PostgreSQL does not answer" in runner.log(), 15, runner.log)
+        time.sleep(1.5)  # settled long ago: still nothing may be claimed or uploaded
+        assert fake_api.tasks == {} and cluster.done_names() == set()
+        late.open()
+        cluster.wait_all_done(names, 30)
+        cluster.check_exactly_once(names)
+        assert "coordinated as host h0" in runner.log()
+        cluster.stop_all()
+    finally:
+        late.close()

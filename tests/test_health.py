@@ -154,3 +154,14 @@ def test_a_failing_status_query_never_stops_the_pings(store, blocker, caplog):
     assert notifier.sent.count("WATCHDOG=1") == 2
     warnings = [r for r in caplog.records if "cannot update the status line" in r.message]
     assert len(warnings) == 1
+
+
+def test_the_status_line_says_when_postgresql_holds_claiming_back(store):
+    monitor, notifier, _, _ = make_monitor(store, [])
+    down: list[str] = []
+    monitor.coordination = lambda: down[0] if down else None
+    assert "paused" not in monitor.summary()
+    down.append("paused: PostgreSQL does not answer (connection refused), nothing new "
+                "is claimed")
+    monitor.tick()
+    assert "uploads paused: PostgreSQL does not answer" in notifier.sent[-1]

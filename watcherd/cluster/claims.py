@@ -104,6 +104,9 @@ class ClaimBook:
     def _claims(self, sql: str, params: dict[str, Any]) -> list[Claim]:
         return [Claim.of(row) for row in self._rows(sql, params)]
 
+    def ping(self) -> None:
+        self._rows("SELECT 1", {})
+
     # -- taking files --------------------------------------------------------
 
     def insert(self, key: Identity, index_id: str) -> Claim | None:

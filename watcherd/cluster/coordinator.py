@@ -127,6 +127,11 @@ class Connection:
                          CoordinationUnavailable.fix)
         self.down = text
 
+    def probe(self) -> None:
+        """One cheap statement: lifts ``down`` once PostgreSQL answers again."""
+        with self.use() as book:
+            book.ping()
+
     def close(self) -> None:
         with self.lock:
             if self.book is not None:
@@ -206,6 +211,8 @@ class Coordinator:
         """Claim ``record``'s file for this host, or say whose it is."""
         if not self.started:
             raise CoordinationUnavailable("not registered with PostgreSQL yet")
+        if self.lease_db.down is not None:  # the lease thread says when it answers again
+            raise CoordinationUnavailable(self.lease_db.down)
         key = self.shares.identity(self._folder(record), record)
         with self.db.use() as book:
             fresh = book.insert(key, record.index_id)

@@ -63,6 +63,8 @@ class LeaseKeeper(ServiceThread):
             down = coordinator.describe()
             book.host_beat(coordinator.instance, "paused" if down else self.state(), down)
             taken = book.take_expired(coordinator.shares.ids(), self.take_per_beat)
+        if coordinator.db.down is not None:
+            coordinator.db.probe()  # the workers' connection: their pause ends with it
         beat()
         for claim in taken:
             path = coordinator.shares.local_path(claim.share, claim.relpath)

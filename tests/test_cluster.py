@@ -14,17 +14,21 @@ import pytest
 
 from tests.pgserver import pg_fixture  # noqa: F401 (the fixture)
 from watcherd.cluster.claims import ClaimBook, Identity
+from watcherd.cluster.coordinator import Coordinator
 from watcherd.cluster.schema import VERSION, migrate
 from watcherd.cluster.settings import CoordinationConfig, read_dsn
 from watcherd.cluster.share import share_id
 from watcherd.config import parse_config
-from watcherd.errors import ConfigError
+from watcherd.errors import ClaimLost, ConfigError
 from watcherd.state.instance import (
     CLUSTER_MARKER_NAME,
     FOLDER_LOCK_NAME,
     AlreadyRunning,
     InstanceLock,
 )
+from watcherd.state.schema import FileRecord
+from watcherd.state.states import State
+from watcherd.state.store import Store
 
 KEY = Identity("share-1", b"sub/clip.mp4", 1234, 5678)
 
@@ -230,3 +234,69 @@ def test_the_share_id_is_written_once_whoever_starts_first(tmp_path):
     ids = race(6, lambda n: share_id(tmp_path))
     assert len(set(ids)) == 1
     assert [p.name for p in tmp_path.iterdir()] == [CLUSTER_MARKER_NAME]
+
+
+# -- the coordinator: fencing and the cluster-wide dedupe, with real local rows -------------
+
+
+@pytest.fixture
+def hosts(tmp_path, pg):
+    """``hosts(name)``: a Coordinator and its own store for one daemon on one shared inbox."""
+    inbox = tmp_path / "share"
+    inbox.mkdir()
+    made: list[tuple[Coordinator, Store]] = []
+
+    def make(name: str) -> tuple[Coordinator, Store]:
+        raw = {"state_db": str(tmp_path / name / "state.db"),
+               "folders": [{"path": str(inbox), "index_id": "idx"}],
+               "coordination": {"dsn_file": "dsn", "host_name": name, "lease_seconds": 30,
+                                "schema": pg.schema}}
+        config = parse_config(raw, base_dir=tmp_path, env={"HOME": str(tmp_path)})
+        coordinator = Coordinator(config, pg.dsn)
+        assert coordinator.start()
+        store = Store(tmp_path / name / "state.db").open()
+        made.append((coordinator, store))
+        return made[-1]
+
+    yield make
+    for coordinator, store in made:
+        coordinator.close()
+        store.close()
+
+
+def row(store: Store, inbox: Path, name: str) -> FileRecord:
+    path = inbox / name
+    if not path.exists():  # the same file seen by every host: one size and mtime
+        path.write_bytes(b"x" * 10)
+    st = path.stat()
+    return store.add(path=str(path), folder=str(inbox), index_id="idx", state=State.QUEUED,
+                     size=st.st_size, mtime_ns=st.st_mtime_ns)
+
+
+def test_a_stale_owner_is_fenced_before_its_next_side_effect(hosts, tmp_path, pg):
+    a, a_store = hosts("a")
+    b, b_store = hosts("b")
+    inbox = tmp_path / "share"
+    mine = row(a_store, inbox, "clip.mp4")
+    assert a.claim(mine).kind == "new"
+    assert b.claim(row(b_store, inbox, "clip.mp4")).kind == "elsewhere"
+    a.fence(mine, "the POST")  # still ours
+    with pg.connect() as conn:  # a's lease runs out (it hung)
+        conn.execute("UPDATE claims SET lease_until = now() - interval '1 second'")
+    with b.lease_db.use() as book:
+        (taken,) = book.take_expired(b.shares.ids(), 10)
+    assert (taken.previous, taken.epoch) == ("a", 2)
+    with pytest.raises(ClaimLost) as lost:
+        a.fence(mine, "the move")
+    assert lost.value.owner == "b"
+
+
+def test_one_content_in_one_index_is_uploaded_by_one_host(hosts, tmp_path):
+    a, a_store = hosts("a")
+    b, b_store = hosts("b")
+    inbox = tmp_path / "share"
+    first, second = row(a_store, inbox, "one.mp4"), row(b_store, inbox, "two.mp4")
+    assert a.claim(first).kind == "new" and b.claim(second).kind == "new"
+    results = race(2, lambda n: (a, b)[n].begin_upload(
+        (first, second)[n], sha256="f" * 64, index_id="idx", dedupe=True, started_at=1.0))
+    assert sorted(how for how, _ in results) == ["join", "upload"]

@@ -308,11 +308,14 @@ class Coordinator:
             self._forget(record.id)
 
     def drop(self, record: FileRecord) -> None:
-        """The file changed before its upload: its claim (old size/mtime) is void."""
-        held = self._forget(record.id)
-        if held is not None:
-            with self.db.use() as book:
-                book.drop(held)
+        """The file changed: the claim of its old size and mtime is void. Deleted if it
+        never reached the API, else closed (its remote ids stay on record)."""
+        held = self._claim_of(record, "dropping the claim")
+        with self.db.use() as book:
+            dropped = book.drop(held)
+        if not dropped:
+            self.finish(record, "failed", reason="the file changed after its upload began")
+        self._forget(record.id)
 
     def stand_down(self, record: FileRecord, exc: ClaimLost) -> str:
         self._forget(record.id)

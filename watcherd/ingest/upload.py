@@ -492,12 +492,14 @@ class UploadWorker(ServiceThread):
             pass  # someone else's now, or its lease runs out and a host finds no file
 
     def _drop_claim(self, record: FileRecord) -> None:
-        if self.coordinator is None:
+        """The file changed: the claim of its old identity (size, mtime) is void. An upload
+        aborted for another reason (shutdown, a lapsed lease) keeps it."""
+        if self.coordinator is None or not self._changed(record):
             return
         try:
             self.coordinator.drop(record)
-        except CoordinationUnavailable:
-            pass  # its lease runs out; the identity (size, mtime) is gone anyway
+        except (ClaimLost, CoordinationUnavailable):
+            pass  # someone else's now, or its lease runs out
 
     def _wait_for_coordination(self, file_id: int) -> None:
         """PostgreSQL is away: the file waits in the queue (the coordinator said why)."""

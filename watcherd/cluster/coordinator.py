@@ -7,9 +7,8 @@ check), ``record`` after each answer and before the move, ``fence`` before
 the sidecar. A refused fence raises ``ClaimLost``: the caller stands down.
 While PostgreSQL does not answer every call raises
 ``CoordinationUnavailable``: nothing new is claimed and no fenced side
-effect happens, and the callers wait. One connection, one statement or
-transaction at a time (a lock): psycopg connections must not interleave
-transactions of several threads.
+effect happens, and the callers wait. The ingest threads share one
+connection; the lease thread has its own (``connection.Connection``).
 """
 
 from __future__ import annotations
@@ -20,14 +19,13 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from watcherd.cluster.claims import Claim, ClaimBook
+from watcherd.cluster.claims import Claim
+from watcherd.cluster.connection import Connection
 from watcherd.cluster.schema import migrate
-from watcherd.cluster.settings import CoordinationConfig
 from watcherd.cluster.share import Shares
 from watcherd.config import Config
 from watcherd.errors import ClaimLost, CoordinationUnavailable
@@ -37,29 +35,9 @@ from watcherd.state.schema import FileRecord
 
 logger = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT_SECONDS = 5
 # A side effect needing more than this share of the lease since the last
 # renewal is stopped locally, before PostgreSQL is even asked (SIGSTOP, GC).
 LAPSE_SHARE = 0.8
-
-
-def open_connection(dsn: str, schema: str) -> Any:
-    import psycopg  # only here: single-host installs never need the driver
-    from psycopg.rows import dict_row
-
-    conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row,
-                           connect_timeout=CONNECT_TIMEOUT_SECONDS,
-                           application_name="watcherd")
-    conn.execute(f'SET search_path TO "{schema}"')
-    return conn
-
-
-def driver_errors() -> tuple[type[BaseException], ...]:
-    import psycopg
-
-    # Anything but a bug in our SQL: lost connections, a restarting server, timeouts.
-    return (psycopg.OperationalError, psycopg.InterfaceError,
-            psycopg.errors.AdminShutdown, psycopg.errors.CannotConnectNow)
 
 
 @dataclass(frozen=True)
@@ -70,73 +48,6 @@ class Verdict:
 
     kind: str
     claim: Claim
-
-
-class Connection:
-    """One psycopg connection, reopened on demand, with the outage reported once."""
-
-    def __init__(self, settings: CoordinationConfig, dsn: str,
-                 on_open: Callable[[Any], None] | None = None) -> None:
-        self.settings = settings
-        self.dsn = dsn
-        self.on_open = on_open
-        self.lock = threading.RLock()
-        self.book: ClaimBook | None = None
-        self.down: str | None = None  # why PostgreSQL does not answer
-        self.round_trips = 0  # statements sent (BEGIN/COMMIT included), for the log
-        self.seconds = 0.0    # time spent waiting for them
-        self._depth = 0
-
-    @contextmanager
-    def use(self) -> Iterator[ClaimBook]:
-        with self.lock:
-            try:
-                if self.book is None:
-                    conn = open_connection(self.dsn, self.settings.schema)
-                    if self.on_open is not None:
-                        self.on_open(conn)
-                    self.book = ClaimBook(conn, self.settings.host_name,
-                                          self.settings.lease_seconds)
-                self._depth += 1
-                before, started = self.book.round_trips, time.perf_counter()
-                try:
-                    yield self.book
-                finally:
-                    self._depth -= 1
-                if self._depth == 0:  # a nested use is counted by the outer one
-                    self.round_trips += self.book.round_trips - before
-                    self.seconds += time.perf_counter() - started
-            except driver_errors() as exc:
-                self._lost(exc)
-                raise CoordinationUnavailable(f"PostgreSQL does not answer: {exc}") from exc
-            if self.down is not None:
-                logger.info("PostgreSQL answers again; claiming resumes")
-                self.down = None
-
-    def _lost(self, exc: BaseException) -> None:
-        if self.book is not None:
-            try:
-                self.book.conn.close()
-            except Exception:  # noqa: BLE001 (closing a broken connection; it is gone anyway)
-                pass
-            self.book = None
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if self.down is None:
-            logger.error("PostgreSQL does not answer (%s): no new file is claimed and no "
-                         "claimed step runs until it does. Fix: %s", text,
-                         CoordinationUnavailable.fix)
-        self.down = text
-
-    def probe(self) -> None:
-        """One cheap statement: lifts ``down`` once PostgreSQL answers again."""
-        with self.use() as book:
-            book.ping()
-
-    def close(self) -> None:
-        with self.lock:
-            if self.book is not None:
-                self.book.conn.close()
-                self.book = None
 
 
 class Coordinator:

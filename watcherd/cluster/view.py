@@ -23,7 +23,7 @@ from watcherd.errors import ConfigError
 
 @contextmanager
 def cluster_book(config: Config) -> Iterator[ClaimBook]:
-    from watcherd.cluster.coordinator import open_connection
+    from watcherd.cluster.connection import open_connection
 
     settings = config.coordination
     assert settings is not None

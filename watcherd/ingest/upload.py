@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable
 from typing import Any, Unpack
 
-from watcherd.cluster.claims import Claim
 from watcherd.cluster.coordinator import Coordinator
 from watcherd.config import Config, FolderConfig
 from watcherd.errors import (
@@ -36,6 +35,7 @@ from watcherd.errors import (
     TransientError,
     UploadsPaused,
 )
+from watcherd.ingest.clustersteps import ClusterSteps
 from watcherd.ingest.dedupe import (
     CandidateWaits,
     Lookup,
@@ -48,12 +48,11 @@ from watcherd.ingest.gate import UploadGate
 from watcherd.ingest.indexpause import IndexPauses, index_gone
 from watcherd.ingest.progress import Progress, ProgressLog
 from watcherd.ingest.putback import InternalErrors, give_up, put_back
-from watcherd.ingest.takeover import continue_from
 from watcherd.ingest.usermetadata import user_metadata_for
 from watcherd.intake.presence import folder_reachable
 from watcherd.media.validate import check_file, raise_if_rejected
 from watcherd.state.schema import Changes
-from watcherd.state.states import CLAIM_LOST, CLAIMED_ELSEWHERE, State
+from watcherd.state.states import State
 from watcherd.state.store import ContentTaken, FileRecord, Store
 from watcherd.threads import ServiceThread, beat
 from watcherd.twelvelabs.client import TwelveLabsClient, UploadAborted
@@ -90,8 +89,9 @@ class UploadWorker(ServiceThread):
     ) -> None:
         super().__init__(name)
         # Several hosts (``cluster``): claims, and the fence before each side effect.
-        self.coordinator = coordinator
-        self.hold_elsewhere = hold_elsewhere or settle_again
+        self.cluster = None if coordinator is None else ClusterSteps(
+            coordinator, store, finalize=finalize, settle_again=settle_again,
+            hold_elsewhere=hold_elsewhere or settle_again, requeue=self._requeue)
         self.config = config
         self.store = store
         self.api = api
@@ -129,8 +129,8 @@ class UploadWorker(ServiceThread):
         if self.index_pauses.park_if_paused(folder.index_id, file_id):
             return  # released when the index answers again
         try:
-            if self.coordinator is not None:
-                claimed = self._claimed(record)
+            if self.cluster is not None:
+                claimed = self.cluster.claimed(record)
                 if claimed is None:
                     return
                 record = claimed
@@ -142,13 +142,16 @@ class UploadWorker(ServiceThread):
                 return
             self._upload(record, folder)
         except FileChanged as exc:
-            self._drop_claim(record)
+            if self.cluster is not None:
+                self.cluster.drop_claim(record, changed=self._changed(record))
             self.store.transition(file_id, State.SETTLING, str(exc))
             self.settle_again(record.path)
         except ClaimLost as exc:
-            self._stand_down(record, exc)
+            assert self.cluster is not None  # raised by it alone
+            self.cluster.stand_down(record, exc)
         except CoordinationUnavailable:
-            self._wait_for_coordination(file_id)
+            assert self.cluster is not None
+            self.cluster.wait_for_coordination(file_id)
         except FileNotFoundError:
             self._missing(record, folder)
         except PermissionError as exc:  # permissions, not media: the settler holds it
@@ -218,7 +221,8 @@ class UploadWorker(ServiceThread):
                     return
                 unconfirmed = lookup.unconfirmed
             folder = self.config.folder_for(record.path) or folder  # a reload may change it
-            if self.coordinator is not None and self._settled_by_cluster(record, folder):
+            if self.cluster is not None and self.cluster.settled_without_upload(
+                    record, folder, self._record_task):
                 return
             try:
                 record = self.store.transition(
@@ -270,7 +274,7 @@ class UploadWorker(ServiceThread):
             # lease (we were stopped, or PostgreSQL is away): another host may take
             # the file over, so the body is not finished.
             return (self.abort_event.is_set() or self._changed(record)
-                    or (self.coordinator is not None and self.coordinator.lease_lapsed()))
+                    or (self.cluster is not None and self.cluster.lease_lapsed()))
 
         return self.api.create_task(
             record.path,
@@ -337,8 +341,8 @@ class UploadWorker(ServiceThread):
     def _join_or_wait(self, record: FileRecord, holder: FileRecord) -> None:
         """Share the holder's task, or wait at the back of the queue until it has one."""
         joined = join_holder(self.store, record, holder)
-        if joined is not None and holder.task_id is not None:
-            self._claim_task(record, holder.task_id, holder.video_id)
+        if joined is not None and holder.task_id is not None and self.cluster is not None:
+            self.cluster.claim_task(record, holder.task_id, holder.video_id)
         if joined == State.FINALIZING:
             self.finalize(record.id)
             return
@@ -375,7 +379,8 @@ class UploadWorker(ServiceThread):
         if folder_reachable(folder.path):
             self.store.transition(record.id, State.VANISHED, "file disappeared before upload",
                                   finished_at=self.store.clock())
-            self._close_claim(record, "file disappeared before upload")
+            if self.cluster is not None:
+                self.cluster.close_claim(record, "file disappeared before upload")
             return
         self.store.transition(record.id, State.SETTLING,
                               f"folder {folder.path} is unreachable; waiting for it")
@@ -386,7 +391,8 @@ class UploadWorker(ServiceThread):
         self.store.transition(record.id, State.INDEXING, how, task_id=task_id,
                               video_id=video_id, uploaded_at=self.store.clock(),
                               task_may_exist=0)
-        self._claim_task(record, task_id, video_id)
+        if self.cluster is not None:
+            self.cluster.claim_task(record, task_id, video_id)
 
     def _retarget(self, record: FileRecord, folder: FolderConfig) -> FileRecord:
         """A reload changed the folder's index: a file not sent yet goes to the new one.
@@ -402,114 +408,12 @@ class UploadWorker(ServiceThread):
         return self.store.transition(record.id, record.state, detail,
                                      index_id=folder.index_id)
 
-    # -- several hosts ---------------------------------------------------------
-
-    def _claimed(self, record: FileRecord) -> FileRecord | None:
-        """Claim the file; None when another host has it or it continues elsewhere here."""
-        assert self.coordinator is not None
-        verdict = self.coordinator.claim(record)
-        if verdict.kind == "finished":  # its owner is moving it; if not, a new drop
-            self.store.transition(record.id, State.SETTLING,
-                                  f"just finished by host {verdict.claim.owner}")
-            self.settle_again(record.path)
-            return None
-        if verdict.kind == "elsewhere":
-            owner = verdict.claim.owner
-            detail = f"claimed by host {owner} ({verdict.claim.phase}); left to it"
-            self.store.transition(record.id, State.SETTLING, detail,
-                                  error_code=CLAIMED_ELSEWHERE, reason=detail)
-            self.hold_elsewhere(record.path)
-            return None
-        if verdict.kind == "new":
-            return record
-        moved = continue_from(self.store, record, verdict.claim)
-        if moved == State.FINALIZING:
-            self.finalize(record.id)
-        return None if moved is not None else self.store.get(record.id)
-
-    def _settled_by_cluster(self, record: FileRecord, folder: FolderConfig) -> bool:
-        """The fence before the POST, with the cluster-wide dedupe: True when no upload
-        is to be made (joined another host's content, adopted a handed-over task)."""
-        assert self.coordinator is not None and record.sha256 is not None
-        how, claim = self.coordinator.begin_upload(
-            record, sha256=record.sha256, index_id=folder.index_id, dedupe=folder.dedupe,
-            started_at=self.store.clock())
-        if how == "upload":
-            return False
-        if how == "adopt":
-            self._record_task(record, claim.task_id or "", claim.video_id,
-                              "adopted the task a stale owner's attempt created")
-            return True
-        holder = self.coordinator.content_holder(record, record.sha256, folder.index_id)
-        if holder is None or holder.task_id is None:
-            self._wait_for_holder(record, holder)
-            return True
-        detail = (f"duplicate: same content as {holder.relpath.decode(errors='replace')} "
-                  f"(host {holder.owner}, task {holder.task_id}); not uploaded again")
-        self.store.transition(record.id, State.INDEXING, detail, task_id=holder.task_id,
-                              video_id=holder.video_id, index_id=folder.index_id,
-                              uploaded_at=self.store.clock(), task_may_exist=0)
-        self._claim_task(record, holder.task_id, holder.video_id)
-        return True
-
-    def _wait_for_holder(self, record: FileRecord, holder: Claim | None) -> None:
-        if holder is not None and record.state != State.QUEUED:
-            self.store.transition(record.id, State.QUEUED,
-                                  f"waiting for host {holder.owner}: same content, upload in "
-                                  "progress")
-        self.stop_event.wait(DUPLICATE_RECHECK_SECONDS)
-        self.work.put(record.id)
-
-    def _claim_task(self, record: FileRecord, task_id: str, video_id: str | None) -> None:
-        """Write the task into the claim, so a host taking over follows it."""
-        if self.coordinator is None:
-            return
-        try:
-            self.coordinator.record(record, "recording the task", phase="indexing",
-                                    task_id=task_id, video_id=video_id)
-        except CoordinationUnavailable:
-            pass  # written with the move's target; until then a takeover looks it up
-        except ClaimLost as exc:
-            try:
-                self.coordinator.hand_over_task(record, task_id, video_id)
-            except CoordinationUnavailable:
-                pass
-            self._stand_down(self.store.get(record.id), exc)
-
-    def _stand_down(self, record: FileRecord, exc: ClaimLost) -> None:
-        assert self.coordinator is not None
-        detail = self.coordinator.stand_down(record, exc)
-        self.store.transition(record.id, State.VANISHED, detail, error_code=CLAIM_LOST,
-                              reason=detail, finished_at=self.store.clock())
-
-    def _close_claim(self, record: FileRecord, why: str) -> None:
-        """The file is gone before its upload: its claim is closed (reopened if it returns)."""
-        if self.coordinator is None:
-            return
-        try:
-            self.coordinator.finish(record, "failed", reason=why)
-        except (ClaimLost, CoordinationUnavailable):
-            pass  # someone else's now, or its lease runs out and a host finds no file
-
-    def _drop_claim(self, record: FileRecord) -> None:
-        """The file changed: the claim of its old identity (size, mtime) is void. An upload
-        aborted for another reason (shutdown, a lapsed lease) keeps it."""
-        if self.coordinator is None or not self._changed(record):
-            return
-        try:
-            self.coordinator.drop(record)
-        except (ClaimLost, CoordinationUnavailable):
-            pass  # someone else's now, or its lease runs out
-
-    def _wait_for_coordination(self, file_id: int) -> None:
-        """PostgreSQL is away: the file waits in the queue (the coordinator said why)."""
-        record = self.store.get(file_id)
-        if record.state in (State.VALIDATING, State.UPLOADING):
-            self.store.transition(file_id, State.QUEUED, "waiting for PostgreSQL")
-        self.stop_event.wait(1.0)
-        self.work.put(file_id)
-
     # -- helpers -------------------------------------------------------------
+
+    def _requeue(self, file_id: int, after: float) -> None:
+        """Back of the queue after ``after`` s (cut short by a stop)."""
+        self.stop_event.wait(after)
+        self.work.put(file_id)
 
     def _ensure_unchanged(self, record: FileRecord) -> None:
         st = os.stat(record.path)  # FileNotFoundError → vanished

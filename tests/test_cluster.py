@@ -10,16 +10,18 @@ import threading
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.pgserver import pg_fixture  # noqa: F401 (the fixture)
 from watcherd.cluster.claims import ClaimBook, Identity
+from watcherd.cluster.connection import open_connection
 from watcherd.cluster.coordinator import Coordinator
 from watcherd.cluster.schema import VERSION, migrate
 from watcherd.cluster.settings import CoordinationConfig, read_dsn
 from watcherd.cluster.share import share_id
 from watcherd.config import parse_config
-from watcherd.errors import ClaimLost, ConfigError
+from watcherd.errors import ClaimLost, ConfigError, CoordinationUnavailable
 from watcherd.state.instance import (
     CLUSTER_MARKER_NAME,
     FOLDER_LOCK_NAME,
@@ -246,10 +248,10 @@ def hosts(tmp_path, pg):
     inbox.mkdir()
     made: list[tuple[Coordinator, Store]] = []
 
-    def make(name: str) -> tuple[Coordinator, Store]:
+    def make(name: str, lease: float = 30) -> tuple[Coordinator, Store]:
         raw = {"state_db": str(tmp_path / name / "state.db"),
                "folders": [{"path": str(inbox), "index_id": "idx"}],
-               "coordination": {"dsn_file": "dsn", "host_name": name, "lease_seconds": 30,
+               "coordination": {"dsn_file": "dsn", "host_name": name, "lease_seconds": lease,
                                 "schema": pg.schema}}
         config = parse_config(raw, base_dir=tmp_path, env={"HOME": str(tmp_path)})
         coordinator = Coordinator(config, pg.dsn)
@@ -300,3 +302,31 @@ def test_one_content_in_one_index_is_uploaded_by_one_host(hosts, tmp_path):
     results = race(2, lambda n: (a, b)[n].begin_upload(
         (first, second)[n], sha256="f" * 64, index_id="idx", dedupe=True, started_at=1.0))
     assert sorted(how for how, _ in results) == ["join", "upload"]
+
+
+def test_a_host_stopped_inside_a_transaction_holds_nobody_up_for_long(hosts, tmp_path, pg):
+    """SIGSTOP can land between BEGIN and COMMIT: the server ends that transaction after a
+    third of the lease, and no statement of another host waits longer than that."""
+    a, a_store = hosts("a", lease=3)
+    b, b_store = hosts("b", lease=3)
+    inbox = tmp_path / "share"
+    mine = row(a_store, inbox, "clip.mp4")
+    claim = a.claim(mine).claim
+    stopped = open_connection(pg.dsn, pg.schema, 3)
+    try:
+        stopped.execute("BEGIN")
+        stopped.execute("UPDATE claims SET updated_at = now() WHERE id = %s", (claim.id,))
+        started = time.monotonic()
+        try:
+            verdict = b.claim(row(b_store, inbox, "clip.mp4")).kind
+        except CoordinationUnavailable:
+            verdict = "waited for the lock, then gave up"
+        assert time.monotonic() - started < 2.5, verdict
+        time.sleep(1.2)
+        assert b.claim(b_store.active_by_path(str(inbox / "clip.mp4"))).kind == "elsewhere"
+        # The server ended the stopped one's session, which reconnects like after an outage.
+        ended = (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout)
+        with pytest.raises(ended):
+            stopped.execute("COMMIT")
+    finally:
+        stopped.close()

@@ -61,6 +61,7 @@ class Claim:
     created_at: datetime
     updated_at: datetime
     previous: str | None = None  # after a takeover: whose it was
+    expired: bool = False        # read by ``get``: the lease ran out (PostgreSQL's clock)
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> Claim:
@@ -121,9 +122,9 @@ class ClaimBook:
         return found[0] if found else None
 
     def get(self, key: Identity) -> Claim | None:
-        found = self._claims("""SELECT * FROM claims WHERE share = %(share)s AND
-                                relpath = %(relpath)s AND size = %(size)s AND
-                                mtime_ns = %(mtime_ns)s""", vars(key))
+        found = self._claims("""SELECT *, lease_until < now() AS expired FROM claims
+                                WHERE share = %(share)s AND relpath = %(relpath)s
+                                AND size = %(size)s AND mtime_ns = %(mtime_ns)s""", vars(key))
         return found[0] if found else None
 
     def take(self, claim_id: int) -> Claim | None:

@@ -26,14 +26,21 @@ logger = logging.getLogger(__name__)
 CONNECT_TIMEOUT_SECONDS = 5
 
 
-def open_connection(dsn: str, schema: str) -> Any:
+def open_connection(dsn: str, schema: str, lease_seconds: float = 60.0) -> Any:
+    """Autocommit, rows as dicts, our schema first; and two limits from the lease, because
+    a host can be stopped (SIGSTOP, a GC pause) in the middle of a short transaction:
+    the server ends such a transaction after a third of the lease, freeing its row and
+    advisory locks, and no statement of ours waits for a lock longer than that either."""
     import psycopg  # only here: single-host installs never need the driver
     from psycopg.rows import dict_row
 
     conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row,
                            connect_timeout=CONNECT_TIMEOUT_SECONDS,
                            application_name="watcherd")
+    limit = f"{max(1000, int(lease_seconds * 1000 / 3))}ms"
     conn.execute(f'SET search_path TO "{schema}"')
+    conn.execute(f"SET idle_in_transaction_session_timeout = '{limit}'")
+    conn.execute(f"SET lock_timeout = '{limit}'")
     return conn
 
 
@@ -41,8 +48,16 @@ def driver_errors() -> tuple[type[BaseException], ...]:
     import psycopg
 
     # Anything but a bug in our SQL: lost connections, a restarting server, timeouts.
+    # IdleInTransactionSessionTimeout: we were stopped mid-transaction and the server
+    # ended the session (``open_connection``): reconnect, like any lost connection.
     return (psycopg.OperationalError, psycopg.InterfaceError,
-            psycopg.errors.AdminShutdown, psycopg.errors.CannotConnectNow)
+            psycopg.errors.IdleInTransactionSessionTimeout)
+
+
+def lock_timeout() -> type[BaseException]:
+    import psycopg
+
+    return psycopg.errors.LockNotAvailable
 
 
 class Connection:
@@ -65,7 +80,8 @@ class Connection:
         with self.lock:
             try:
                 if self.book is None:
-                    conn = open_connection(self.dsn, self.settings.schema)
+                    conn = open_connection(self.dsn, self.settings.schema,
+                                           self.settings.lease_seconds)
                     if self.on_open is not None:
                         self.on_open(conn)
                     self.book = ClaimBook(conn, self.settings.host_name,
@@ -79,6 +95,8 @@ class Connection:
                 if self._depth == 0:  # a nested use is counted by the outer one
                     self.round_trips += self.book.round_trips - before
                     self.seconds += time.perf_counter() - started
+            except lock_timeout() as exc:  # a host stopped mid-transaction: not an outage
+                raise CoordinationUnavailable(f"a claim is locked: {exc}") from exc
             except driver_errors() as exc:
                 self._lost(exc)
                 raise CoordinationUnavailable(f"PostgreSQL does not answer: {exc}") from exc

@@ -130,7 +130,8 @@ class Coordinator:
             if fresh is not None:
                 return self._hold(record, Verdict("new", fresh))
             found = book.get(key)
-            if found is not None and not found.final and found.owner != self.owner:
+            if (found is not None and not found.final and found.owner != self.owner
+                    and found.expired):
                 taken = book.take(found.id)
                 if taken is not None:
                     logger.warning("%s: took the claim over from host %s (its lease ran out; "
@@ -178,19 +179,25 @@ class Coordinator:
         """The fence before the POST: ("upload", ours), ("join", the claim holding the
         same content in this index) or ("adopt", ours: a task was handed over to it)."""
         held = self._claim_of(record, "the upload")
+        if not dedupe:
+            return self._start_upload(record, sha256, index_id, started_at)
+        # The content check and our intent in one short transaction, under a lock
+        # per content: of two hosts with one content, the second sees the first.
         with self.db.use() as book, book.conn.transaction():
             book.round_trips += 2  # BEGIN and COMMIT
-            if dedupe:
-                book.content_lock(sha256, index_id)
-                holder = book.content_holder(held, sha256, index_id)
-                if holder is not None:
-                    return "join", self.record(record, "the upload", sha256=sha256)
-            updated = self.record(record, "the upload", sha256=sha256, index_id=index_id)
-            if updated.task_id is not None:
-                return "adopt", updated
-            updated = self.record(record, "the upload", phase="uploading",
-                                  upload_started_at=started_at)
-        return "upload", updated
+            book.content_lock(sha256, index_id)
+            holder = book.content_holder(held, sha256, index_id)
+            if holder is not None:
+                return "join", self.record(record, "the upload", sha256=sha256)
+            return self._start_upload(record, sha256, index_id, started_at)
+
+    def _start_upload(self, record: FileRecord, sha256: str, index_id: str,
+                      started_at: float) -> tuple[str, Claim]:
+        """The fence and the intent in one statement; a task handed over meanwhile by a
+        stale owner is adopted instead of uploading again."""
+        updated = self.record(record, "the upload", sha256=sha256, index_id=index_id,
+                              phase="uploading", upload_started_at=started_at)
+        return ("adopt" if updated.task_id is not None else "upload"), updated
 
     def content_holder(self, record: FileRecord, sha256: str, index_id: str) -> Claim | None:
         held = self._claim_of(record, "the upload")

@@ -27,7 +27,7 @@ def cluster_book(config: Config) -> Iterator[ClaimBook]:
 
     settings = config.coordination
     assert settings is not None
-    conn = open_connection(read_dsn(settings), settings.schema)
+    conn = open_connection(read_dsn(settings), settings.schema, settings.lease_seconds)
     try:
         yield ClaimBook(conn, settings.host_name, settings.lease_seconds)
     finally:

@@ -22,6 +22,7 @@ from watcherd.cluster.settings import CoordinationConfig, read_dsn
 from watcherd.cluster.share import share_id
 from watcherd.config import parse_config
 from watcherd.errors import ClaimLost, ConfigError, CoordinationUnavailable
+from watcherd.service.startcheck import check_at_start
 from watcherd.state.instance import (
     CLUSTER_MARKER_NAME,
     FOLDER_LOCK_NAME,
@@ -330,3 +331,12 @@ def test_a_host_stopped_inside_a_transaction_holds_nobody_up_for_long(hosts, tmp
             stopped.execute("COMMIT")
     finally:
         stopped.close()
+
+
+def test_run_and_check_config_refuse_a_dsn_they_cannot_read(tmp_path):
+    config = config_with({"dsn_file": "missing-dsn", "host_name": "a"}, tmp_path)
+    env = {"TWELVELABS_API_KEY": "tlk_x"}
+    with pytest.raises(ConfigError, match=r"coordination\.dsn_file: cannot read"):
+        check_at_start(config, env)
+    (tmp_path / "missing-dsn").write_text("postgresql://db/x\n")
+    assert check_at_start(config, env).value == "tlk_x"

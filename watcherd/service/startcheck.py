@@ -10,7 +10,8 @@ tolerates that (a share unmounting) and watches it again when it returns.
 ``check-config --online`` adds the start-up preflight's API checks, with the
 same requests (``preflight.check_api``): a refused key, an unknown index or one
 that can no longer take videos (Pegasus 1.2 only) is exit 78 there too, and
-each folder's validation profile follows from its index's models.
+each folder's validation profile follows from its index's models. With
+``coordination:`` the PostgreSQL DSN must be readable.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from watcherd.webhookconfig import secret_problems
 def check_at_start(config: Config, env: dict[str, str] | None = None) -> ApiKey:
     """The API key to start with; ConfigError listing every problem otherwise."""
     problems = (folder_problems(config) + placeholder_problems(config)
-                + secret_problems(config.webhooks, env))
+                + secret_problems(config.webhooks, env) + coordination_problems(config, env))
     key = None
     try:
         key = resolve_api_key(config.api.key_file, env)
@@ -43,6 +44,20 @@ def check_at_start(config: Config, env: dict[str, str] | None = None) -> ApiKey:
     if problems or key is None:
         raise ConfigError(problems, str(config.source) if config.source else None)
     return key
+
+
+def coordination_problems(config: Config, env: dict[str, str] | None) -> list[str]:
+    """Several hosts: the PostgreSQL DSN must be readable (its server may be away: that
+    is a pause at run time, not a refusal)."""
+    if config.coordination is None:
+        return []
+    from watcherd.cluster.settings import read_dsn
+
+    try:
+        read_dsn(config.coordination, env)
+    except ConfigError as exc:
+        return exc.errors
+    return []
 
 
 def folder_problems(config: Config) -> list[str]:

@@ -9,6 +9,7 @@ once, with its sidecar, and Twelve Labs saw exactly one task per file.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -24,6 +25,10 @@ import pytest
 
 from tests.conftest import TEST_KEY, DaemonRunner, wait_for
 from tests.pgserver import PgSchema, pg_fixture  # noqa: F401 (the fixture)
+from watcherd.cluster.claims import ClaimBook, Identity
+from watcherd.cluster.schema import migrate
+from watcherd.cluster.share import share_id
+from watcherd.twelvelabs.client import TwelveLabsClient
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -354,3 +359,65 @@ def test_a_host_started_while_postgres_is_away_waits_then_resumes(cluster_factor
         cluster.stop_all()
     finally:
         late.close()
+
+
+def test_a_move_cut_short_by_a_crash_is_finished_by_the_host_taking_over(
+        cluster_factory, valid_clip, fake_api, pg):
+    """The dead owner recorded the move's target, moved the file, and died before the
+    sidecar: the host taking over writes the sidecar for that move, no second move, no
+    second upload."""
+    cluster = cluster_factory(1)
+    inbox, done = cluster.inbox, cluster.inbox / "done"
+    source = inbox / "cut.mp4"
+    shutil.copyfile(valid_clip, source)
+    st = source.stat()
+    api = TwelveLabsClient(fake_api.base_url, lambda: TEST_KEY)
+    try:
+        task = api.create_task(source, index_id="idx_test")
+    finally:
+        api.close()
+    with pg.connect() as conn:
+        migrate(conn, pg.schema)
+        dead = ClaimBook(conn, "dead", 0.01)
+        claim = dead.insert(Identity(share_id(inbox), b"cut.mp4", st.st_size, st.st_mtime_ns),
+                            "idx_test")
+        dead.record(claim, phase="finalizing", task_id=task["_id"],
+                    video_id=task["video_id"], outcome="ready", dest_path=str(done / "cut.mp4"))
+    done.mkdir()
+    os.rename(source, done / "cut.mp4")  # moved; then the host died: no sidecar
+    runner = cluster.runners[0].start()
+    wait_for((done / "cut.mp4.json").exists, 30, runner.log)
+    assert sorted(p.name for p in done.iterdir()) == ["cut.mp4", "cut.mp4.json"]
+    assert runner.sidecar(done / "cut.mp4")["task_id"] == task["_id"]
+    assert list(fake_api.tasks) == [task["_id"]]
+    assert "took the claim over from host dead" in runner.log()
+    cluster.stop_all()
+
+
+def test_an_upload_whose_answer_died_with_its_host_is_adopted_not_sent_again(
+        cluster_factory, valid_clip, fake_api, pg):
+    """The dead owner's POST created the task, but the host died before recording it:
+    the host taking over finds the task by the sha256 in its metadata and adopts it."""
+    cluster = cluster_factory(1)
+    source = cluster.inbox / "lost-answer.mp4"
+    shutil.copyfile(valid_clip, source)
+    st = source.stat()
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    api = TwelveLabsClient(fake_api.base_url, lambda: TEST_KEY)
+    try:
+        task = api.create_task(source, index_id="idx_test",
+                               user_metadata={"sha256": digest, "source_path": str(source)})
+    finally:
+        api.close()
+    with pg.connect() as conn:
+        migrate(conn, pg.schema)
+        dead = ClaimBook(conn, "dead", 0.01)
+        claim = dead.insert(Identity(share_id(cluster.inbox), b"lost-answer.mp4", st.st_size,
+                                     st.st_mtime_ns), "idx_test")
+        dead.record(claim, phase="uploading", sha256=digest, upload_started_at=time.time())
+    runner = cluster.runners[0].start()
+    moved = runner.wait_done("lost-answer.mp4", timeout=30)
+    assert runner.sidecar(moved)["task_id"] == task["_id"]
+    assert list(fake_api.tasks) == [task["_id"]]  # never uploaded a second time
+    assert "adopted the task an earlier attempt created" in runner.log()
+    cluster.stop_all()

@@ -44,10 +44,14 @@ class LeaseKeeper(ServiceThread):
         if self._wait > 0:
             return
         try:
-            self.beat_once()
-            self._wait = self.coordinator.settings.heartbeat
+            taken = self.beat_once()
         except CoordinationUnavailable:
             self._wait = RETRY_SECONDS
+            return
+        # A full batch: more may be waiting (a host died with many files); take the next
+        # soon, a few at a time, so the surviving hosts share them out.
+        full = len(taken) >= self.take_per_beat
+        self._wait = RETRY_SECONDS if full else self.coordinator.settings.heartbeat
 
     def beat_once(self) -> list[Claim]:
         """Renew, report, take over; returns the claims taken over."""

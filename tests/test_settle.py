@@ -245,3 +245,29 @@ def test_hints_taken_with_one_that_crashes_the_settler_are_put_back(rig, monkeyp
         settler.step()
     assert [settler.intake.get_nowait().path] == [str(inbox / "c.mp4")]
     assert not batch.finished  # c.mp4 is still to be offered
+
+
+def test_a_file_another_host_claimed_is_held_until_it_goes_or_changes(rig):
+    """Several hosts: held, never released again while unchanged; forgotten when its owner
+    moves it; released when it changes (a new file) or when our pipeline hands it back."""
+    settler, inbox, released, clock, store = rig
+    held, changed, handed_back = (inbox / f"{n}.mp4" for n in ("held", "changed", "back"))
+    for clip in (held, changed, handed_back):
+        clip.write_bytes(b"x" * 10)
+        store.add(path=str(clip), folder=str(inbox), index_id="idx", state=State.SETTLING)
+        settler.offer(Hint(str(clip), "elsewhere"))
+    clock.now += 60
+    settler.tick()
+    assert released == []
+    changed.write_bytes(b"y" * 20)
+    settler.offer(Hint(str(handed_back), "recovery"))  # e.g. taken over, then put back
+    for _ in range(2):
+        clock.now += 6
+        settler.tick()
+    assert sorted(store.get(i).path for i in released) == sorted([str(changed),
+                                                                 str(handed_back)])
+    held_id = store.active_by_path(str(held)).id
+    held.unlink()  # its owner moved it: the row was never ours
+    clock.now += 1
+    settler.tick()
+    assert held_id not in {r.id for r in store.all()}

@@ -183,7 +183,8 @@ class Settler(ServiceThread):
         if known is not None:
             if hint.source == "event":
                 known.quiet_since = self.clock()
-            known.held = known.held or hint.source == "elsewhere"
+            if hint.source in ("elsewhere", "recovery"):  # the pipeline says whose it is now
+                known.held = hint.source == "elsewhere"
             return
         if hint.source == "scan" and hint.path in self._pipeline_view():
             return  # already further along; the pipeline owns it

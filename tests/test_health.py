@@ -12,6 +12,7 @@ from tests.conftest import FakeClock, wait_for
 from watcherd.ingest.gate import UploadGate
 from watcherd.ingest.progress import Progress
 from watcherd.service.health import Monitor, status_line, thread_problems
+from watcherd.state.states import State
 from watcherd.state.store import Store
 from watcherd.threads import ServiceThread, beat
 
@@ -165,3 +166,9 @@ def test_the_status_line_says_when_postgresql_holds_claiming_back(store):
                 "is claimed")
     monitor.tick()
     assert "uploads paused: PostgreSQL does not answer" in notifier.sent[-1]
+
+
+def test_files_held_for_other_hosts_are_not_counted_as_waiting():
+    counts = {State.SETTLING: 12, State.QUEUED: 3}
+    line = status_line(counts, (1, 1), [], None, elsewhere=10)
+    assert "5 waiting; 10 with other hosts" in line

@@ -218,6 +218,10 @@ class Settler(ServiceThread):
         self.candidates[hint.path] = Candidate(file_id, signature_of(st), self.clock(),
                                                held=hint.source == "elsewhere")
 
+    def held_count(self) -> int:
+        """Files held for another host (several hosts), for the status line."""
+        return sum(1 for cand in list(self.candidates.values()) if cand.held)
+
     def _pipeline_view(self) -> set[str]:
         now = self.clock()
         if self._in_pipeline_at is None or now - self._in_pipeline_at >= PIPELINE_VIEW_SECONDS:

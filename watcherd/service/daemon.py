@@ -109,7 +109,8 @@ class Daemon:
                                stall_seconds=config.stall_seconds,
                                publish=self._publish_runtime, display=display,
                                coordination=lambda: self.coordinator.describe()
-                               if self.coordinator else None)
+                               if self.coordinator else None,
+                               elsewhere=self._held_for_other_hosts)
         self.retention = Retention(self.store, lambda: self.config.history_retention_days,
                                    clock=self.store.clock)
         self.started_at = time.time()
@@ -152,8 +153,13 @@ class Daemon:
         return LeaseKeeper(self.coordinator, self._adopt,
                            take_per_beat=2 * self.config.upload_workers + 8)
 
+    def _held_for_other_hosts(self) -> int:
+        settler = self.threads.get("settler")
+        return settler.held_count() if isinstance(settler, Settler) else 0
+
     def _adopt(self, claim: Claim, path: Path) -> None:
         adopt(self.store, self.config, claim, path, self.work.put)
+        self.intake.put(Hint(str(path), "recovery"))  # the settler holds it no longer
 
     def _upload_factory(self, name: str) -> Callable[[], UploadWorker]:
         return lambda: UploadWorker(

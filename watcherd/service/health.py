@@ -59,7 +59,8 @@ def where(thread: ServiceThread, depth: int = 4) -> str:
 
 
 def status_line(counts: dict[str, int], folders: tuple[int, int],
-                uploads: list[tuple[str, int]], held_back: str | None) -> str:
+                uploads: list[tuple[str, int]], held_back: str | None,
+                elsewhere: int = 0) -> str:
     """E.g. ``watching 2 folders; uploading clip.mp4 43%; 3 indexing; 12 done, 1 failed``."""
     watched, configured = folders
     parts = [f"watching {configured} folder{'s' * (configured != 1)}" if watched == configured
@@ -68,9 +69,12 @@ def status_line(counts: dict[str, int], folders: tuple[int, int],
         parts.append("uploading " + ", ".join(f"{name} {pct}%" for name, pct in uploads))
     if held_back:
         parts.append(f"uploads {held_back}")
-    waiting = sum(counts.get(state, 0) for state in WAITING_STATES)
-    if waiting:
+    # Several hosts: files another host claimed sit in our settler; not waiting for us.
+    waiting = sum(counts.get(state, 0) for state in WAITING_STATES) - elsewhere
+    if waiting > 0:
         parts.append(f"{waiting} waiting")
+    if elsewhere:
+        parts.append(f"{elsewhere} with other hosts")
     if counts.get(State.INDEXING):
         parts.append(f"{counts[State.INDEXING]} indexing")
     parts.append(f"{counts.get(State.DONE, 0)} done, {counts.get(State.FAILED, 0)} failed")
@@ -87,7 +91,8 @@ class Monitor:
                  publish: Callable[[list[str]], None] | None = None,
                  display: TerminalProgress | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 coordination: Callable[[], str | None] = lambda: None) -> None:
+                 coordination: Callable[[], str | None] = lambda: None,
+                 elsewhere: Callable[[], int] = lambda: 0) -> None:
         self.notifier = notifier
         self.store = store
         self.progress = progress
@@ -100,6 +105,7 @@ class Monitor:
         self.publish = publish
         self.display = display
         self.coordination = coordination  # several hosts: why claiming is paused
+        self.elsewhere = elsewhere  # several hosts: files held for another host
         self.next_ping = 0.0
         self.next_status = 0.0
         self.next_publish = 0.0
@@ -150,7 +156,8 @@ class Monitor:
                      self.index_pauses.describe() if self.index_pauses else None,
                      self.coordination()]
         return status_line(self.store.counts(), folders, uploads,
-                           "; uploads ".join(why for why in held_back if why) or None)
+                           "; uploads ".join(why for why in held_back if why) or None,
+                           self.elsewhere())
 
     def _report(self, problems: list[str]) -> None:
         """Log each new problem once, and the recovery."""

@@ -6,6 +6,12 @@ restarts its quiet period. A file is released to the upload queue once it
 has been unchanged for ``settle_seconds``, however it was found. Timing uses
 an injectable monotonic clock so the gate can be stepped in tests.
 
+A metadata file beside the video (``clip.mp4.meta.json``) must be quiet too: a
+change to it restarts the video's quiet period. With ``metadata: required`` a
+quiet video without one waits here for at most ``metadata_wait_seconds``, then
+goes on (and fails for the lack of it). In an ``after: leave`` folder a file
+whose version (path, size, mtime) already finished is not taken again.
+
 A quiet file the service user cannot read stays here: it is an environment
 problem (permissions), not bad media. Its row is marked ``unreadable``, one
 WARNING says the fix, and it is released by itself once it can be opened.
@@ -22,10 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from watcherd.config import Config
+from watcherd.config import Config, FolderConfig
 from watcherd.intake.filters import ignore_reason, kind_reason
+from watcherd.intake.metadata import metadata_file_for
 from watcherd.intake.presence import folder_reachable
 from watcherd.names import display
+from watcherd.state.schema import FileRecord
 from watcherd.state.states import UNREADABLE, State
 from watcherd.state.store import StaleState, Store
 from watcherd.threads import ServiceThread
@@ -91,6 +99,8 @@ class Candidate:
     file_id: int
     signature: Signature
     quiet_since: float
+    metadata_signature: Signature | None = None  # its metadata file's, None while absent
+    metadata_wait_since: float | None = None  # metadata: required, and none there yet
 
 
 def signature_of(st: os.stat_result) -> Signature:
@@ -124,6 +134,8 @@ class Settler(ServiceThread):
         self._in_pipeline: set[str] = set()
         self._in_pipeline_at: float | None = None
         self._next_tick_at = 0.0  # perf_counter time; see _paced_tick
+        # after: leave: path -> (size, mtime_ns) of the version already finished.
+        self._left: dict[str, tuple[int, int]] = {}
 
     def step(self) -> None:
         deadline = self.clock() + self.tick_seconds
@@ -198,6 +210,8 @@ class Settler(ServiceThread):
             if record is not None and record.state == State.SETTLING:
                 self._gone_or_unreachable(hint.path, record.id, folder.path)
             return
+        if record is None and self._left_as_taken(hint.path, st, folder):
+            return
         if record is None:
             file_id = self.store.insert(path=hint.path, folder=str(folder.path),
                                         index_id=folder.index_id, size=st.st_size,
@@ -207,7 +221,22 @@ class Settler(ServiceThread):
             return  # already further along; the pipeline owns it
         else:
             file_id = record.id
-        self.candidates[hint.path] = Candidate(file_id, signature_of(st), self.clock())
+        self.candidates[hint.path] = Candidate(
+            file_id, signature_of(st), self.clock(),
+            metadata_signature=_signature_at(metadata_file_for(hint.path, folder)))
+
+    def _left_as_taken(self, path: str, st: os.stat_result, folder: FolderConfig) -> bool:
+        """True for a file left in place whose version already finished (never taken twice)."""
+        if folder.after != "leave":
+            return False
+        version = (st.st_size, st.st_mtime_ns)
+        if self._left.get(path) == version:
+            return True
+        if already_taken(self.store, path, st, folder) is None:
+            return False
+        self._left[path] = version
+        self._note_ignored(path, "already ingested and left in place (after: leave)")
+        return True
 
     def _pipeline_view(self) -> set[str]:
         now = self.clock()
@@ -240,9 +269,31 @@ class Settler(ServiceThread):
             sig = signature_of(st)
             if sig != cand.signature:
                 cand.signature, cand.quiet_since = sig, now
-            elif now - cand.quiet_since >= self.config.settle_seconds:
+            elif (now - cand.quiet_since >= self.config.settle_seconds
+                  and self._metadata_settled(path, cand, now)):
                 due.append((path, cand, st))
         self._release_due(due)
+
+    def _metadata_settled(self, path: str, cand: Candidate, now: float) -> bool:
+        """The metadata file is quiet too, or (``required``) the wait for it is over."""
+        folder = self.config.folder_for(path)
+        if folder is None:
+            return True
+        source = metadata_file_for(path, folder)
+        found = _signature_at(source)
+        if found != cand.metadata_signature:  # written or changed since: quiet again
+            cand.metadata_signature, cand.quiet_since = found, now
+            return False
+        if found is not None or folder.metadata.mode != "required":
+            return True
+        wait = folder.metadata.wait_seconds
+        if cand.metadata_wait_since is None:
+            cand.metadata_wait_since = now
+            detail = (f"settled; waiting up to {wait:g}s for its metadata file "
+                      f"{display(Path(source).name)} (metadata: required)")
+            logger.info("%s: %s", display(path), detail)
+            self.store.note(cand.file_id, detail)
+        return now - cand.metadata_wait_since >= wait
 
     def _release_due(self, due: list[tuple[str, Candidate, os.stat_result]]) -> None:
         """Release in one transaction; while hints wait, only for RELEASE_BUDGET_SECONDS
@@ -284,7 +335,7 @@ class Settler(ServiceThread):
 
     def _release(self, path: str, cand: Candidate, st: os.stat_result) -> bool:
         """Mark it queued; True if the caller is to hand it to the workers."""
-        problem = unreadable_reason(path)
+        problem = unreadable_reason(path) or self._unreadable_metadata(path)
         if problem is not None:
             self._hold_unreadable(path, cand, problem)
             return False
@@ -300,12 +351,17 @@ class Settler(ServiceThread):
                 f"unchanged for {self.config.settle_seconds:g}s ({st.st_size} bytes)",
                 expect=(State.SETTLING,), size=st.st_size, mtime_ns=st.st_mtime_ns,
                 settled_at=self.store.clock(), sha256=None, duplicate_of=None,
-                error_code=None, reason=None,
+                error_code=None, reason=None, metadata_json=None,
             )
         except StaleState:
             return False
         self._in_pipeline.add(path)
         return True
+
+    def _unreadable_metadata(self, path: str) -> str | None:
+        folder = self.config.folder_for(path)
+        problem = None if folder is None else unreadable_reason(metadata_file_for(path, folder))
+        return None if problem is None else f"its metadata file: {problem}"
 
     def _hold_unreadable(self, path: str, cand: Candidate, problem: str) -> None:
         """Keep it settling; try again after another quiet period (a chmod restarts it too)."""
@@ -319,6 +375,22 @@ class Settler(ServiceThread):
                                   error_code=UNREADABLE, reason=problem)
         logger.warning("%s: %s; it stays in the inbox and is taken once readable. Fix: let "
                        "the service user read it (%s)", display(path), problem, READ_FIX)
+
+
+def already_taken(store: Store, path: str, st: os.stat_result,
+                  folder: FolderConfig) -> FileRecord | None:
+    """In an ``after: leave`` folder, the finished row of this very version of ``path``.
+
+    A version is the path with its size and mtime: the same bytes touched or
+    rewritten are a new version, which dedupe (by sha256) then joins to the
+    earlier task instead of uploading it again.
+    """
+    if folder.after != "leave":
+        return None
+    record = store.last_finished(path)
+    if record is None or (record.size, record.mtime_ns) != (st.st_size, st.st_mtime_ns):
+        return None
+    return record
 
 
 def seconds_unchanged(path: str, now: float) -> float | None:
@@ -355,6 +427,13 @@ def _user() -> str:
         return pwd.getpwuid(os.geteuid()).pw_name
     except (ImportError, KeyError):
         return str(os.geteuid())
+
+
+def _signature_at(path: str) -> Signature | None:
+    try:
+        return signature_of(os.stat(path))
+    except OSError:
+        return None
 
 
 def _lstat(path: str) -> os.stat_result | None:

@@ -18,7 +18,7 @@ from typing import Any
 from watcherd.simulator.multipart import ApiError
 
 MAX_SAFE_INTEGER = 2**53 - 1
-DROPPED = ("", [], None)
+DROPPED: tuple[Any, ...] = ("", [], None)
 
 
 def from_text(text: str | None) -> dict[str, Any] | None:

@@ -11,7 +11,6 @@ import pytest
 
 from watcherd.config import VIDEO_EXTENSIONS, load_config, parse_config
 from watcherd.errors import ConfigError
-from watcherd.foldersources import KEYS as SOURCE_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 

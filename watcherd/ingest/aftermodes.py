@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -66,3 +67,6 @@ def remove_source(record: FileRecord, folder: FolderConfig) -> None:
             os.unlink(path)
         except FileNotFoundError:
             pass  # removed before a crash, or by someone else: the aim is met
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG:  # a metadata file name that cannot exist
+                raise

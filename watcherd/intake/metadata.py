@@ -83,6 +83,8 @@ def read_metadata_file(source: str) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:  # a video named near NAME_MAX can have none
+            return None
         if exc.errno == errno.ELOOP:
             raise MediaRejected(RULE, f"{name} is a symbolic link (links are never "
                                 "followed)") from exc

@@ -61,7 +61,7 @@ def test_a_metadata_file_takes_the_name_of_its_renamed_video(tmp_path):
     finalizer, store, inbox = rig(tmp_path)
     (inbox / "done").mkdir()
     (inbox / "done" / "c.mp4.meta.json").write_text("{}")  # taken: the video must dodge it
-    source, file_id = finishing(store, inbox, "c.mp4")
+    _, file_id = finishing(store, inbox, "c.mp4")
     finalizer.finalize(file_id)
     record = store.get(file_id)
     assert record.dest_path == str(inbox / "done" / "c-1.mp4")

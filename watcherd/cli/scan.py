@@ -27,9 +27,10 @@ from watcherd.config import Config, FolderConfig
 from watcherd.errors import MediaRejected
 from watcherd.exitcodes import EXIT_OK
 from watcherd.ingest.dedupe import sha256_file
+from watcherd.intake.alongside import already_taken
 from watcherd.intake.filters import skip_reason
 from watcherd.intake.metadata import gather
-from watcherd.intake.settle import already_taken, seconds_unchanged, unreadable_reason
+from watcherd.intake.settle import seconds_unchanged, unreadable_reason
 from watcherd.names import display
 from watcherd.service.folderprofiles import cached_profiles
 from watcherd.state.schema import FileRecord

@@ -6,11 +6,9 @@ restarts its quiet period. A file is released to the upload queue once it
 has been unchanged for ``settle_seconds``, however it was found. Timing uses
 an injectable monotonic clock so the gate can be stepped in tests.
 
-A metadata file beside the video (``clip.mp4.meta.json``) must be quiet too: a
-change to it restarts the video's quiet period. With ``metadata: required`` a
-quiet video without one waits here for at most ``metadata_wait_seconds``, then
-goes on (and fails for the lack of it). In an ``after: leave`` folder a file
-whose version (path, size, mtime) already finished is not taken again.
+Its metadata file must be quiet too (and, with ``metadata: required``, is
+waited for), and a version left in place that already finished is not taken
+again (``alongside``).
 
 A quiet file the service user cannot read stays here: it is an environment
 problem (permissions), not bad media. Its row is marked ``unreadable``, one
@@ -28,19 +26,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from watcherd.config import Config, FolderConfig
+from watcherd.config import Config
+from watcherd.intake.alongside import LeftInPlace, MetadataWatch, Signature, signature_of
 from watcherd.intake.filters import ignore_reason, kind_reason
 from watcherd.intake.metadata import metadata_file_for
 from watcherd.intake.presence import folder_reachable
 from watcherd.names import display
-from watcherd.state.schema import FileRecord
 from watcherd.state.states import UNREADABLE, State
 from watcherd.state.store import StaleState, Store
 from watcherd.threads import ServiceThread
 
 logger = logging.getLogger(__name__)
 
-Signature = tuple[int, int, int, int]  # size, mtime_ns, ctime_ns, inode
 IGNORED_LOG_LIMIT = 10_000
 # How old the view of paths owned by the pipeline may be when a scan hint is
 # checked against it. A row that finished with its file left in place is
@@ -99,12 +96,7 @@ class Candidate:
     file_id: int
     signature: Signature
     quiet_since: float
-    metadata_signature: Signature | None = None  # its metadata file's, None while absent
-    metadata_wait_since: float | None = None  # metadata: required, and none there yet
-
-
-def signature_of(st: os.stat_result) -> Signature:
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    metadata: MetadataWatch | None = None
 
 
 class Settler(ServiceThread):
@@ -134,8 +126,7 @@ class Settler(ServiceThread):
         self._in_pipeline: set[str] = set()
         self._in_pipeline_at: float | None = None
         self._next_tick_at = 0.0  # perf_counter time; see _paced_tick
-        # after: leave: path -> (size, mtime_ns) of the version already finished.
-        self._left: dict[str, tuple[int, int]] = {}
+        self._left = LeftInPlace(store)
 
     def step(self) -> None:
         deadline = self.clock() + self.tick_seconds
@@ -210,7 +201,8 @@ class Settler(ServiceThread):
             if record is not None and record.state == State.SETTLING:
                 self._gone_or_unreachable(hint.path, record.id, folder.path)
             return
-        if record is None and self._left_as_taken(hint.path, st, folder):
+        if record is None and self._left.taken(hint.path, st, folder):
+            self._note_ignored(hint.path, "already ingested and left in place (after: leave)")
             return
         if record is None:
             file_id = self.store.insert(path=hint.path, folder=str(folder.path),
@@ -221,22 +213,8 @@ class Settler(ServiceThread):
             return  # already further along; the pipeline owns it
         else:
             file_id = record.id
-        self.candidates[hint.path] = Candidate(
-            file_id, signature_of(st), self.clock(),
-            metadata_signature=_signature_at(metadata_file_for(hint.path, folder)))
-
-    def _left_as_taken(self, path: str, st: os.stat_result, folder: FolderConfig) -> bool:
-        """True for a file left in place whose version already finished (never taken twice)."""
-        if folder.after != "leave":
-            return False
-        version = (st.st_size, st.st_mtime_ns)
-        if self._left.get(path) == version:
-            return True
-        if already_taken(self.store, path, st, folder) is None:
-            return False
-        self._left[path] = version
-        self._note_ignored(path, "already ingested and left in place (after: leave)")
-        return True
+        self.candidates[hint.path] = Candidate(file_id, signature_of(st), self.clock(),
+                                               MetadataWatch.start(hint.path, folder))
 
     def _pipeline_view(self) -> set[str]:
         now = self.clock()
@@ -279,21 +257,15 @@ class Settler(ServiceThread):
         folder = self.config.folder_for(path)
         if folder is None:
             return True
-        source = metadata_file_for(path, folder)
-        found = _signature_at(source)
-        if found != cand.metadata_signature:  # written or changed since: quiet again
-            cand.metadata_signature, cand.quiet_since = found, now
-            return False
-        if found is not None or folder.metadata.mode != "required":
-            return True
-        wait = folder.metadata.wait_seconds
-        if cand.metadata_wait_since is None:
-            cand.metadata_wait_since = now
-            detail = (f"settled; waiting up to {wait:g}s for its metadata file "
-                      f"{display(Path(source).name)} (metadata: required)")
-            logger.info("%s: %s", display(path), detail)
-            self.store.note(cand.file_id, detail)
-        return now - cand.metadata_wait_since >= wait
+        if cand.metadata is None:  # e.g. tracked again after its folder came back
+            cand.metadata = MetadataWatch.start(path, folder)
+        verdict, note = cand.metadata.verdict(path, folder, now)
+        if verdict == "changed":  # written or changed since: quiet again
+            cand.quiet_since = now
+        if note:
+            logger.info("%s: %s", display(path), note)
+            self.store.note(cand.file_id, note)
+        return verdict == "settled"
 
     def _release_due(self, due: list[tuple[str, Candidate, os.stat_result]]) -> None:
         """Release in one transaction; while hints wait, only for RELEASE_BUDGET_SECONDS
@@ -377,22 +349,6 @@ class Settler(ServiceThread):
                        "the service user read it (%s)", display(path), problem, READ_FIX)
 
 
-def already_taken(store: Store, path: str, st: os.stat_result,
-                  folder: FolderConfig) -> FileRecord | None:
-    """In an ``after: leave`` folder, the finished row of this very version of ``path``.
-
-    A version is the path with its size and mtime: the same bytes touched or
-    rewritten are a new version, which dedupe (by sha256) then joins to the
-    earlier task instead of uploading it again.
-    """
-    if folder.after != "leave":
-        return None
-    record = store.last_finished(path)
-    if record is None or (record.size, record.mtime_ns) != (st.st_size, st.st_mtime_ns):
-        return None
-    return record
-
-
 def seconds_unchanged(path: str, now: float) -> float | None:
     """How long ``path`` has not changed, judged from outside (None if it is not there).
 
@@ -427,13 +383,6 @@ def _user() -> str:
         return pwd.getpwuid(os.geteuid()).pw_name
     except (ImportError, KeyError):
         return str(os.geteuid())
-
-
-def _signature_at(path: str) -> Signature | None:
-    try:
-        return signature_of(os.stat(path))
-    except OSError:
-        return None
 
 
 def _lstat(path: str) -> os.stat_result | None:

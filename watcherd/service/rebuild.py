@@ -29,7 +29,7 @@ from pathlib import Path
 from watcherd.config import Config, FolderConfig
 from watcherd.ingest.mover import TEMP_PREFIX
 from watcherd.ingest.sidecar import Sidecar, read_sidecar
-from watcherd.intake.settle import already_taken
+from watcherd.intake.alongside import already_taken
 from watcherd.intake.watcher import scan_folder
 from watcherd.state.states import State
 from watcherd.state.store import CorruptDatabase, Store

@@ -83,3 +83,30 @@ def test_leave_writes_only_the_record_and_retention_keeps_a_failed_version(tmp_p
         pass
     assert store.last_finished(str(source)).id == file_id  # still remembered
     store.close()
+
+
+def test_retry_brings_the_metadata_file_back_and_skips_a_file_left_in_place(tmp_path, capsys):
+    import yaml
+
+    import watcherd.cli.main as cli
+
+    finalizer, store, inbox = rig(tmp_path)
+    source, file_id = finishing(store, inbox, "e.mp4", outcome="failed")
+    finalizer.finalize(file_id)
+    left = tmp_path / "left"
+    left.mkdir()
+    kept = store.add(path=str(left / "f.mp4"), folder=str(left), index_id="idx",
+                     state=State.FAILED, dest_path=str(left / "f.mp4"), reason="bad")
+    (left / "f.mp4").write_bytes(b"x")
+    store.close()
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"state_db": str(tmp_path / "state.db"), "folders": [
+        {"path": str(inbox), "index_id": "idx"},
+        {"path": str(left), "index_id": "idx", "after": "leave", "records_dir": "records"}]}))
+    assert cli.main(["retry", "--failed", "-c", str(config), "--json"]) == 1  # one skipped
+    results = {r["file_id"]: r for r in json.loads(capsys.readouterr().out)}
+    assert results[file_id]["moved"] and source.exists()
+    assert json.loads(Path(f"{source}.meta.json").read_text()) == {"reel": "7"}
+    assert not (inbox / "failed" / "e.mp4.meta.json").exists()
+    assert "left in place (after: leave)" in results[kept.id]["skipped"]
+    assert (left / "f.mp4").exists()

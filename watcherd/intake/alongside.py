@@ -86,6 +86,10 @@ class LeftInPlace:
         self.store = store
         self._versions: dict[str, tuple[int, int]] = {}
 
+    def seen(self, path: str, st: os.stat_result) -> bool:
+        """Known as taken, without asking the database (a new version is not)."""
+        return self._versions.get(path) == (st.st_size, st.st_mtime_ns)
+
     def taken(self, path: str, st: os.stat_result, folder: FolderConfig) -> bool:
         if folder.after != "leave":
             return False

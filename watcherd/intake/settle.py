@@ -196,6 +196,8 @@ class Settler(ServiceThread):
         if kind is not None:
             self._note_ignored(hint.path, kind)
             st = None
+        if st is not None and self._left.seen(hint.path, st):
+            return  # a finished version left in place: each rescan finds it, none queries
         record = self.store.active_by_path(hint.path)
         if st is None:
             if record is not None and record.state == State.SETTLING:

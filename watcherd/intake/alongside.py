@@ -23,6 +23,9 @@ from watcherd.state.schema import FileRecord
 from watcherd.state.store import Store
 
 Signature = tuple[int, int, int, int]  # size, mtime_ns, ctime_ns, inode
+# Versions left in place remembered in memory (about 200 bytes each); past this,
+# the database answers for the rest on each rescan (one indexed query per file).
+LEFT_IN_MEMORY_LIMIT = 200_000
 
 
 def signature_of(st: os.stat_result) -> Signature:
@@ -98,5 +101,6 @@ class LeftInPlace:
             return True
         if already_taken(self.store, path, st, folder) is None:
             return False
-        self._versions[path] = version
+        if len(self._versions) < LEFT_IN_MEMORY_LIMIT:
+            self._versions[path] = version
         return True

@@ -35,13 +35,14 @@ from watcherd.ingest.aftermodes import (
 )
 from watcherd.ingest.mover import free_target, move_file
 from watcherd.ingest.putback import InternalErrors, give_up
-from watcherd.ingest.sidecar import sidecar_document, write_sidecar
+from watcherd.ingest.sidecar import Sidecar, sidecar_document, write_sidecar
 from watcherd.intake.metadata import metadata_file_for
 from watcherd.intake.presence import folder_reachable
 from watcherd.names import display
 from watcherd.state.states import State
 from watcherd.state.store import FileRecord, Store
 from watcherd.threads import ServiceThread
+from watcherd.webhooks.events import FAILED, READY, file_events
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -154,10 +155,19 @@ class Finalizer(ServiceThread):
         record = self.store.transition(file_id, State.FINALIZING, None, dest_path=str(moved))
         metadata_file = self._move_metadata_file(record, moved, folder)
         original = self.store.get(record.duplicate_of) if record.duplicate_of else None
-        _permanent_as_refused(write_sidecar, moved, sidecar_document(
-            record, folder, finished, original, metadata_file=metadata_file))
-        final = State.DONE if record.outcome == "ready" else State.FAILED
-        self.store.transition(file_id, final, f"moved to {moved}", finished_at=finished)
+        document = sidecar_document(record, folder, finished, original,
+                                    metadata_file=metadata_file)
+        _permanent_as_refused(write_sidecar, moved, document)
+        self._finished(record, document, finished, f"moved to {moved}")
+
+    def _finished(self, record: FileRecord, document: Sidecar, finished: float,
+                  detail: str) -> None:
+        ready = record.outcome == "ready"
+        # The webhook event goes to the outbox in the transaction that finishes the row.
+        events = file_events(self.config.webhooks, READY if ready else FAILED, dict(document),
+                             finished)
+        self.store.transition(record.id, State.DONE if ready else State.FAILED, detail,
+                              finished_at=finished, events=events)
 
     def _move_metadata_file(self, record: FileRecord, moved: Path,
                             folder: FolderConfig | None) -> Path | None:
@@ -177,15 +187,14 @@ class Finalizer(ServiceThread):
         anchor.parent.mkdir(parents=True, exist_ok=True)
         original = self.store.get(record.duplicate_of) if record.duplicate_of else None
         beside = Path(metadata_file_for(record.path, folder))
-        written = _permanent_as_refused(write_sidecar, anchor, sidecar_document(
+        document = sidecar_document(
             record, folder, finished, original,
-            metadata_file=beside if kept and os.path.lexists(beside) else None))
+            metadata_file=beside if kept and os.path.lexists(beside) else None)
+        written = _permanent_as_refused(write_sidecar, anchor, document)
         if not kept:
             remove_source(record, folder)  # only now: ready, and its record on disk
-        final = State.DONE if record.outcome == "ready" else State.FAILED
         how = "left in place" if kept else "deleted once ready"
-        self.store.transition(record.id, final, f"{how}; its record: {written}",
-                              finished_at=finished)
+        self._finished(record, document, finished, f"{how}; its record: {written}")
 
     def _target(self, record: FileRecord, folder: FolderConfig | None) -> Path:
         """The recorded target, or a fresh free one recorded before moving."""

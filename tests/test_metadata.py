@@ -151,3 +151,19 @@ def test_the_simulator_parses_user_metadata_strictly():
             from_text(bad)
     with pytest.raises(Exception, match="user_metadata"):
         checked({"": "x"})
+
+
+def test_watcherd_sends_exactly_its_reserved_keys_on_top_of_the_gathered_ones(tmp_path):
+    from watcherd.ingest.usermetadata import RESERVED_KEYS, user_metadata_for, user_metadata_sources
+    from watcherd.state.store import Store
+
+    store = Store(tmp_path / "state.db").open()
+    record = store.add(path="/in/clip.mp4", folder="/in", index_id="idx", sha256="ab",
+                       metadata_json={"values": {"team": "news"}, "origins": {"team": "folder"}})
+    sent = user_metadata_for(record)
+    assert set(sent) - {"team"} == set(RESERVED_KEYS)
+    assert sent == {"team": "news", "sha256": "ab", "source_path": "/in/clip.mp4",
+                    "watcherd_file_id": record.id}
+    assert user_metadata_sources(record) == {"team": "folder", **dict.fromkeys(RESERVED_KEYS,
+                                                                               "watcherd")}
+    store.close()

@@ -110,3 +110,4 @@ def test_retry_brings_the_metadata_file_back_and_skips_a_file_left_in_place(tmp_
     assert not (inbox / "failed" / "e.mp4.meta.json").exists()
     assert "left in place (after: leave)" in results[kept.id]["skipped"]
     assert (left / "f.mp4").exists()
+

@@ -1,18 +1,24 @@
-"""Metadata sources, checked without a daemon: config rules at load, path templates, the merge."""
+"""Metadata sources, checked without a daemon: config rules at load, path templates, the merge,
+the settler's wait for a metadata file."""
 
 from __future__ import annotations
 
 import json
+import queue
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import FakeClock
 from watcherd.config import parse_config
 from watcherd.errors import ConfigError, MediaRejected
+from watcherd.ingest.usermetadata import RESERVED_KEYS, user_metadata_for, user_metadata_sources
 from watcherd.intake.filters import name_reason
 from watcherd.intake.metadata import gather
 from watcherd.intake.pathtemplate import parse
+from watcherd.intake.settle import Hint, Settler
 from watcherd.simulator.usermetadata import checked, from_text
+from watcherd.state.store import Store
 from watcherd.twelvelabs.metadatarules import MAX_SAFE_INTEGER, value_problem
 
 
@@ -154,9 +160,6 @@ def test_the_simulator_parses_user_metadata_strictly():
 
 
 def test_watcherd_sends_exactly_its_reserved_keys_on_top_of_the_gathered_ones(tmp_path):
-    from watcherd.ingest.usermetadata import RESERVED_KEYS, user_metadata_for, user_metadata_sources
-    from watcherd.state.store import Store
-
     store = Store(tmp_path / "state.db").open()
     record = store.add(path="/in/clip.mp4", folder="/in", index_id="idx", sha256="ab",
                        metadata_json={"values": {"team": "news"}, "origins": {"team": "folder"}})
@@ -166,4 +169,51 @@ def test_watcherd_sends_exactly_its_reserved_keys_on_top_of_the_gathered_ones(tm
                     "watcherd_file_id": record.id}
     assert user_metadata_sources(record) == {"team": "folder", **dict.fromkeys(RESERVED_KEYS,
                                                                                "watcherd")}
+    store.close()
+
+
+def settler_rig(tmp_path: Path, **keys):
+    inbox = tmp_path / "inbox"
+    (inbox / "done").mkdir(parents=True)
+    config = parse_config({"settle_seconds": 5, "folders": [
+        {"path": str(inbox), "index_id": "idx", **keys}]}, base_dir=tmp_path, env={})
+    store = Store(tmp_path / "state.db").open()
+    released: list[int] = []
+    clock = FakeClock()
+    settler = Settler(config=config, store=store, intake=queue.SimpleQueue(),
+                      release=released.append, clock=clock)
+    return settler, inbox, released, clock, store
+
+
+def step(settler, clock: FakeClock, seconds: float) -> None:
+    clock.now += seconds
+    settler.tick()
+
+
+def test_required_metadata_is_waited_for_exactly_the_wait_never_longer(tmp_path):
+    settler, inbox, released, clock, store = settler_rig(
+        tmp_path, metadata="required", metadata_wait_seconds=30)
+    (inbox / "clip.mp4").write_bytes(b"x")
+    settler.offer(Hint(str(inbox / "clip.mp4"), "event"))
+    step(settler, clock, 5.01)  # settled: the wait for its metadata file begins
+    step(settler, clock, 29.9)
+    assert released == []
+    step(settler, clock, 0.2)  # 30 s after settling: it goes on, without one
+    assert len(released) == 1
+    store.close()
+
+
+def test_a_metadata_file_written_late_or_changing_restarts_the_quiet_period(tmp_path):
+    settler, inbox, released, clock, store = settler_rig(tmp_path)  # metadata: optional
+    (inbox / "clip.mp4").write_bytes(b"x")
+    settler.offer(Hint(str(inbox / "clip.mp4"), "event"))
+    step(settler, clock, 4)
+    (inbox / "clip.mp4.meta.json").write_text('{"a": ')  # being written
+    step(settler, clock, 1.01)  # the video is quiet, its metadata file is new
+    assert released == []
+    (inbox / "clip.mp4.meta.json").write_text('{"a": "b"}')
+    step(settler, clock, 5.01)
+    assert released == []  # it changed again
+    step(settler, clock, 5.01)
+    assert len(released) == 1
     store.close()

@@ -139,6 +139,8 @@ class Coordinator:
                                    taken.previous, taken.takeovers, taken.epoch)
                     return self._hold(record, Verdict("taken", taken))
                 found = book.get(key)
+            if found is not None and found.final and self._left_in_place(record):
+                return Verdict("elsewhere", found)  # finished and left there on purpose
             if found is not None and found.final and book.reopen(found.id):
                 logger.info("%s: finished by host %s before, and back in the inbox: "
                             "claimed afresh", display(record.path), found.owner)
@@ -267,6 +269,10 @@ class Coordinator:
         if folder is None or folder.path not in self.shares.by_path:
             raise ValueError(f"{record.path} is in no coordinated folder")
         return folder
+
+    def _left_in_place(self, record: FileRecord) -> bool:
+        """``after: leave``: a finished file stays in the inbox; it is no new drop."""
+        return self._folder(record).after == "leave"
 
     def _claim_of(self, record: FileRecord, step: str) -> Claim:
         with self._held_lock:

@@ -421,3 +421,29 @@ def test_an_upload_whose_answer_died_with_its_host_is_adopted_not_sent_again(
     assert list(fake_api.tasks) == [task["_id"]]  # never uploaded a second time
     assert "adopted the task an earlier attempt created" in runner.log()
     cluster.stop_all()
+
+
+def test_files_left_in_place_are_never_taken_again_by_another_host(cluster_factory,
+                                                                   valid_clip, fake_api):
+    """after: leave keeps finished files in the drop folder: a host that did not finish
+    one must not take it for a new drop once the claim's lease has passed."""
+    cluster = cluster_factory(2)
+    records = cluster.inbox.parent / "records"
+    for runner in cluster.runners:
+        runner.settings["folders"][0].update(after="leave", records_dir=str(records))
+    cluster.start()
+    names = [f"kept-{n}.mp4" for n in range(4)]
+    cluster.drop(valid_clip, names)
+    wait_for(lambda: all((records / f"{n}.json").exists() for n in names), 30, cluster.logs)
+    time.sleep(LEASE + 1)  # past the finished claims' lease
+    for runner in cluster.runners:  # each restarted host looks at every file afresh
+        assert runner.stop() == 0
+        before = runner.log().count("watcherd started")
+        runner.start()
+        wait_for(lambda r=runner, b=before: r.log().count("watcherd started") > b, 30,
+                 cluster.logs)
+    time.sleep(2)  # settled and claimed again by now, several rescans later
+    assert sorted(task["filename"] for task in fake_api.tasks.values()) == names
+    assert all((cluster.inbox / n).exists() for n in names)
+    assert "claimed afresh" not in "".join(r.log() for r in cluster.runners)
+    cluster.stop_all()

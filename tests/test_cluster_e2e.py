@@ -214,7 +214,7 @@ def test_two_hosts_start_at_once_on_an_empty_database(cluster_factory, valid_cli
     assert versions == [1]
     names = [f"start-{n}.mp4" for n in range(6)]
     cluster.drop(valid_clip, names)
-    cluster.wait_all_done(names, 30)
+    cluster.wait_all_done(names, 60)
     cluster.check_exactly_once(names)
     cluster.stop_all()
 

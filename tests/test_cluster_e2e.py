@@ -259,6 +259,7 @@ def test_operators_see_every_host_and_retry_from_any(cluster_factory, valid_clip
     assert status["claims"] == {"done": 4, "failed": 1}
     explained = cluster.runners[0].command_json("explain", str(failed))
     owner = explained["claim"]["owner"]
+    assert explained["claim"]["dest_path"] == str(failed)  # kept relative, shown as mounted here
     assert f"claimed by host {owner}" in explained["summary"]
     other = cluster.runners[1 - int(owner[1])]
     retried = other.command_json("retry", str(failed))
@@ -382,7 +383,7 @@ def test_a_move_cut_short_by_a_crash_is_finished_by_the_host_taking_over(
         claim = dead.insert(Identity(share_id(inbox), b"cut.mp4", st.st_size, st.st_mtime_ns),
                             "idx_test")
         dead.record(claim, phase="finalizing", task_id=task["_id"],
-                    video_id=task["video_id"], outcome="ready", dest_path=str(done / "cut.mp4"))
+                    video_id=task["video_id"], outcome="ready", dest_path="done/cut.mp4")
     done.mkdir()
     os.rename(source, done / "cut.mp4")  # moved; then the host died: no sidecar
     runner = cluster.runners[0].start()

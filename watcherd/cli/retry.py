@@ -112,10 +112,9 @@ def retry_claimed(config: Config, target: str | None, known: set[str],
 
     wanted = None if target is None else str(Path(target).expanduser().absolute())
     results = []
-    for claim, inbox in failed_elsewhere(config, None):
-        if str(inbox) in known or wanted not in (None, claim.dest_path, str(inbox)):
+    for claim, source, inbox in failed_elsewhere(config, wanted):
+        if str(inbox) in known:
             continue
-        source = Path(claim.dest_path or "")
         entry: dict[str, Any] = {"file_id": None, "from": str(source), "to": str(inbox),
                                  "reason": claim.reason, "host": claim.owner,
                                  "skipped": None if source.is_file() else

@@ -246,9 +246,10 @@ class ClaimBook:
                              {"share": share, "relpath": relpath})
         return found[0] if found else None
 
-    def by_dest(self, dest_path: str) -> Claim | None:
-        found = self._claims("""SELECT * FROM claims WHERE dest_path = %(dest)s
-                                ORDER BY updated_at DESC LIMIT 1""", {"dest": dest_path})
+    def by_dest(self, dest_paths: list[str]) -> Claim | None:
+        """The newest claim whose file was moved to one of ``dest_paths``."""
+        found = self._claims("""SELECT * FROM claims WHERE dest_path = ANY(%(dests)s)
+                                ORDER BY updated_at DESC LIMIT 1""", {"dests": dest_paths})
         return found[0] if found else None
 
     def failed(self) -> list[Claim]:

@@ -160,6 +160,8 @@ class Coordinator:
     def record(self, record: FileRecord, step: str, **values: Any) -> Claim:
         """Renew our claim and write ``values``; ClaimLost if it is not ours any more."""
         held = self._claim_of(record, step)
+        if values.get("dest_path") is not None:  # the same on every host's mount
+            values["dest_path"] = os.path.relpath(values["dest_path"], self._folder(record).path)
         with self.db.use() as book:
             updated = book.record(held, **values)
             if updated is None:

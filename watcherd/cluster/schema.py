@@ -51,7 +51,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             reason text,
             error_code text,
             rule text,
-            dest_path text,                  -- the move's target, recorded before the move
+            dest_path text,                  -- the move's target, recorded before the move,
+                                             -- relative to the drop folder (mounts differ)
             created_at timestamptz NOT NULL DEFAULT now(),
             updated_at timestamptz NOT NULL DEFAULT now(),
             UNIQUE (share, relpath, size, mtime_ns)

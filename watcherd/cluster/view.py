@@ -65,32 +65,50 @@ def cluster_status(config: Config) -> dict[str, Any]:
 
 def claim_at(config: Config, path: str) -> dict[str, Any] | None:
     """The claim of the file at ``path`` (in the inbox, or where it was moved to)."""
+    shares = _shares(config)
     folder = config.folder_for(path)
     share = read_share_id(folder.path) if folder is not None else None
     try:
         with cluster_book(config) as book:
-            found = book.by_dest(path)
+            # Moved: its target is recorded relative to its drop folder, whichever it was.
+            found = book.by_dest([os.path.relpath(path, f) for f in shares.values()])
             if found is None and folder is not None and share is not None:
                 found = book.latest_for(share, os.fsencode(os.path.relpath(path, folder.path)))
     except ConfigError as exc:
         return {"error": "; ".join(exc.errors)}
     except Exception as exc:  # noqa: BLE001 (any driver error: said in the output)
         return {"error": _unavailable(exc)}
-    return None if found is None else describe(found)
+    return None if found is None else describe(found, shares.get(found.share))
 
 
-def describe(claim: Claim) -> dict[str, Any]:
+def describe(claim: Claim, folder: Path | None) -> dict[str, Any]:
     return {"owner": claim.owner, "phase": claim.phase, "epoch": claim.epoch,
             "takeovers": claim.takeovers, "task_id": claim.task_id,
-            "lease_until": claim.lease_until.isoformat(), "dest_path": claim.dest_path,
+            "lease_until": claim.lease_until.isoformat(),
+            "dest_path": local_dest(claim, folder) if folder else claim.dest_path,
             "relpath": os.fsdecode(claim.relpath), "outcome": claim.outcome,
             "reason": claim.reason}
 
 
-def failed_elsewhere(config: Config, target: str | None) -> list[tuple[Claim, Path]]:
-    """Failed files (at ``target``, or all) finalized by any host: (claim, inbox path)."""
-    shares = {read_share_id(f.path): f.path for f in config.folders}
+def local_dest(claim: Claim, folder: Path) -> str | None:
+    """Where the claim's file was moved, on this host's mount of its drop folder."""
+    if claim.dest_path is None:
+        return None
+    return os.path.normpath(os.path.join(folder, claim.dest_path))
+
+
+def failed_elsewhere(config: Config, target: str | None) -> list[tuple[Claim, Path, Path]]:
+    """Failed files (at ``target``, or all) finalized by any host: (claim, where it is in
+    failed/, where it goes back to)."""
+    shares = _shares(config)
     with cluster_book(config) as book:
-        claims = [c for c in book.failed() if target is None or c.dest_path == target]
-    return [(c, shares[c.share] / os.fsdecode(c.relpath)) for c in claims
-            if c.share in shares and c.dest_path]
+        claims = [c for c in book.failed() if c.share in shares and c.dest_path]
+    found = [(c, Path(local_dest(c, shares[c.share]) or ""),
+              shares[c.share] / os.fsdecode(c.relpath)) for c in claims]
+    return [entry for entry in found if target in (None, str(entry[1]), str(entry[2]))]
+
+
+def _shares(config: Config) -> dict[str, Path]:
+    """Each configured folder by its id (folders not coordinated yet have none)."""
+    found = {read_share_id(f.path): f.path for f in config.folders}
+    return {share: path for share, path in found.items() if share is not None}

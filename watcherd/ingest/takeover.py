@@ -12,6 +12,7 @@ reached Twelve Labs is looked for before anything is sent again
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,8 +59,8 @@ def continue_from(store: Store, record: FileRecord, claim: Claim) -> str | None:
         remote["upload_id"] = claim.upload_id
         remote["asset_id"] = claim.asset_id
         remote["indexed_asset_id"] = claim.indexed_asset_id
-    if claim.dest_path is not None:
-        remote["dest_path"] = claim.dest_path
+    if claim.dest_path is not None:  # relative to the drop folder, as this host mounts it
+        remote["dest_path"] = os.path.normpath(os.path.join(record.folder, claim.dest_path))
     if claim.task_id is not None:
         remote["task_id"], remote["video_id"] = claim.task_id, claim.video_id
         remote["uploaded_at"], remote["task_may_exist"] = store.clock(), 0

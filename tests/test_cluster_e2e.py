@@ -448,3 +448,26 @@ def test_files_left_in_place_are_never_taken_again_by_another_host(cluster_facto
     assert all((cluster.inbox / n).exists() for n in names)
     assert "claimed afresh" not in "".join(r.log() for r in cluster.runners)
     cluster.stop_all()
+
+
+def test_a_clean_stop_hands_its_claims_over_at_once(cluster_factory, valid_clip, fake_api):
+    """SIGTERM: the stopping host releases its open claims; another takes them over at its
+    next heartbeat, long before their 20 s lease would have run out."""
+    fake_api.set_progression((("indexing", 0.0), ("ready", 2.0)))
+    cluster = cluster_factory(2, workers=1)
+    for runner in cluster.runners:
+        runner.settings["coordination"]["lease_seconds"] = 20
+        runner.settings["coordination"]["heartbeat_seconds"] = 1
+    cluster.start()
+    stopping, other = cluster.runners
+    names = [f"handed-{n}.mp4" for n in range(8)]
+    cluster.drop(valid_clip, names)
+    wait_for(lambda: " -> indexing" in stopping.log(), 30, cluster.logs)
+    assert stopping.stop() == 0
+    assert "claim(s) for the other hosts" in stopping.log()
+    stopped_at = time.monotonic()
+    wait_for(lambda: "took the claim over from host h0" in other.log(), 10, cluster.logs)
+    assert time.monotonic() - stopped_at < 10
+    cluster.wait_all_done(names, 30)
+    cluster.check_exactly_once(names)
+    cluster.stop_all()

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import watcherd.media.profiles as profiles
 from watcherd.errors import ConfigError
 from watcherd.media.profiles import AUTO, MODEL_CHOICES, FolderProfile, LimitOverrides
+from watcherd.metricsconfig import MetricsConfig, parse_metrics
 from watcherd.yamlreader import Errors, Reader, Section
 
 DEFAULT_CONFIG_PATH = "/etc/watcherd/config.yaml"
@@ -100,6 +101,7 @@ class Config:
     # systemd watchdog pings stop).
     stall_seconds: float = stall_seconds_for(ApiConfig())
     log_level: str = "info"
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)  # off unless listen is set
     # Folders removed by a reload that still have files in flight: no longer
     # watched or scanned, but their files finish with the settings they had.
     retired: tuple[FolderConfig, ...] = ()
@@ -128,7 +130,7 @@ TOP_KEYS = {
     "api", "state_db", "settle_seconds", "poll_interval_seconds", "rescan_interval_seconds",
     "upload_workers", "folders", "log_level", "pause_check_seconds", "task_timeout_seconds",
     "stall_seconds", "poll_batch", "history_retention_days", "upload_method",
-    "chunk_concurrency", "max_chunk_connections",
+    "chunk_concurrency", "max_chunk_connections", "metrics",
 }
 API_KEYS = {"base_url", "key_file", "connect_timeout_seconds", "io_timeout_seconds"}
 FOLDER_KEYS = {
@@ -186,6 +188,7 @@ def parse_config(
         history_retention_days=top.number("history_retention_days", minimum=0),
         stall_seconds=top.number("stall_seconds", minimum=5, default=stall_seconds_for(api)),
         log_level=top.choice("log_level", LOG_LEVELS),
+        metrics=parse_metrics(reader, raw.get("metrics")),
         warnings=tuple(errors.warnings),
     )
     _check_folder_overlaps(numbered, errors)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from watcherd.backoff import BACKOFF_CAP, floor_seconds, retry_delay, server_delay
 from watcherd.errors import TransientError, UploadsPaused
 from watcherd.state.runtime import GateSnapshot
+from watcherd.telemetry import NO_TELEMETRY, Telemetry
 from watcherd.twelvelabs.ratelimit import UPLOAD_ENDPOINT, RateWindow
 
 logger = logging.getLogger(__name__)
@@ -25,8 +26,9 @@ logger = logging.getLogger(__name__)
 class UploadGate:
     def __init__(self, *, clock: Callable[[], float] = time.monotonic,
                  rng: Callable[[], float] = random.random, cap: float = BACKOFF_CAP,
-                 window: RateWindow | None = None) -> None:
+                 window: RateWindow | None = None, events: Telemetry = NO_TELEMETRY) -> None:
         self._clock = clock
+        self._events = events
         self._rng = rng
         self._cap = cap
         self._window = window
@@ -74,6 +76,7 @@ class UploadGate:
             elif hint is not None:  # the same moment: the API's word still counts
                 self._server_until = max(self._server_until, now + server_delay(hint, self._rng))
             self._wait_reason = error.describe()
+            self._events.retry(error)
             return max(0.0, self._delay())
 
     def _step(self, now: float, hint: float | None) -> None:
@@ -102,7 +105,9 @@ class UploadGate:
         with self._cond:
             started = self.paused is None
             self.paused = error
-            return started
+        if started:
+            self._events.pause(type(error).__name__)
+        return started
 
     def resume(self) -> None:
         with self._cond:

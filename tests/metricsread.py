@@ -61,3 +61,30 @@ def wait_health(base: str, status: int, timeout: float) -> str:
 
     wait_for(answered, timeout, lambda: f"/healthz {status}; last answer: {seen[-1:]}")
     return seen[-1][1]
+
+
+# Families as the text format declares them, and the sample names each may have.
+SAMPLE_SUFFIXES = {"counter": ("_total", "_created"), "gauge": ("",),
+                   "histogram": ("_bucket", "_sum", "_count", "_created"),
+                   "summary": ("", "_sum", "_count", "_created"), "info": ("_info",)}
+PROMQL_KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan"}
+
+
+def exposed_names(text: str) -> set[str]:
+    """Every series name the exposition declares, whether or not it has samples yet."""
+    return {family.name + suffix for family in text_string_to_metric_families(text)
+            for suffix in SAMPLE_SUFFIXES.get(family.type, ("",))}
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects (not functions, labels or keywords)."""
+    expr = re.sub(r'"(?:\\.|[^"\\])*"', '""', expr)  # label values, format strings
+    expr = re.sub(r"\{[^}]*\}|\[[^\]]*\]", " ", expr)  # label matchers, ranges
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
+    names = set()
+    for word in re.finditer(r"(?<![\w:.])[A-Za-z_:][\w:]*", expr):  # not "m" of "5m"
+        if expr[word.end():].lstrip().startswith("("):
+            continue  # a function or an aggregation
+        if word.group().lower() not in PROMQL_KEYWORDS:
+            names.add(word.group())
+    return names

@@ -11,7 +11,7 @@ from typing import ClassVar
 import pytest
 
 from tests.conftest import TEST_KEY, FakeClock
-from tests.metricsread import get, scrape, value
+from tests.metricsread import get, promql_metric_names, scrape, value
 from tests.test_health import Blocker, make_monitor
 from watcherd.config import parse_config
 from watcherd.errors import ApiRejected, AuthError, ConfigError, QuotaError, TransientError
@@ -82,6 +82,16 @@ def test_check_config_exits_78_on_a_bad_listen(tmp_path):
 ])
 def test_routes_name_no_ids(path, template):
     assert route_template(path) == template
+
+
+@pytest.mark.parametrize(("query", "names"), [
+    ('sum by (le) (rate(a_bucket{x="y",z=~"$v"}[5m]))', {"a_bucket"}),
+    ("histogram_quantile(0.95, sum by (le) (rate(b_bucket[30m]))) * 60", {"b_bucket"}),
+    ('x == 0 and on (instance) sum without (f) (y{s="a b"}) > 0 or vector(0)', {"x", "y"}),
+    ('count(c{label="rate(d)"} offset 5m)', {"c"}),
+])
+def test_the_metric_names_a_query_selects(query, names):
+    assert promql_metric_names(query) == names
 
 
 @pytest.fixture

@@ -3,17 +3,32 @@ and /healthz follows the watchdog's verdict."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from collections import Counter
 from pathlib import Path
 
+import yaml
+
 from tests.conftest import wait_for
-from tests.metricsread import by_label, listener_url, scrape, value, wait_health
+from tests.metricsread import (
+    by_label,
+    exposed_names,
+    get,
+    listener_url,
+    promql_metric_names,
+    scrape,
+    value,
+    wait_health,
+)
 from watcherd import __version__
 from watcherd.twelvelabs.routes import route_template
 
 HERE = Path(__file__).resolve().parent
+CONTRIB = HERE.parent / "contrib"
+# Series Prometheus records itself for every scrape target.
+SYNTHESIZED = {"up"}
 
 
 def simulator_requests(fake_api) -> Counter:
@@ -83,3 +98,34 @@ def test_healthz_turns_503_while_a_thread_is_wedged_and_200_after(daemon, fake_a
     assert value(scrape(base), "watcherd_healthy") == 0
     assert wait_health(base, 200, 15) == "ok\n"  # the upload went on
     daemon.wait_done("wedged.mp4")
+
+
+def dashboard_queries() -> list[str]:
+    dashboard = json.loads((CONTRIB / "grafana-dashboard.json").read_text())
+    queries = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    variables = dashboard["templating"]["list"]
+    queries += [v["definition"] for v in variables if v["type"] == "query"]
+    return queries
+
+
+def alert_queries() -> dict[str, str]:
+    rules = yaml.safe_load((CONTRIB / "alerts.yml").read_text())
+    return {r["alert"]: r["expr"] for g in rules["groups"] for r in g["rules"]}
+
+
+def test_the_dashboard_and_the_alerts_query_only_what_the_daemon_exports(daemon):
+    daemon.settings["metrics"] = {"listen": "127.0.0.1:0"}
+    daemon.start()
+    status, text = get(listener_url(daemon.log()) + "/metrics")
+    assert status == 200
+    exposed = exposed_names(text)
+    for query in dashboard_queries():
+        # label_values(metric, label) names its metric as an argument
+        names = promql_metric_names(query.replace("label_values(", "(")) - {"instance"}
+        assert names and names <= exposed, f"dashboard: {query}: {names - exposed}"
+    alerts = alert_queries()
+    assert {"WatcherdUploadsPaused", "WatcherdObserverDead", "WatcherdNothingReady"} <= \
+        set(alerts)
+    for name, query in alerts.items():
+        names = promql_metric_names(query)
+        assert names and names <= exposed | SYNTHESIZED, f"{name}: {names - exposed}"

@@ -62,14 +62,19 @@ def test_a_bad_metrics_section_is_refused_with_its_key_path(metrics, error):
     assert any(line.startswith(error) for line in caught.value.errors), caught.value.errors
 
 
-def test_check_config_exits_78_on_a_bad_listen(tmp_path):
+@pytest.mark.parametrize(("listen", "code", "said"), [
+    ("localhost", 78, "metrics.listen: must be host:port"),
+    ("'[::1]:9464'", 0, "  metrics: http://[::1]:9464/metrics and /healthz"),
+])
+def test_check_config_checks_and_shows_the_listener(tmp_path, listen, code, said):
     path = tmp_path / "config.yaml"
     path.write_text(f"folders: [{{path: {tmp_path}, index_id: idx}}]\n"
-                    "metrics: {listen: 'localhost'}\n")
+                    f"metrics: {{listen: {listen}}}\n")
     result = subprocess.run([sys.executable, "-m", "watcherd", "check-config", "-c", str(path)],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 78
-    assert "metrics.listen: must be host:port" in result.stderr
+                            capture_output=True, text=True, timeout=60,
+                            env={"TWELVELABS_API_KEY": TEST_KEY, "PATH": "/usr/bin"})
+    assert result.returncode == code
+    assert said in (result.stderr if code else result.stdout)
 
 
 @pytest.mark.parametrize(("path", "template"), [
@@ -128,6 +133,19 @@ def test_state_changes_count_uploads_bytes_and_durations(store):
     assert sample(metrics, "watcherd_upload_duration_seconds_bucket", le="60.0") == 1
     assert sample(metrics, "watcherd_drop_to_ready_seconds_sum") == 142
     assert sample(metrics, "watcherd_files_finished_total", state="done") == 1
+
+
+def test_a_fault_in_counting_never_reaches_the_file(store, caplog):
+    metrics = Metrics()
+    store.events = metrics
+
+    def broken(*_args: object) -> None:
+        raise ValueError("a bug in counting")
+
+    metrics.uploads_started.inc = broken  # type: ignore[method-assign]
+    record = store.add(path="/in/a.mp4", folder="/in", index_id="idx", size=1, mtime_ns=1)
+    assert store.transition(record.id, State.UPLOADING).state == State.UPLOADING
+    assert "metrics: transition failed; that event is not counted" in caplog.text
 
 
 def test_retries_and_pauses_are_counted_by_reason():

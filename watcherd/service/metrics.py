@@ -16,12 +16,15 @@ The registry is this object's own, not prometheus_client's global one.
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import platform
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -39,10 +42,28 @@ from watcherd.state.states import STATE_NAMES, State
 from watcherd.state.store import Store
 from watcherd.telemetry import Telemetry
 
+logger = logging.getLogger(__name__)
+
 # An upload of a few MB takes seconds, one of 2 GB on a slow uplink an hour or two.
 UPLOAD_BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 # Drop to ready: settling, the upload and Twelve Labs' indexing (minutes to hours).
 READY_BUCKETS = (30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 86400)
+
+
+P = ParamSpec("P")
+M = TypeVar("M")
+
+
+def never_raises(method: Callable[Concatenate[M, P], None]) -> Callable[Concatenate[M, P], None]:
+    """Counting runs inside the pipeline's own calls (a state change, a request): a
+    fault in it is logged and the event left uncounted, never a fault of the file's."""
+    @functools.wraps(method)
+    def guarded(self: M, /, *args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            method(self, *args, **kwargs)
+        except Exception:
+            logger.exception("metrics: %s failed; that event is not counted", method.__name__)
+    return guarded
 
 
 class Metrics(Telemetry):
@@ -90,10 +111,12 @@ class Metrics(Telemetry):
 
     # -- Telemetry ------------------------------------------------------------------
 
+    @never_raises
     def api_request(self, method: str, route: str, status: int | None) -> None:
         status_class = "error" if status is None else f"{status // 100}xx"
         self.api_requests.labels(method, route, status_class).inc()
 
+    @never_raises
     def transition(self, record: FileRecord, old: str) -> None:
         new = record.state
         if new == State.UPLOADING:
@@ -112,9 +135,11 @@ class Metrics(Telemetry):
             finished = record.finished_at or record.updated_at
             self.ready_seconds.observe(max(0.0, finished - record.discovered_at))
 
+    @never_raises
     def retry(self, error: TransientError) -> None:
         self.retries.labels(retry_reason(error)).inc()
 
+    @never_raises
     def pause(self, kind: str) -> None:
         self.pauses.labels(snake_case(kind)).inc()
 

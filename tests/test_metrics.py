@@ -112,7 +112,7 @@ def sample(metrics: Metrics, name: str, **labels: str) -> float:
 
 def test_state_changes_count_uploads_bytes_and_durations(store):
     metrics = Metrics()
-    store.events = metrics
+    store.telemetry = metrics
     clock = store.clock
     record = store.add(path="/in/a.mp4", folder="/in", index_id="idx", size=1000, mtime_ns=1)
     store.transition(record.id, State.QUEUED)
@@ -137,7 +137,7 @@ def test_state_changes_count_uploads_bytes_and_durations(store):
 
 def test_a_fault_in_counting_never_reaches_the_file(store, caplog):
     metrics = Metrics()
-    store.events = metrics
+    store.telemetry = metrics
 
     def broken(*_args: object) -> None:
         raise ValueError("a bug in counting")
@@ -150,7 +150,7 @@ def test_a_fault_in_counting_never_reaches_the_file(store, caplog):
 
 def test_retries_and_pauses_are_counted_by_reason():
     metrics = Metrics()
-    gate = UploadGate(events=metrics, cap=1)
+    gate = UploadGate(telemetry=metrics, cap=1)
     gate.note_failure(TransientError(429, None, "slow down"))
     gate.note_failure(TransientError(503, None, "down"))
     gate.note_failure(TransientError(None, None, "connection reset"))
@@ -177,7 +177,7 @@ def test_the_client_counts_each_request_by_route_and_status_class(fake_api):
                for url in (fake_api.base_url, f"http://127.0.0.1:{port}/v1.3")]
     try:
         for client in clients:
-            client.events = metrics
+            client.telemetry = metrics
         clients[0].get_index("idx_test")
         with pytest.raises(ApiRejected):
             clients[0].get_task("0123456789abcdef01234567")

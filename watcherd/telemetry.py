@@ -1,7 +1,7 @@
 """The events the daemon's parts report for its metrics; each call a no-op when metrics are off.
 
 Each part that sees an event holds the ``Telemetry`` the daemon handed it
-(``events``) and calls it at one point: the API client for every request it
+(``telemetry``) and calls it at one point: the API client for every request it
 sends, the store for every change of a file's state, the upload gate for every
 retry and pause, the index pauses for an index gone. This base class does
 nothing, so a part built without metrics (tests, the CLI, ``metrics`` unset)

@@ -26,9 +26,9 @@ logger = logging.getLogger(__name__)
 class UploadGate:
     def __init__(self, *, clock: Callable[[], float] = time.monotonic,
                  rng: Callable[[], float] = random.random, cap: float = BACKOFF_CAP,
-                 window: RateWindow | None = None, events: Telemetry = NO_TELEMETRY) -> None:
+                 window: RateWindow | None = None, telemetry: Telemetry = NO_TELEMETRY) -> None:
         self._clock = clock
-        self._events = events
+        self._telemetry = telemetry
         self._rng = rng
         self._cap = cap
         self._window = window
@@ -76,7 +76,7 @@ class UploadGate:
             elif hint is not None:  # the same moment: the API's word still counts
                 self._server_until = max(self._server_until, now + server_delay(hint, self._rng))
             self._wait_reason = error.describe()
-            self._events.retry(error)
+            self._telemetry.retry(error)
             return max(0.0, self._delay())
 
     def _step(self, now: float, hint: float | None) -> None:
@@ -106,7 +106,7 @@ class UploadGate:
             started = self.paused is None
             self.paused = error
         if started:
-            self._events.pause(type(error).__name__)
+            self._telemetry.pause(type(error).__name__)
         return started
 
     def resume(self) -> None:

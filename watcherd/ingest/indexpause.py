@@ -52,9 +52,9 @@ def index_missing(api: TwelveLabsClient, index_id: str) -> bool:
 class IndexPauses:
     """Which indexes are gone (and why), and the queued files parked until they return."""
 
-    def __init__(self, config: Callable[[], Config], events: Telemetry = NO_TELEMETRY) -> None:
+    def __init__(self, config: Callable[[], Config], telemetry: Telemetry = NO_TELEMETRY) -> None:
         self._config = config  # read when a message is made: names follow a reload
-        self._events = events
+        self._telemetry = telemetry
         self._lock = threading.Lock()
         self._gone: dict[str, str] = {}
         self._parked: set[int] = set()
@@ -66,7 +66,7 @@ class IndexPauses:
             self._gone[index_id] = error.describe()
         if started:
             logger.error("%s", self.message(index_id))
-            self._events.pause("IndexGone")
+            self._telemetry.pause("IndexGone")
         return started
 
     def resume(self, index_id: str) -> list[int]:

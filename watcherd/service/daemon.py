@@ -81,11 +81,12 @@ class Daemon:
         )
         # Counted only when metrics.listen is set; every part gets the same object.
         self.metrics = Metrics() if config.metrics.listen else None
-        events = self.metrics or NO_TELEMETRY
-        self.api.events = self.store.events = events
+        telemetry = self.metrics or NO_TELEMETRY
+        self.api.telemetry = self.store.telemetry = telemetry
         # The gate also holds uploads while the API says the upload rate limit is used up.
-        self.gate = UploadGate(window=getattr(self.api, "rate_window", None), events=events)
-        self.index_pauses = IndexPauses(lambda: self.config, events)
+        self.gate = UploadGate(window=getattr(self.api, "rate_window", None),
+                               telemetry=telemetry)
+        self.index_pauses = IndexPauses(lambda: self.config, telemetry)
         self.internal_errors = InternalErrors()
         self.pause_wake = threading.Event()  # set on SIGHUP: check every pause now
         self.progress = Progress()

@@ -57,7 +57,7 @@ class Store:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self.events: Telemetry = NO_TELEMETRY  # told every state change (the daemon's metrics)
+        self.telemetry: Telemetry = NO_TELEMETRY  # told every state change (the daemon's metrics)
 
     def open(self) -> Store:
         """Create or upgrade the schema; raise CorruptDatabase if SQLite says it is damaged."""
@@ -303,7 +303,7 @@ class Store:
         record = self.get(file_id)
         if old != state:
             _log_transition(record, old, detail)
-            self.events.transition(record, old)
+            self.telemetry.transition(record, old)
         return record
 
     def note(self, file_id: int, detail: str) -> None:

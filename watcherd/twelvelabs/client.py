@@ -103,7 +103,7 @@ class TwelveLabsClient:
         for scheme in ("https://", "http://"):
             self.session.mount(scheme, BigBlockAdapter())
         self.session.headers["User-Agent"] = f"watcherd/{__version__}"
-        self.events: Telemetry = NO_TELEMETRY  # the daemon's metrics, when they are on
+        self.telemetry: Telemetry = NO_TELEMETRY  # the daemon's metrics, when they are on
 
     def close(self) -> None:
         self.session.close()
@@ -244,7 +244,7 @@ class TwelveLabsClient:
             except requests.RequestException as exc:
                 raise _transport_error(method, path, exc, deadline) from exc
             finally:  # sent, whatever came of it (an aborted upload too)
-                self.events.api_request(method, route_template(path), status)
+                self.telemetry.api_request(method, route_template(path), status)
         self._note_rate_limit(endpoint, response)
         if response.status_code >= 300:
             raise classify_response(response, f"{method} {path}")

@@ -18,6 +18,8 @@ import watcherd.media.profiles as profiles
 from watcherd.errors import ConfigError
 from watcherd.media.profiles import AUTO, MODEL_CHOICES, FolderProfile, LimitOverrides
 from watcherd.metricsconfig import MetricsConfig, parse_metrics
+from watcherd.webhookconfig import TOP_KEYS as WEBHOOK_TOP_KEYS
+from watcherd.webhookconfig import Webhooks, parse_webhooks
 from watcherd.yamlreader import Errors, Reader, Section
 
 DEFAULT_CONFIG_PATH = "/etc/watcherd/config.yaml"
@@ -102,6 +104,8 @@ class Config:
     stall_seconds: float = stall_seconds_for(ApiConfig())
     log_level: str = "info"
     metrics: MetricsConfig = field(default_factory=MetricsConfig)  # off unless listen is set
+    # webhooks (the receivers) and webhook_retry_hours: ``webhookconfig``.
+    webhooks: Webhooks = field(default_factory=Webhooks)
     # Folders removed by a reload that still have files in flight: no longer
     # watched or scanned, but their files finish with the settings they had.
     retired: tuple[FolderConfig, ...] = ()
@@ -131,7 +135,7 @@ TOP_KEYS = {
     "upload_workers", "folders", "log_level", "pause_check_seconds", "task_timeout_seconds",
     "stall_seconds", "poll_batch", "history_retention_days", "upload_method",
     "chunk_concurrency", "max_chunk_connections", "metrics",
-}
+} | WEBHOOK_TOP_KEYS
 API_KEYS = {"base_url", "key_file", "connect_timeout_seconds", "io_timeout_seconds"}
 FOLDER_KEYS = {
     "path", "index_id", "model", "done_dir", "failed_dir", "recursive", "polling",
@@ -189,6 +193,7 @@ def parse_config(
         stall_seconds=top.number("stall_seconds", minimum=5, default=stall_seconds_for(api)),
         log_level=top.choice("log_level", LOG_LEVELS),
         metrics=parse_metrics(reader, raw.get("metrics")),
+        webhooks=parse_webhooks(reader, raw, base_url_problem),
         warnings=tuple(errors.warnings),
     )
     _check_folder_overlaps(numbered, errors)

@@ -20,6 +20,7 @@ from watcherd.ingest.indexpause import IndexPauses
 from watcherd.metricsconfig import MetricsConfig
 from watcherd.service.metrics import DaemonGauges, Metrics
 from watcherd.service.metricsserver import ListenError, MetricsServer
+from watcherd.state.outbox import Outbox, OutboxEntry
 from watcherd.state.states import State
 from watcherd.state.store import Store
 from watcherd.twelvelabs.client import TwelveLabsClient
@@ -224,6 +225,27 @@ def test_a_scrape_reads_pauses_backoff_queues_and_observers(store):
     assert sample(metrics, "watcherd_uploads_paused", reason="auth_error") == 1
     pauses.pause("idx", ApiRejected(404, None, "gone"))
     assert sample(metrics, "watcherd_indexes_paused") == 1
+
+
+def test_a_scrape_reads_the_webhook_totals_and_the_outbox(store):
+    metrics = Metrics()
+    gate = UploadGate()
+    pauses = IndexPauses(lambda: config_with(None))
+    outbox = Outbox(store)
+    metrics.watch(DaemonGauges(store=store, gate=gate, index_pauses=pauses, watcher=OneWatch(),
+                               queues={}, folders=list, verdict=lambda: None,
+                               webhook_totals=lambda: {"delivered": 5, "failed": 2, "dead": 1},
+                               outbox_counts=outbox.counts))
+    outbox.add([OutboxEntry(f"ev{n}", "ready", "http://127.0.0.1/hook", "f1", "{}")
+                for n in range(3)])
+    first = outbox.next_due("http://127.0.0.1/hook", store.clock())
+    assert first is not None
+    outbox.failed(first.seq, "HTTP 500", None)  # dead-lettered
+    assert sample(metrics, "watcherd_webhook_deliveries_total") == 5
+    assert sample(metrics, "watcherd_webhook_failures_total") == 2
+    assert sample(metrics, "watcherd_webhook_dead_lettered_total") == 1
+    assert sample(metrics, "watcherd_webhook_outbox", status="pending") == 2
+    assert sample(metrics, "watcherd_webhook_outbox", status="dead") == 1
 
 
 @pytest.fixture

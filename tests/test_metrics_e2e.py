@@ -9,6 +9,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import wait_for
@@ -22,6 +23,7 @@ from tests.metricsread import (
     value,
     wait_health,
 )
+from tests.webhook_receiver import SECRET, Receiver
 from watcherd import __version__
 from watcherd.twelvelabs.routes import route_template
 
@@ -39,7 +41,19 @@ def simulator_requests(fake_api) -> Counter:
     return Counter((r.method, route_template(r.path.removeprefix(prefix))) for r in recorded)
 
 
-def test_a_burst_is_counted_as_the_simulator_saw_it(daemon, fake_api, distinct_clips):
+@pytest.fixture
+def receiver():
+    with Receiver() as receiver:
+        yield receiver
+
+
+def test_a_burst_is_counted_as_the_simulator_and_the_receiver_saw_it(daemon, fake_api,
+                                                                    distinct_clips, receiver):
+    secret = daemon.root / "webhook-secret"
+    secret.write_bytes(SECRET)
+    receiver.answers = [(500, {})]  # the first delivery fails, its retry goes through
+    daemon.settings["webhooks"] = [{"url": receiver.url, "secret_file": str(secret),
+                                    "events": ["ready"]}]
     daemon.settings["metrics"] = {"listen": "127.0.0.1:0"}
     daemon.settings["upload_method"] = "tasks"  # the path whose requests are counted here
     daemon.start()
@@ -81,6 +95,18 @@ def test_a_burst_is_counted_as_the_simulator_saw_it(daemon, fake_api, distinct_c
     assert value(samples, "watcherd_build_info", version=__version__,
                  python=".".join(map(str, sys.version_info[:3]))) == 1
     assert not any("burst-" in str(labels) for _, labels in samples)  # no file names
+
+    def webhooks_counted() -> bool:
+        samples = scrape(base)
+        return len(receiver.delivered) == 3 and value(
+            samples, "watcherd_webhook_deliveries_total") == 3 and value(
+            samples, "watcherd_webhook_outbox", status="pending") == 0
+
+    wait_for(webhooks_counted, 20, lambda: f"{receiver.received} vs {scrape(base)}")
+    samples = scrape(base)
+    assert value(samples, "watcherd_webhook_failures_total") == len(receiver.received) - 3 == 1
+    assert value(samples, "watcherd_webhook_dead_lettered_total") == 0
+    assert value(samples, "watcherd_webhook_outbox", status="dead") == 0
 
 
 def test_healthz_turns_503_while_a_thread_is_wedged_and_200_after(daemon, fake_api,
@@ -124,8 +150,8 @@ def test_the_dashboard_and_the_alerts_query_only_what_the_daemon_exports(daemon)
         names = promql_metric_names(query.replace("label_values(", "(")) - {"instance"}
         assert names and names <= exposed, f"dashboard: {query}: {names - exposed}"
     alerts = alert_queries()
-    assert {"WatcherdUploadsPaused", "WatcherdObserverDead", "WatcherdNothingReady"} <= \
-        set(alerts)
+    assert {"WatcherdUploadsPaused", "WatcherdObserverDead", "WatcherdNothingReady",
+            "WatcherdWebhooksDeadLettered"} <= set(alerts)
     for name, query in alerts.items():
         names = promql_metric_names(query)
         assert names and names <= exposed | SYNTHESIZED, f"{name}: {names - exposed}"

@@ -46,6 +46,7 @@ from watcherd.service.reload import prepare_reload
 from watcherd.service.retention import Retention
 from watcherd.service.runtime import build_snapshot
 from watcherd.state.instance import AlreadyRunning, InstanceLock
+from watcherd.state.outbox import Outbox
 from watcherd.state.schema import FileRecord
 from watcherd.state.states import State
 from watcherd.state.store import CorruptDatabase, Store
@@ -124,7 +125,9 @@ class Daemon:
             queues={"intake": self.intake.qsize, "upload": self.work.qsize,
                     "finalize": self.to_finalize.qsize,
                     "parked": lambda: len(self.index_pauses.parked())},
-            folders=lambda: [f.path for f in (*self.config.folders, *self.config.retired)])
+            folders=lambda: [f.path for f in (*self.config.folders, *self.config.retired)],
+            webhook_totals=lambda: self.webhook_totals,
+            outbox_counts=Outbox(self.store).counts)
 
     def _thread_factories(self) -> dict[str, Callable[[], ServiceThread]]:
         # Each factory reads self.config when called, so a thread restarted

@@ -7,7 +7,8 @@ the store), retries and pauses (the upload gate, index pauses). What is
 already known elsewhere is not counted twice but read at scrape time by
 ``DaemonGauges``: files per folder and state (the ``state_counts`` table, a few
 rows), queue depths, the backoff left, pauses in force, each folder's
-observer, and the health verdict ``/healthz`` gives.
+observer, the health verdict ``/healthz`` gives, and the webhooks: the
+sender thread's own totals and the outbox's rows by status.
 
 Every label value comes from a closed set (states, route templates, status
 classes, exception kinds, configured folders); never a file name or an id.
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
@@ -37,6 +38,7 @@ from watcherd.ingest.gate import UploadGate
 from watcherd.ingest.indexpause import IndexPauses
 from watcherd.intake.watcher import Watcher
 from watcherd.names import display
+from watcherd.state.outbox import DEAD, PENDING
 from watcherd.state.schema import FileRecord
 from watcherd.state.states import STATE_NAMES, State
 from watcherd.state.store import Store
@@ -162,13 +164,26 @@ def snake_case(kind: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", kind).lower()
 
 
+# A key of the webhook totals (``webhooks.delivery.new_totals``) → its counter
+# (prometheus_client adds the "_total").
+WEBHOOK_TOTALS = (
+    ("delivered", "watcherd_webhook_deliveries", "Webhook deliveries a receiver took (2xx)"),
+    ("failed", "watcherd_webhook_failures", "Webhook delivery attempts that failed (no "
+     "answer or not 2xx); each is retried until webhook_retry_hours"),
+    ("dead", "watcherd_webhook_dead_lettered", "Webhook events given up on after "
+     "webhook_retry_hours (watcherd webhooks --replay ID sends one again)"),
+)
+
+
 class DaemonGauges(Collector):
     """What is true right now, read from the daemon's parts on each scrape."""
 
     def __init__(self, *, store: Store, gate: UploadGate, index_pauses: IndexPauses,
                  watcher: Watcher, queues: Mapping[str, Callable[[], int]],
                  folders: Callable[[], Iterable[Path]],
-                 verdict: Callable[[], str | None]) -> None:
+                 verdict: Callable[[], str | None],
+                 webhook_totals: Callable[[], Mapping[str, int]] = dict,
+                 outbox_counts: Callable[[], Mapping[str, int]] = dict) -> None:
         self.store = store
         self.gate = gate
         self.index_pauses = index_pauses
@@ -176,6 +191,8 @@ class DaemonGauges(Collector):
         self.queues = queues
         self.folders = folders
         self.verdict = verdict
+        self.webhook_totals = webhook_totals
+        self.outbox_counts = outbox_counts
 
     def collect(self) -> Iterator[Metric]:
         yield self._files()
@@ -194,6 +211,7 @@ class DaemonGauges(Collector):
         yield GaugeMetricFamily("watcherd_healthy", "1 while /healthz answers 200 (the "
                                 "systemd watchdog would be pinged)",
                                 value=int(self.verdict() is None))
+        yield from self._webhooks()
 
     def _files(self) -> GaugeMetricFamily:
         """Every configured folder × every state (zeros too), and any folder with rows."""
@@ -206,6 +224,19 @@ class DaemonGauges(Collector):
         for (folder, state), n in sorted(counts.items()):
             files.add_metric([folder, state], n)
         return files
+
+    def _webhooks(self) -> Iterator[Metric]:
+        """The sender's totals (since the daemon started) and the outbox still to send."""
+        totals = self.webhook_totals()
+        for key, name, text in WEBHOOK_TOTALS:
+            yield CounterMetricFamily(name, text, value=totals.get(key, 0))
+        outbox = GaugeMetricFamily("watcherd_webhook_outbox", "Webhook deliveries still to "
+                                   "make (pending) and given up on (dead, until replayed)",
+                                   labels=["status"])
+        counts = self.outbox_counts()
+        for status in (PENDING, DEAD):
+            outbox.add_metric([status], counts.get(status, 0))
+        yield outbox
 
     def _uploads_held(self) -> Iterator[Metric]:
         now = time.time()

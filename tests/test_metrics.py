@@ -289,7 +289,7 @@ def test_metrics_parse_and_other_paths_are_not_found(served):
 
 def test_a_port_in_use_stops_the_start(served):
     port = int(served[0].rsplit(":", 1)[1])
-    with pytest.raises(ListenError, match=rf"metrics.listen http://127.0.0.1:{port}: cannot "
+    with pytest.raises(ListenError, match=rf"^metrics.listen http://127.0.0.1:{port}: cannot "
                                           "listen there"):
         MetricsServer(MetricsConfig(listen=("127.0.0.1", port)), Metrics().registry,
                       lambda: None)

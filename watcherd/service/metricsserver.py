@@ -42,7 +42,7 @@ class MetricsServer(ServiceThread):
         try:
             self.httpd = MetricsHttpServer((host, port), registry, verdict)
         except OSError as exc:
-            raise ListenError(exc.errno, f"metrics.listen {config.url}: cannot listen there: "
+            raise ListenError(f"metrics.listen {config.url}: cannot listen there: "
                               f"{exc.strerror or exc}") from exc
         bound_host, self.port = self.httpd.server_address[:2]
         self.url = MetricsConfig(listen=(str(bound_host), self.port)).url

@@ -29,6 +29,7 @@ BENCHES = {
     "cli_start": ("bench.cli_start", [], ["--runs", "2"]),
     "api_economy": ("bench.api_economy", [], ["--files", "4", "--indexing", "15"]),
     "cluster": ("bench.cluster", [], ["--files", "12", "--upload-seconds", "0.3"]),
+    "metrics_scrape": ("bench.metrics_scrape", [], ["--files", "2000", "--scrapes", "5"]),
 }
 
 

@@ -49,6 +49,7 @@ from watcherd.state.states import State
 from watcherd.state.store import CorruptDatabase, Store
 from watcherd.threads import ServiceThread
 from watcherd.twelvelabs.apikey import key_for_request, resolve_api_key
+from watcherd.twelvelabs.assets import AssetsApi
 from watcherd.twelvelabs.client import TwelveLabsClient
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class Daemon:
             connect_timeout=config.api.connect_timeout_seconds,
             io_timeout=config.api.io_timeout_seconds,
         )
+        self.assets = AssetsApi(self.api)  # the multipart path's calls, on the same client
         # The gate also holds uploads while the API says the upload rate limit is used up.
         self.gate = UploadGate(window=getattr(self.api, "rate_window", None))
         self.index_pauses = IndexPauses(lambda: self.config)
@@ -113,7 +115,8 @@ class Daemon:
                                      task_timeout=self.config.task_timeout_seconds,
                                      batch=self.config.poll_batch,
                                      index_pauses=self.index_pauses,
-                                     internal_errors=self.internal_errors),
+                                     internal_errors=self.internal_errors,
+                                     assets=self.assets),
             "finalizer": lambda: Finalizer(config=self.config, store=self.store,
                                            work=self.to_finalize,
                                            internal_errors=self.internal_errors),
@@ -162,6 +165,7 @@ class Daemon:
             self.recover()
         except BaseException:
             self.store.close()
+            self.assets.close()
             self.api.close()
             self.lock.release()
             raise
@@ -343,6 +347,7 @@ class Daemon:
                 worker.abort_event.set()
         for thread in [self.scanner, *self.threads.values()]:
             thread.join(5.0)
+        self.assets.close()
         self.api.close()
         self._mark_closed_cleanly()
         self.store.close()

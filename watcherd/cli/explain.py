@@ -19,10 +19,11 @@ from rich.text import Text
 
 import watcherd.state.queries as queries
 from watcherd.cli.access import operator_config, readonly_store
-from watcherd.cli.render import ago, duration, emit, iso, shown, styled_state, table
+from watcherd.cli.render import ago, duration, emit, iso, remote_ids, shown, styled_state, table
 from watcherd.config import Config
 from watcherd.exitcodes import EXIT_OK
 from watcherd.ingest.dedupe import sha256_file
+from watcherd.ingest.jobs import on_multipart
 from watcherd.intake.filters import skip_reason
 from watcherd.intake.settle import READ_FIX, seconds_unchanged, unreadable_reason
 from watcherd.service.folderprofiles import cached_profiles
@@ -55,6 +56,7 @@ def explain(config: Config, store: Store | None, path: str, now: float | None = 
         result["record"] = {k: getattr(latest, k) for k in (
             "id", "path", "state", "attempts", "task_id", "video_id", "remote_status", "sha256",
             "dest_path", "reason", "rule", "error_code", "duplicate_of")}
+        result["record"].update(remote_ids(latest))
         result["history"] = [{"file_id": r.id, "at": iso(h["at"]), "from": h["from_state"],
                               "to": h["to_state"], "detail": h["detail"]}
                              for r in records for h in store.history(r.id)]
@@ -83,6 +85,10 @@ def _tracked(config: Config, store: Store, record: FileRecord, now: float) -> di
         return _say("validating", "being checked against Twelve Labs' requirements now")
     if state == State.UPLOADING:
         return _say("uploading", _upload_progress(store, record))
+    if state == State.INDEXING and on_multipart(record):
+        return _say("indexing", _indexing_multipart(record, now), asset_id=record.asset_id,
+                    indexed_asset_id=record.indexed_asset_id,
+                    remote_status=record.remote_status)
     if state == State.INDEXING:
         since = ago(record.uploaded_at, now)
         return _say("indexing", f"uploaded {since}; Twelve Labs task {record.task_id} is "
@@ -103,6 +109,15 @@ def _tracked(config: Config, store: Store, record: FileRecord, now: float) -> di
         return _say("failed", f"rejected{rule}: {record.reason}; moved to {record.dest_path}",
                     rule=record.rule, reason=record.reason)
     return _say("vanished", f"disappeared from the folder before upload ({record.reason})")
+
+
+def _indexing_multipart(record: FileRecord, now: float) -> str:
+    uploaded = f"uploaded {ago(record.uploaded_at, now)} as asset {record.asset_id} (multipart)"
+    if record.indexed_asset_id is None:
+        return (f"{uploaded}; the asset is {record.remote_status or 'not polled yet'}, "
+                "indexed once it is ready")
+    return (f"{uploaded}; indexed asset {record.indexed_asset_id} is "
+            f"{record.remote_status or 'not polled yet'}")
 
 
 def _untracked(config: Config, store: Store | None, path: str, now: float

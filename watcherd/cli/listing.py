@@ -16,7 +16,15 @@ from typing import Any
 
 import watcherd.state.queries as queries
 from watcherd.cli.access import configured_folder, operator_config, readonly_store
-from watcherd.cli.render import iso, output_console, shown, styled_state, table
+from watcherd.cli.render import (
+    iso,
+    job_shown,
+    output_console,
+    remote_ids,
+    shown,
+    styled_state,
+    table,
+)
 from watcherd.exitcodes import EXIT_OK
 from watcherd.state.schema import FileRecord
 from watcherd.state.store import Store
@@ -36,7 +44,7 @@ def list_rows(store: Store, state: str | None, folder: str | None, *,
 
 def list_row(record: FileRecord) -> dict[str, Any]:
     return {**{name: shown(getattr(record, name)) for name in LIST_FIELDS},
-            "updated_at": iso(record.updated_at)}
+            **remote_ids(record), "updated_at": iso(record.updated_at)}
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -80,7 +88,7 @@ def _print_table(rows: Iterator[dict[str, Any]], limit: int | None) -> int:
         if not block:
             return drawn
         grid = table(("state", "file", "task", "detail"),
-                     ((styled_state(r["state"]), r["path"], r["task_id"] or "",
+                     ((styled_state(r["state"]), r["path"], job_shown(r),
                        r["reason"] or r["video_id"] or "") for r in block))
         grid.show_header = drawn == 0
         console.print(grid)

@@ -17,7 +17,17 @@ from typing import TYPE_CHECKING, Any
 
 import watcherd.state.queries as queries
 from watcherd.cli.access import configured_folder, operator_config, readonly_store
-from watcherd.cli.render import ago, duration, emit, iso, shown, styled_state, table
+from watcherd.cli.render import (
+    ago,
+    duration,
+    emit,
+    iso,
+    job_shown,
+    remote_ids,
+    shown,
+    styled_state,
+    table,
+)
 from watcherd.config import Config
 from watcherd.exitcodes import EXIT_FAIL, EXIT_OK
 from watcherd.names import display
@@ -96,7 +106,8 @@ def _active(record: FileRecord, upload: UploadProgress | None, now: float) -> di
     entry: dict[str, Any] = {
         "path": display(record.path), "state": record.state, "task_id": record.task_id,
         "remote_status": record.remote_status, "age_seconds": round(now - (since or now)),
-        "percent": None, "rate_bytes_per_second": None, "size": record.size}
+        "percent": None, "rate_bytes_per_second": None, "size": record.size,
+        **remote_ids(record)}
     if upload and upload["total"]:
         entry["percent"] = int(100 * upload["sent"] / upload["total"])
         entry["rate_bytes_per_second"] = upload["rate"]
@@ -107,7 +118,7 @@ def _finished(record: FileRecord) -> dict[str, Any]:
     return {"path": display(record.path), "dest_path": shown(record.dest_path),
             "video_id": record.video_id,
             "task_id": record.task_id, "reason": record.reason, "error_code": record.error_code,
-            "finished_at": iso(record.finished_at or record.updated_at)}
+            "finished_at": iso(record.finished_at or record.updated_at), **remote_ids(record)}
 
 
 def render_status(status: dict[str, Any], console: Console) -> None:
@@ -179,7 +190,7 @@ def _active_row(entry: dict[str, Any]) -> tuple:
         rate = entry["rate_bytes_per_second"]
         progress = f"{entry['percent']}%" + (f" {human_bytes(rate, short=True)}/s" if rate else "")
     return (styled_state(entry["state"]), Path(entry["path"]).name, progress,
-            entry["task_id"] or "", entry["remote_status"] or "", duration(entry["age_seconds"]))
+            job_shown(entry), entry["remote_status"] or "", duration(entry["age_seconds"]))
 
 
 def _ago_iso(value: str | None) -> str:

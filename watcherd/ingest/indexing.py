@@ -127,3 +127,4 @@ class AssetIndexer:
             indexed_asset_id=indexed_id, task_id=indexed_id,
             video_id=str(made.get("video_id") or indexed_id), task_may_exist=0,
             remote_status=None)
+        logger.info("%s: %s", record.path, how)  # same state: the store logs no change

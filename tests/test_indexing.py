@@ -202,10 +202,12 @@ def test_a_transient_error_backs_off_and_holds_the_indexing_call_at_the_gate(rig
     assert finished.outcome == "ready" and len(rig.indexed_in()) == 1
 
 
-@pytest.mark.parametrize("stage", ["asset", "indexed asset"])
+@pytest.mark.parametrize("stage", ["asset", "indexing call", "indexed asset"])
 def test_task_timeout_applies_to_the_asset_and_to_its_indexed_asset(rig, stage):
     if stage == "asset":
         rig.fake.asset_ready_after = 1e6
+    elif stage == "indexing call":
+        rig.fake.inject("POST", INDEXING_PATH, status=503, times=100)
     else:
         rig.fake.indexed_progression = (("pending", 0.0), ("indexing", 0.0), ("ready", 1e6))
     record = rig.uploaded()
@@ -219,8 +221,10 @@ def test_task_timeout_applies_to_the_asset_and_to_its_indexed_asset(rig, stage):
     poller.poll_due()
     failed = rig.store.get(record.id)
     assert (failed.state, failed.error_code) == (State.FINALIZING, "task_timeout")
-    expected = (f"asset {record.asset_id} still processing" if stage == "asset"
-                else f"indexed asset {failed.indexed_asset_id} still indexing")
+    expected = {"asset": f"asset {record.asset_id} still processing",
+                "indexing call": f"asset {record.asset_id} ready but not indexed",
+                "indexed asset": f"indexed asset {failed.indexed_asset_id} still indexing"
+                }[stage]
     assert failed.reason.startswith(expected)
 
 

@@ -74,12 +74,10 @@ class AssetIndexer:
             error = asset.get("error")
             message = error.get("message") if isinstance(error, dict) else error
             raise AssetFailed(asset_id, str(message or "no reason given"), asset)
-        if status == "ready":
-            return True
         if status != record.remote_status:
             self.store.update(record.id, remote_status=status)
             logger.info("%s: asset %s is %s", record.path, asset_id, status)
-        return False
+        return status == "ready"
 
     def _indexed_before(self, record: FileRecord) -> dict[str, Any] | None:
         """The indexed asset an earlier request made from this asset in this index."""

@@ -45,6 +45,13 @@ def job_label(record: FileRecord) -> str:
     return f"task {record.task_id}"
 
 
+def still(record: FileRecord) -> str:
+    """Where the job is stuck, for a timeout's reason: "task t1 still indexing"."""
+    if awaiting_indexed_asset(record) and record.remote_status == "ready":
+        return f"{job_label(record)} ready but not indexed"
+    return f"{job_label(record)} still {record.remote_status or 'not finished'}"
+
+
 class AssetCalls(Protocol):
     """The ``twelvelabs.assets.AssetsApi`` calls the poller and the indexer make."""
 

@@ -46,6 +46,7 @@ from watcherd.ingest.jobs import (
     job_label,
     on_multipart,
     percent,
+    still,
 )
 from watcherd.ingest.putback import InternalErrors, give_up
 from watcherd.state.states import KNOWN_TASK_STATUSES, TERMINAL_TASK_STATUSES, State
@@ -236,7 +237,7 @@ class Poller(ServiceThread):
         if age <= self.task_timeout:
             return False
         self._finish(record, "failed", record.task(),
-                     f"{job_label(record)} still {record.remote_status or 'not finished'} "
+                     f"{still(record)} "
                      f"after {age / 3600:.1f} h (task_timeout_seconds is "
                      f"{self.task_timeout:g})", error_code="task_timeout")
         return True

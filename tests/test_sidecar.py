@@ -72,7 +72,8 @@ def test_the_multipart_path_names_its_asset_and_indexed_asset(tmp_path):
 
 OLDER_KEYS = {"status", "reason", "error_code", "rule", "task_id", "video_id", "index_id",
               "model", "source_path", "original_name", "moved_to", "size", "sha256",
-              "attempts", "duplicate_of", "media", "task", "timestamps", "watcherd_version"}
+              "attempts", "duplicate_of", "media", "task", "timestamps", "watcherd_version",
+              "after", "mtime_ns", "user_metadata", "user_metadata_sources", "metadata_file"}
 
 
 def test_the_tasks_path_only_gains_the_new_keys(finished):

@@ -19,7 +19,17 @@ from rich.text import Text
 
 import watcherd.state.queries as queries
 from watcherd.cli.access import operator_config, readonly_store
-from watcherd.cli.render import ago, duration, emit, iso, shown, styled_state, table
+from watcherd.cli.render import (
+    ago,
+    duration,
+    emit,
+    iso,
+    session_json,
+    session_text,
+    shown,
+    styled_state,
+    table,
+)
 from watcherd.config import Config
 from watcherd.exitcodes import EXIT_OK
 from watcherd.ingest.dedupe import sha256_file
@@ -54,7 +64,7 @@ def explain(config: Config, store: Store | None, path: str, now: float | None = 
         result.update(_tracked(config, store, latest, now))
         result["record"] = {k: getattr(latest, k) for k in (
             "id", "path", "state", "attempts", "task_id", "video_id", "remote_status", "sha256",
-            "dest_path", "reason", "rule", "error_code", "duplicate_of")}
+            "dest_path", "reason", "rule", "error_code", "duplicate_of", "upload_method")}
         result["history"] = [{"file_id": r.id, "at": iso(h["at"]), "from": h["from_state"],
                               "to": h["to_state"], "detail": h["detail"]}
                              for r in records for h in store.history(r.id)]
@@ -82,7 +92,10 @@ def _tracked(config: Config, store: Store, record: FileRecord, now: float) -> di
     if state == State.VALIDATING:
         return _say("validating", "being checked against Twelve Labs' requirements now")
     if state == State.UPLOADING:
-        return _say("uploading", _upload_progress(store, record))
+        session = queries.upload_session(store, record, _live(store, record).get("chunks"))
+        summary = _upload_progress(store, record)
+        return _say("uploading", ", ".join(p for p in (summary, session_text(
+            session_json(session))) if p), session=session_json(session))
     if state == State.INDEXING:
         since = ago(record.uploaded_at, now)
         return _say("indexing", f"uploaded {since}; Twelve Labs task {record.task_id} is "
@@ -145,12 +158,20 @@ def _say(status: str, summary: str, **details: Any) -> dict[str, Any]:
     return {"status": status, "summary": summary, "details": details}
 
 
-def _upload_progress(store: Store, record: FileRecord) -> str:
+def _live(store: Store, record: FileRecord) -> dict[str, Any]:
+    """The running daemon's progress entry for this upload, if any."""
     daemon = daemon_state(store)
     for upload in daemon["uploads"] if daemon else []:
         if upload["file_id"] == record.id and upload["total"]:
-            percent = int(100 * upload["sent"] / upload["total"])
-            return f"uploading now (attempt {record.attempts}): {percent}% sent"
+            return dict(upload)
+    return {}
+
+
+def _upload_progress(store: Store, record: FileRecord) -> str:
+    upload = _live(store, record)
+    if upload:
+        percent = int(100 * upload["sent"] / upload["total"])
+        return f"uploading now (attempt {record.attempts}): {percent}% sent"
     return f"uploading (attempt {record.attempts}); progress unknown (daemon not running?)"
 
 

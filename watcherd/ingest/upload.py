@@ -9,9 +9,12 @@ works, ``FileChanged`` → settle again, ``FileNotFoundError`` → vanished,
 until the index answers (``indexpause``); any other exception puts the file
 back to settle again (``putback``), the fifth in a row sends it to failed/.
 Intent is written before every side effect: ``uploading`` with the attempt
-number, start time, target index and "a task may exist" before the POST, the
-task id the moment it answers. A definitive answer clears "a task may exist";
-while it is set, the next attempt first looks for that task (``dedupe``).
+number, start time, target index, the upload method and "a task may exist"
+before the POST, the task id the moment it answers. A definitive answer clears
+"a task may exist"; while it is set, the next attempt first looks for that task
+(``dedupe``). A folder whose ``upload_method`` is ``auto`` or ``multipart``
+goes through the multipart stage instead (``multipart``), which has its own
+intent records (``upload_path`` chooses).
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from watcherd.ingest.dedupe import (
 )
 from watcherd.ingest.gate import UploadGate
 from watcherd.ingest.indexpause import IndexPauses, index_gone
-from watcherd.ingest.progress import Progress, ProgressLog
+from watcherd.ingest.multipart import MULTIPART, FileChecks, MultipartStage
+from watcherd.ingest.progress import Progress, ProgressLog, upload_summary
 from watcherd.ingest.putback import InternalErrors, give_up, put_back
 from watcherd.ingest.usermetadata import user_metadata_for
 from watcherd.intake.presence import folder_reachable
@@ -45,8 +49,8 @@ from watcherd.state.schema import Changes
 from watcherd.state.states import State
 from watcherd.state.store import ContentTaken, FileRecord, Store
 from watcherd.threads import ServiceThread, beat
+from watcherd.twelvelabs.assets import AssetsApi, MultipartNotEnabled
 from watcherd.twelvelabs.client import TwelveLabsClient, UploadAborted
-from watcherd.units import human_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +60,17 @@ DUPLICATE_RECHECK_SECONDS = 1.0
 # Longest pause between taking a deferred file from the queue and putting it
 # back, shared among all queued files so other files are never held up long.
 DEFER_TURN_SECONDS = 0.5
+TASKS = "tasks"
+
+
+def upload_path(record: FileRecord, folder: FolderConfig) -> str:
+    """``multipart`` or ``tasks`` for this attempt: the folder's ``upload_method``
+    (``auto`` is multipart), unless an earlier attempt may have left a task or a session
+    on its path: that path settles it first."""
+    if (record.task_may_exist or record.upload_id) and record.upload_method in (TASKS,
+                                                                                MULTIPART):
+        return record.upload_method
+    return TASKS if folder.upload_method == TASKS else MULTIPART
 
 
 class UploadWorker(ServiceThread):
@@ -74,6 +89,8 @@ class UploadWorker(ServiceThread):
         clock: Callable[[], float] = time.monotonic,
         index_pauses: IndexPauses | None = None,
         internal_errors: InternalErrors | None = None,
+        assets: AssetsApi | None = None,
+        connections: threading.Semaphore | None = None,
     ) -> None:
         super().__init__(name)
         self.config = config
@@ -89,6 +106,19 @@ class UploadWorker(ServiceThread):
         # Set by the daemon after the shutdown grace period: abort mid-upload.
         self.abort_event = threading.Event()
         self.waits = CandidateWaits(clock)
+        self._assets = assets
+        # The daemon's, shared by every worker: chunk PUTs in flight across all files.
+        self.multipart = MultipartStage(
+            store=store, assets=self.assets, gate=gate,
+            connections=connections or threading.BoundedSemaphore(config.max_chunk_connections),
+            progress=self.progress, config=lambda: self.config,
+            checks=FileChecks(self._ensure_unchanged, self._changed),
+            stop=self.stop_event, abort=self.abort_event)
+
+    def assets(self) -> AssetsApi:
+        if self._assets is None:  # tests that only take the /tasks path never need one
+            self._assets = AssetsApi(self.api)
+        return self._assets
 
     def step(self) -> None:
         file_id = self.next_file(self.work)
@@ -172,7 +202,24 @@ class UploadWorker(ServiceThread):
             logger.debug("%s: no sha256 for the sidecar: %s", record.path, exc)
 
     def _upload(self, record: FileRecord, folder: FolderConfig) -> None:
-        """Retry until the task exists, the file is refused, or we are stopped."""
+        """Send the file on the path ``upload_path`` chooses."""
+        if upload_path(record, folder) == TASKS:
+            self._upload_task(record, folder)
+            return
+        try:
+            self.multipart.run(record, folder)
+        except ContentTaken as exc:
+            self._join_or_wait(self.store.get(record.id), exc.holder)
+        except MultipartNotEnabled as exc:
+            # The account may not use multipart: this file takes /tasks (the method
+            # policy for the folder, said once and in status, is issue 16 item 1).
+            logger.warning("%s: multipart uploads are refused (%s); sending it with /tasks",
+                           record.path, exc.describe())
+            self._upload_task(self.store.get(record.id), folder)
+
+    def _upload_task(self, record: FileRecord, folder: FolderConfig) -> None:
+        """``POST /tasks``: retry until the task exists, the file is refused, or we are
+        stopped."""
         unconfirmed: list[tuple[dict[str, Any], str]] = []
         while not self.stop_event.is_set():
             beat()  # waiting out a backoff or a pause is not being stuck
@@ -197,7 +244,7 @@ class UploadWorker(ServiceThread):
                     record.id, State.UPLOADING, f"attempt {record.attempts + 1}",
                     claim_content=folder.dedupe, attempts=record.attempts + 1,
                     upload_started_at=self.store.clock(), index_id=folder.index_id,
-                    task_may_exist=1)
+                    task_may_exist=1, upload_method=TASKS)
             except ContentTaken as exc:
                 self._join_or_wait(record, exc.holder)
                 return
@@ -222,7 +269,7 @@ class UploadWorker(ServiceThread):
                 raise FileChanged(str(exc)) from exc
             self.gate.note_success()
             self._record_task(record, created["_id"], created.get("video_id"),
-                              _upload_summary(record, self.store.clock()))
+                              upload_summary(record, self.store.clock()))
             note_possible_duplicates(self.store, record, unconfirmed, created["_id"])
             return
         # Stopped while waiting: leave it queued for the next start.
@@ -390,9 +437,3 @@ class UploadWorker(ServiceThread):
         self.store.transition(file_id, State.FINALIZING, reason, **changes)
         self.finalize(file_id)
 
-
-def _upload_summary(record: FileRecord, now: float) -> str:
-    seconds = max(now - (record.upload_started_at or now), 1e-3)
-    size = record.size or 0
-    return (f"uploaded {human_bytes(size)} in {seconds:.1f}s "
-            f"({human_bytes(int(size / seconds))}/s)")

@@ -49,6 +49,7 @@ from watcherd.state.states import State
 from watcherd.state.store import CorruptDatabase, Store
 from watcherd.threads import ServiceThread
 from watcherd.twelvelabs.apikey import key_for_request, resolve_api_key
+from watcherd.twelvelabs.assets import AssetsApi
 from watcherd.twelvelabs.client import TwelveLabsClient
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,10 @@ class Daemon:
         self.internal_errors = InternalErrors()
         self.pause_wake = threading.Event()  # set on SIGHUP: check every pause now
         self.progress = Progress()
+        self.assets = AssetsApi(self.api)
+        # Chunk PUTs in flight across every upload worker (the uplink is shared); its size
+        # is read at start only.
+        self.chunk_connections = threading.BoundedSemaphore(config.max_chunk_connections)
         self.intake: queue.SimpleQueue[Hint] = queue.SimpleQueue()
         self.work: queue.Queue[int] = queue.Queue()
         self.to_finalize: queue.Queue[int] = queue.Queue()  # a Queue: the sweep reads it
@@ -130,7 +135,8 @@ class Daemon:
             name, config=self.config, store=self.store, api=self.api, gate=self.gate,
             work=self.work, finalize=self.to_finalize.put,
             settle_again=self._settle_again, progress=self.progress,
-            index_pauses=self.index_pauses, internal_errors=self.internal_errors)
+            index_pauses=self.index_pauses, internal_errors=self.internal_errors,
+            assets=self.assets, connections=self.chunk_connections)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -162,6 +168,7 @@ class Daemon:
             self.recover()
         except BaseException:
             self.store.close()
+            self.assets.close()
             self.api.close()
             self.lock.release()
             raise
@@ -343,6 +350,7 @@ class Daemon:
                 worker.abort_event.set()
         for thread in [self.scanner, *self.threads.values()]:
             thread.join(5.0)
+        self.assets.close()
         self.api.close()
         self._mark_closed_cleanly()
         self.store.close()

@@ -188,9 +188,11 @@ class MultipartStage:
                         upload_id)
             return None
         chunk_size, total = int(found["chunk_size"]), int(found["total_chunks"])
+        detail = (f"adopted session {upload_id} from the list of incomplete sessions (the "
+                  "answer to its create was lost)")
+        logger.info("%s: %s", record.path, detail)
         self._open(record, SessionPrint(upload_id, record.sha256 or "", record.size or 0, {}),
-                   f"adopted session {upload_id} from the list of incomplete sessions (the "
-                   "answer to its create was lost)", upload_id=upload_id, asset_id=None,
+                   detail, upload_id=upload_id, asset_id=None,
                    chunk_size=chunk_size, total_chunks=total,
                    session_expires_at=_epoch(found.get("expires_at")))
         return LiveSession(upload_id, None, chunk_size, total, {})

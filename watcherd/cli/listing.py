@@ -39,14 +39,13 @@ def list_rows(store: Store, state: str | None, folder: str | None, *,
               since: float | None = None, limit: int | None = None
               ) -> Iterator[dict[str, Any]]:
     """One row per tracked file, newest first: the ``--json`` lines."""
-    return (list_row(r, store)
+    return ({**list_row(r), "session": session_json(queries.upload_session(store, r))}
             for r in queries.listed(store, state, folder, since=since, limit=limit))
 
 
-def list_row(record: FileRecord, store: Store) -> dict[str, Any]:
+def list_row(record: FileRecord) -> dict[str, Any]:
     return {**{name: shown(getattr(record, name)) for name in LIST_FIELDS},
-            "updated_at": iso(record.updated_at),
-            "session": session_json(queries.upload_session(store, record))}
+            "updated_at": iso(record.updated_at)}
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -218,3 +218,29 @@ def test_a_file_that_changes_mid_upload_gives_the_session_up(rig):
     (session,) = rig.fake.uploads_by_id.values()
     assert rig.ledger.fingerprint(session.upload_id) is None
     assert rig.ledger.etags(session.upload_id) == {}
+
+
+def test_status_list_and_explain_show_chunks_done_of_all_and_the_session_expiry(rig):
+    from watcherd.cli.explain import explain
+    from watcherd.cli.listing import list_rows
+    from watcherd.cli.render import iso
+    from watcherd.cli.status import _active_row, build_status
+
+    record = rig.queued("v.mp4", 8 * CHUNK)
+    expires = time.time() + 3600
+    rig.ledger.open_session(record.id, State.UPLOADING, "mid-upload",
+                            SessionPrint("up1", record.sha256 or "", 8 * CHUNK, {}),
+                            upload_id="up1", asset_id="as1", chunk_size=CHUNK, total_chunks=8,
+                            session_expires_at=expires, upload_method="multipart")
+    for index in (1, 2, 3):
+        rig.ledger.record_etag(record.id, "up1", index, f'"etag{index}"')
+    wanted = {"upload_id": "up1", "chunks_done": 3, "chunks_total": 8,
+              "expires_at": iso(expires)}
+    (entry,) = build_status(rig.config, rig.store)["active"]
+    assert entry["session"] == wanted
+    assert "chunk 3/8, session expires " in _active_row(entry)[2]
+    (row,) = list_rows(rig.store, None, None)
+    assert row["session"] == wanted and row["upload_method"] == "multipart"
+    said = explain(rig.config, rig.store, record.path)
+    assert said["details"]["session"] == wanted
+    assert "chunk 3/8, session expires" in said["summary"]

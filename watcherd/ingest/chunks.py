@@ -152,6 +152,8 @@ class ChunkRun:
     def _finish_in_flight(self) -> bool:
         while self.in_flight:
             beat()
+            if self.hooks.should_abort():
+                raise UploadAborted("upload aborted")
             done, _ = wait(list(self.in_flight), timeout=TURN_SECONDS)
             for future in done:
                 self._settle(future)

@@ -169,7 +169,13 @@ class MultipartStage:
         if not record.task_may_exist or record.upload_id is not None:
             return None
         intent = record.upload_started_at or 0.0
-        matches = [s for s in self._api(lambda: self.assets().list_incomplete_uploads())
+        try:
+            listed = self._api(lambda: self.assets().list_incomplete_uploads())
+        except ApiRejected as exc:
+            logger.warning("%s: cannot list incomplete sessions (%s); a new session is made",
+                           record.path, exc.describe())
+            return None
+        matches = [s for s in listed
                    if s.get("status", "active") == "active" and s.get("total_size") == record.size
                    and abs(_epoch(s.get("created_at")) - intent) <= ADOPT_WINDOW_SECONDS]
         if len(matches) != 1:
@@ -208,10 +214,11 @@ class MultipartStage:
         except ApiError:
             self.store.update(record.id, task_may_exist=0)  # refused: nothing was made
             raise
+        detail = (f"session {created.upload_id}: {created.total_chunks} chunk(s) of "
+                  f"{human_bytes(created.chunk_size)}, expires {created.expires_at}")
+        logger.info("%s: %s", record.path, detail)
         self._open(record, SessionPrint(created.upload_id, record.sha256 or "",
-                                        record.size or 0, created.upload_headers),
-                   f"session {created.upload_id}: {created.total_chunks} chunk(s) of "
-                   f"{human_bytes(created.chunk_size)}, expires {created.expires_at}",
+                                        record.size or 0, created.upload_headers), detail,
                    upload_id=created.upload_id, asset_id=created.asset_id,
                    chunk_size=created.chunk_size, total_chunks=created.total_chunks,
                    session_expires_at=_epoch(created.expires_at))
@@ -237,7 +244,10 @@ class MultipartStage:
             self.store.get(record.id).asset_id
         if not (answer and ("url" in answer or answer.get("total_completed", 0)
                             >= session.total_chunks)) and not session.completed:
-            status = self._api(lambda: self.assets().upload_status(session.upload_id))
+            try:
+                status = self._api(lambda: self.assets().upload_status(session.upload_id))
+            except ApiRejected as exc:
+                raise SessionGone(exc.describe()) from exc
             if status.get("status") != "completed":
                 raise TransientError(None, "upload_incomplete", (
                     f"session {session.upload_id} is {status.get('status')} with "

@@ -244,3 +244,17 @@ def test_status_list_and_explain_show_chunks_done_of_all_and_the_session_expiry(
     said = explain(rig.config, rig.store, record.path)
     assert said["details"]["session"] == wanted
     assert "chunk 3/8, session expires" in said["summary"]
+
+
+def test_a_failed_chunk_put_goes_again_later_with_a_fresh_url(rig):
+    rig.fake.inject("PUT", "/_storage", status=503, body="<Error><Code>SlowDown</Code></Error>")
+    started = time.monotonic()
+    record = rig.run(rig.queued("f.mp4", 4 * CHUNK))
+    puts = chunk_puts(rig.fake)
+    (failed,) = [index for _, index, status in puts if status == 503]
+    assert Counter(i for _, i, status in puts if status == 200) == Counter(range(1, 5))
+    # The create answer had a URL for every chunk: asking for more means a fresh one.
+    assert rig.fake.count("POST", f"/assets/multipart-uploads/{record.upload_id}"
+                                  "/presigned-urls") == 1
+    assert time.monotonic() - started >= 0.75  # after the backoff's first delay
+    assert record.state == State.INDEXING and assembled(rig, record) == record.sha256

@@ -252,6 +252,7 @@ def test_a_failed_chunk_put_goes_again_later_with_a_fresh_url(rig):
     record = rig.run(rig.queued("f.mp4", 4 * CHUNK))
     puts = chunk_puts(rig.fake)
     (failed,) = [index for _, index, status in puts if status == 503]
+    assert [i for _, i, _ in puts].count(failed) == 2  # refused once, then stored
     assert Counter(i for _, i, status in puts if status == 200) == Counter(range(1, 5))
     # The create answer had a URL for every chunk: asking for more means a fresh one.
     assert rig.fake.count("POST", f"/assets/multipart-uploads/{record.upload_id}"

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 import watcherd.media.profiles as profiles
 from watcherd.errors import ConfigError
 from watcherd.media.profiles import AUTO, MODEL_CHOICES, FolderProfile, LimitOverrides
+from watcherd.webhookconfig import TOP_KEYS as WEBHOOK_TOP_KEYS
+from watcherd.webhookconfig import Webhooks, parse_webhooks
 from watcherd.yamlreader import Errors, Reader, Section
 
 DEFAULT_CONFIG_PATH = "/etc/watcherd/config.yaml"
@@ -100,6 +102,8 @@ class Config:
     # systemd watchdog pings stop).
     stall_seconds: float = stall_seconds_for(ApiConfig())
     log_level: str = "info"
+    # webhooks (the receivers) and webhook_retry_hours: ``webhookconfig``.
+    webhooks: Webhooks = field(default_factory=Webhooks)
     # Folders removed by a reload that still have files in flight: no longer
     # watched or scanned, but their files finish with the settings they had.
     retired: tuple[FolderConfig, ...] = ()
@@ -129,7 +133,7 @@ TOP_KEYS = {
     "upload_workers", "folders", "log_level", "pause_check_seconds", "task_timeout_seconds",
     "stall_seconds", "poll_batch", "history_retention_days", "upload_method",
     "chunk_concurrency", "max_chunk_connections",
-}
+} | WEBHOOK_TOP_KEYS
 API_KEYS = {"base_url", "key_file", "connect_timeout_seconds", "io_timeout_seconds"}
 FOLDER_KEYS = {
     "path", "index_id", "model", "done_dir", "failed_dir", "recursive", "polling",
@@ -186,6 +190,7 @@ def parse_config(
         history_retention_days=top.number("history_retention_days", minimum=0),
         stall_seconds=top.number("stall_seconds", minimum=5, default=stall_seconds_for(api)),
         log_level=top.choice("log_level", LOG_LEVELS),
+        webhooks=parse_webhooks(reader, raw, base_url_problem),
         warnings=tuple(errors.warnings),
     )
     _check_folder_overlaps(numbered, errors)

@@ -34,6 +34,7 @@ from watcherd.names import display
 from watcherd.state.states import State
 from watcherd.state.store import FileRecord, Store
 from watcherd.threads import ServiceThread
+from watcherd.webhooks.events import FAILED, READY, file_events
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -141,10 +142,14 @@ class Finalizer(ServiceThread):
         finished = self.store.clock()
         record = self.store.transition(file_id, State.FINALIZING, None, dest_path=str(moved))
         original = self.store.get(record.duplicate_of) if record.duplicate_of else None
-        _permanent_as_refused(write_sidecar, moved,
-                              sidecar_document(record, folder, finished, original))
-        final = State.DONE if record.outcome == "ready" else State.FAILED
-        self.store.transition(file_id, final, f"moved to {moved}", finished_at=finished)
+        document = sidecar_document(record, folder, finished, original)
+        _permanent_as_refused(write_sidecar, moved, document)
+        ready = record.outcome == "ready"
+        # The webhook event goes to the outbox in the transaction that finishes the row.
+        events = file_events(self.config.webhooks, READY if ready else FAILED, dict(document),
+                             finished)
+        self.store.transition(file_id, State.DONE if ready else State.FAILED,
+                              f"moved to {moved}", finished_at=finished, events=events)
 
     def _target(self, record: FileRecord, folder: FolderConfig | None) -> Path:
         """The recorded target, or a fresh free one recorded before moving."""

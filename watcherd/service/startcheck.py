@@ -28,11 +28,13 @@ from watcherd.media.profiles import index_models
 from watcherd.service.folderprofiles import resolve_profiles
 from watcherd.service.preflight import CHECK_TIMEOUTS, check_api
 from watcherd.twelvelabs.apikey import ApiKey, resolve_api_key
+from watcherd.webhookconfig import secret_problems
 
 
 def check_at_start(config: Config, env: dict[str, str] | None = None) -> ApiKey:
     """The API key to start with; ConfigError listing every problem otherwise."""
-    problems = folder_problems(config) + placeholder_problems(config)
+    problems = (folder_problems(config) + placeholder_problems(config)
+                + secret_problems(config.webhooks, env))
     key = None
     try:
         key = resolve_api_key(config.api.key_file, env)

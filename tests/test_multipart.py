@@ -259,3 +259,18 @@ def test_a_failed_chunk_put_goes_again_later_with_a_fresh_url(rig):
                                   "/presigned-urls") == 1
     assert time.monotonic() - started >= 0.75  # after the backoff's first delay
     assert record.state == State.INDEXING and assembled(rig, record) == record.sha256
+
+
+def test_the_sessions_upload_headers_go_with_every_chunk_also_after_a_resume(rig):
+    rig.fake.upload_headers = {"x-amz-server-side-encryption": "AES256"}
+    record = rig.queued("h.mp4", 6 * CHUNK)
+    stop_after_two = threading.Event()
+    StorageWatch(rig.fake, after=lambda s: len(s.stored) >= 2 and stop_after_two.set())
+    stage = rig.stage()
+    stage.stop = stop_after_two  # a shutdown after two chunks: the session is kept
+    stage.run(record, rig.config.folders[0])
+    assert rig.store.get(record.id).state == State.QUEUED
+    record = rig.run(rig.store.get(record.id))  # resumed: the headers come from the ledger
+    assert record.state == State.INDEXING and len(rig.fake.uploads_by_id) == 1
+    assert all(status == 200 for _, _, status in chunk_puts(rig.fake))
+    assert assembled(rig, record) == record.sha256

@@ -99,7 +99,7 @@ class ChunkRun:
         self.retry_at: dict[int, float] = {}
         self.failures: dict[int, int] = {}
         self.in_flight: dict[Future[str], int] = {}
-        self.sending: dict[int, int] = {}   # chunk index → bytes of it sent so far
+        self.sending: dict[int, int] = {}   # chunk index → bytes of it sent so far (_fill)
         self.unreported: dict[int, str] = {}
         self.done_bytes = self.done_chunks = 0
         self.last_answer: dict[str, Any] | None = None
@@ -140,10 +140,13 @@ class ChunkRun:
             if self.hooks.should_stop() and self.pending:
                 return self._finish_in_flight()
             self._fill(pool)
-            done, _ = wait(list(self.in_flight), timeout=TURN_SECONDS,
-                           return_when=FIRST_COMPLETED)
-            for future in done:
-                self._settle(future)
+            if self.in_flight:
+                done, _ = wait(list(self.in_flight), timeout=TURN_SECONDS,
+                               return_when=FIRST_COMPLETED)
+                for future in done:
+                    self._settle(future)
+            else:  # every chunk left waits out its retry delay
+                self.cancel.wait(self._until_next_retry())
             self._progress()
             if len(self.unreported) >= REPORT_BATCH:
                 self._report()
@@ -165,6 +168,9 @@ class ChunkRun:
             if index is None:
                 return
             url = self._url_for(index)
+            # The key exists before the PUT's thread writes it: the coordinator sums these
+            # while PUTs update them, which is safe only while no key is added meanwhile.
+            self.sending[index] = 0
             self.in_flight[pool.submit(self._put, index, url)] = index
 
     def _next_due(self) -> int | None:
@@ -174,6 +180,10 @@ class ChunkRun:
                 self.pending.remove(index)
                 return index
         return None
+
+    def _until_next_retry(self) -> float:
+        due = min((self.retry_at.get(i, 0.0) for i in self.pending), default=0.0)
+        return min(TURN_SECONDS, max(0.0, due - self.clock()))
 
     def _url_for(self, index: int) -> ChunkUrl:
         url = self.urls.pop(index, None)

@@ -252,3 +252,13 @@ def test_killed_mid_chunks_the_restart_resumes_the_session_sending_only_what_is_
     assert len(set(again) & stored_before) <= 2
     assert fake_api.assets[session.asset_id].sha256 == sha256(source)
     assert "resuming session" in multipart.log()
+
+
+def test_an_account_refused_multipart_sends_the_file_with_tasks(daemon, fake_api, valid_clip):
+    fake_api.multipart_forbidden = True
+    daemon.settings["upload_method"] = "auto"
+    daemon.start()
+    drop(daemon, valid_clip, "refused.mp4")
+    side = daemon.sidecar(daemon.wait_done("refused.mp4"))
+    assert side["task_id"] in fake_api.tasks and fake_api.uploads_by_id == {}
+    assert row(daemon, "refused.mp4")["upload_method"] == "tasks"

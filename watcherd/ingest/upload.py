@@ -107,7 +107,7 @@ class UploadWorker(ServiceThread):
         self.abort_event = threading.Event()
         self.waits = CandidateWaits(clock)
         self._assets = assets
-        # The daemon's, shared by every worker: chunk PUTs in flight across all files.
+        # ``connections``: the daemon's cap on chunk PUTs in flight, shared by every worker.
         self.multipart = MultipartStage(
             store=store, assets=self.assets, gate=gate,
             connections=connections or threading.BoundedSemaphore(config.max_chunk_connections),

@@ -279,3 +279,24 @@ def test_the_sessions_upload_headers_go_with_every_chunk_also_after_a_resume(rig
     assert record.state == State.INDEXING and len(rig.fake.uploads_by_id) == 1
     assert all(status == 200 for _, _, status in chunk_puts(rig.fake))
     assert assembled(rig, record) == record.sha256
+
+
+@pytest.mark.parametrize(("folder_method", "row", "path"), [
+    ("auto", {}, "multipart"),
+    ("multipart", {}, "multipart"),
+    ("tasks", {}, "tasks"),
+    ("tasks", {"task_may_exist": 1, "upload_method": "multipart"}, "multipart"),
+    ("tasks", {"upload_id": "u1", "upload_method": "multipart"}, "multipart"),
+    ("auto", {"task_may_exist": 1, "upload_method": "tasks"}, "tasks"),
+    ("auto", {"task_may_exist": 1}, "tasks"),  # a rebuilt database: look for a task first
+    ("auto", {"upload_method": "tasks"}, "multipart"),  # a settled attempt binds nothing
+])
+def test_the_upload_path_follows_the_folder_unless_an_attempt_is_in_doubt(
+        rig, folder_method, row, path):
+    from dataclasses import replace
+
+    from watcherd.ingest.upload import upload_path
+
+    record = rig.queued("p.mp4", CHUNK, **row)
+    folder = replace(rig.config.folders[0], upload_method=folder_method)
+    assert upload_path(record, folder) == path

@@ -66,10 +66,11 @@ TASKS = "tasks"
 def upload_path(record: FileRecord, folder: FolderConfig) -> str:
     """``multipart`` or ``tasks`` for this attempt: the folder's ``upload_method``
     (``auto`` is multipart), unless an earlier attempt may have left a task or a session
-    on its path: that path settles it first."""
-    if (record.task_may_exist or record.upload_id) and record.upload_method in (TASKS,
-                                                                                MULTIPART):
-        return record.upload_method
+    on its path: that path settles it first. An attempt on an unknown path (a row from
+    before the method was recorded, a rebuilt database) is looked for as a task, as it
+    always was."""
+    if record.task_may_exist or record.upload_id:
+        return record.upload_method or TASKS
     return TASKS if folder.upload_method == TASKS else MULTIPART
 
 

@@ -244,6 +244,10 @@ def test_status_list_and_explain_show_chunks_done_of_all_and_the_session_expiry(
     said = explain(rig.config, rig.store, record.path)
     assert said["details"]["session"] == wanted
     assert "chunk 3/8, session expires" in said["summary"]
+    rig.store.transition(record.id, State.QUEUED, "retrying in 2s: HTTP 503")
+    said = explain(rig.config, rig.store, record.path)
+    assert said["details"]["session"] == wanted
+    assert "its upload resumes at chunk 3/8, session expires" in said["summary"]
     rig.ledger.close_session(record.id, State.INDEXING, "handed on", asset_id="as1")
     (row,) = list_rows(rig.store, None, None)
     assert row["session"] is None  # complete: no chunk count to show any more

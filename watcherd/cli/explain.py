@@ -87,8 +87,11 @@ def _tracked(config: Config, store: Store, record: FileRecord, now: float) -> di
                     settle_seconds=wait)
     if state == State.QUEUED:
         position = queries.queue_position(store, record)
+        session = session_json(queries.upload_session(store, record))
+        resumes = f"; its upload resumes at {session_text(session)}" if session else ""
         return _say("queued", f"settled and waiting to upload: number {position} in the queue"
-                    f"{_last_detail(store, record)}", position=position)
+                    f"{resumes}{_last_detail(store, record)}", position=position,
+                    session=session)
     if state == State.VALIDATING:
         return _say("validating", "being checked against Twelve Labs' requirements now")
     if state == State.UPLOADING:

@@ -135,6 +135,25 @@ def test_a_resumed_session_reports_known_etags_and_sends_only_the_missing_chunks
     assert len(rig.fake.uploads_by_id) == 1 and assembled(rig, record) == record.sha256
 
 
+@pytest.mark.parametrize("fate", ["expired", "unknown"])
+def test_an_expired_or_unknown_session_is_not_resumed_and_its_etags_are_forgotten(rig, fate):
+    record = rig.queued("e.mp4", 4 * CHUNK)
+    old = rig.session(4 * CHUNK)
+    upload_id = old.upload_id if fate == "expired" else "no-such-upload"
+    rig.ledger.open_session(record.id, State.QUEUED, "as a crash left it",
+                            SessionPrint(upload_id, record.sha256 or "", 4 * CHUNK, {}),
+                            upload_id=upload_id, asset_id=old.asset_id, chunk_size=CHUNK,
+                            total_chunks=4, upload_method="multipart")
+    rig.ledger.record_etag(record.id, upload_id, 1, '"0123"')
+    rig.fake.expire_upload(old.upload_id)
+    record = rig.run(rig.store.get(record.id))
+    assert record.state == State.INDEXING and record.upload_id not in (upload_id, None)
+    assert rig.ledger.etags(upload_id) == {} and rig.ledger.fingerprint(upload_id) is None
+    assert assembled(rig, record) == record.sha256
+    assert any(f"session {upload_id} is {'expired' if fate == 'expired' else 'unknown'}"
+               in (h["detail"] or "") for h in rig.store.history(record.id))
+
+
 def test_a_session_made_for_other_content_is_given_up_not_resumed(rig):
     record = rig.queued("c.mp4", 4 * CHUNK)
     old = rig.session(4 * CHUNK)

@@ -172,6 +172,13 @@ class Store:
         ).fetchone()
         return record_from_row(row) if row else None
 
+    def last_finished(self, path: str) -> FileRecord | None:
+        """The newest done or failed row of ``path`` (``after: leave`` remembers by it)."""
+        row = self._conn().execute(
+            "SELECT * FROM files WHERE path = ? AND state IN (?, ?) ORDER BY id DESC LIMIT 1",
+            (db_path(path), State.DONE, State.FAILED)).fetchone()
+        return record_from_row(row) if row else None
+
     def paths_in_pipeline(self) -> set[str]:
         """Paths of live rows past settling, in one query (the settler's rescan view)."""
         states = [s for s in ACTIVE_STATES if s != State.SETTLING]

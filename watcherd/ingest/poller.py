@@ -101,11 +101,10 @@ class Poller(ServiceThread):
         by_index: dict[str, list[FileRecord]] = {}
         due: set[str] = set()
         for record in self.store.in_states(State.INDEXING):
-            if record.task_id is None:
-                continue  # a multipart asset without its indexed asset yet: not a task
             if self.index_pauses is not None and self.index_pauses.why(record.index_id):
                 continue  # its index is gone for now: nothing to ask, nothing to fail
-            if self._timed_out(record):
+            # A multipart asset without its indexed asset yet is not a task to poll.
+            if record.task_id is None or self._timed_out(record):
                 continue
             by_index.setdefault(record.index_id, []).append(record)
             if self.next_poll.get(record.id, 0.0) <= now:

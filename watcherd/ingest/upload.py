@@ -109,6 +109,7 @@ class UploadWorker(ServiceThread):
         self.abort_event = threading.Event()
         self.waits = CandidateWaits(clock)
         self._assets = assets
+        self.multipart_refused: MultipartNotEnabled | None = None
         # ``connections``: the daemon's cap on chunk PUTs in flight, shared by every worker.
         self.multipart = MultipartStage(
             store=store, assets=self.assets, gate=gate,
@@ -163,6 +164,14 @@ class UploadWorker(ServiceThread):
         except MediaRejected as exc:
             self._hash_for_sidecar(record)
             self._fail(file_id, exc.reason, rule=exc.rule)
+        except MultipartNotEnabled as exc:
+            # Until the folders' method policy (issue 16 item 1): this worker sends by
+            # /tasks from now on, and the file goes round again.
+            self.multipart_refused = exc
+            logger.warning("%s: multipart uploads are refused (%s); %s sends by /tasks",
+                           record.path, exc.describe(), self.name)
+            self.store.transition(file_id, State.QUEUED, f"not uploaded: {exc.describe()}")
+            self.work.put(file_id)
         except ApiRejected as exc:
             if not self._parked_if_index_gone(record, folder, exc):
                 self._fail(file_id, f"Twelve Labs rejected the upload: {exc.describe()}",
@@ -208,19 +217,13 @@ class UploadWorker(ServiceThread):
 
     def _upload(self, record: FileRecord, folder: FolderConfig) -> None:
         """Send the file on the path ``upload_path`` chooses."""
-        if upload_path(record, folder) == TASKS:
+        if upload_path(record, folder) == TASKS or self.multipart_refused is not None:
             self._upload_task(record, folder)
             return
         try:
             self.multipart.run(record, folder)
         except ContentTaken as exc:
             self._join_or_wait(self.store.get(record.id), exc.holder)
-        except MultipartNotEnabled as exc:
-            # The account may not use multipart: this file takes /tasks (the method
-            # policy for the folder, said once and in status, is issue 16 item 1).
-            logger.warning("%s: multipart uploads are refused (%s); sending it with /tasks",
-                           record.path, exc.describe())
-            self._upload_task(self.store.get(record.id), folder)
 
     def _upload_task(self, record: FileRecord, folder: FolderConfig) -> None:
         """``POST /tasks``: retry until the task exists, the file is refused, or we are

@@ -5,6 +5,9 @@ ledger holds what a resume needs beyond it. A session is opened in the same
 transaction as the row receives the create answer, each ETag is stored the moment its
 PUT answers, and everything is forgotten in the transaction that hands the file on or
 gives the session up, so no ETag can outlive its session or point at another one.
+(``Store.batch`` keeps the writes that completed when a later one fails: a fingerprint
+without its row's session is forgotten by the next open, and a row whose ledger is gone
+gives its session up at the next resume; neither sends a wrong byte.)
 """
 
 from __future__ import annotations

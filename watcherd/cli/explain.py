@@ -19,7 +19,18 @@ from rich.text import Text
 
 import watcherd.state.queries as queries
 from watcherd.cli.access import operator_config, readonly_store
-from watcherd.cli.render import ago, duration, emit, iso, remote_ids, shown, styled_state, table
+from watcherd.cli.render import (
+    ago,
+    duration,
+    emit,
+    iso,
+    remote_ids,
+    session_json,
+    session_text,
+    shown,
+    styled_state,
+    table,
+)
 from watcherd.config import Config, FolderConfig
 from watcherd.errors import MediaRejected
 from watcherd.exitcodes import EXIT_OK
@@ -85,12 +96,18 @@ def _tracked(config: Config, store: Store, record: FileRecord, now: float) -> di
                     settle_seconds=wait)
     if state == State.QUEUED:
         position = queries.queue_position(store, record)
+        session = session_json(queries.upload_session(store, record))
+        resumes = f"; its upload resumes at {session_text(session)}" if session else ""
         return _say("queued", f"settled and waiting to upload: number {position} in the queue"
-                    f"{_last_detail(store, record)}", position=position)
+                    f"{resumes}{_last_detail(store, record)}", position=position,
+                    session=session)
     if state == State.VALIDATING:
         return _say("validating", "being checked against Twelve Labs' requirements now")
     if state == State.UPLOADING:
-        return _say("uploading", _upload_progress(store, record))
+        session = queries.upload_session(store, record, _live(store, record).get("chunks"))
+        summary = _upload_progress(store, record)
+        return _say("uploading", ", ".join(p for p in (summary, session_text(
+            session_json(session))) if p), session=session_json(session))
     if state == State.INDEXING and on_multipart(record):
         return _say("indexing", _indexing_multipart(record, now), asset_id=record.asset_id,
                     indexed_asset_id=record.indexed_asset_id,
@@ -198,12 +215,20 @@ def _say(status: str, summary: str, **details: Any) -> dict[str, Any]:
     return {"status": status, "summary": summary, "details": details}
 
 
-def _upload_progress(store: Store, record: FileRecord) -> str:
+def _live(store: Store, record: FileRecord) -> dict[str, Any]:
+    """The running daemon's progress entry for this upload, if any."""
     daemon = daemon_state(store)
     for upload in daemon["uploads"] if daemon else []:
         if upload["file_id"] == record.id and upload["total"]:
-            percent = int(100 * upload["sent"] / upload["total"])
-            return f"uploading now (attempt {record.attempts}): {percent}% sent"
+            return dict(upload)
+    return {}
+
+
+def _upload_progress(store: Store, record: FileRecord) -> str:
+    upload = _live(store, record)
+    if upload:
+        percent = int(100 * upload["sent"] / upload["total"])
+        return f"uploading now (attempt {record.attempts}): {percent}% sent"
     return f"uploading (attempt {record.attempts}); progress unknown (daemon not running?)"
 
 

@@ -34,6 +34,20 @@ STATE_STYLES = {
 }
 
 
+def session_json(session: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``queries.upload_session`` for JSON: the expiry as ISO 8601."""
+    return None if session is None else {**session, "expires_at": iso(session["expires_at"])}
+
+
+def session_text(session: dict[str, Any] | None) -> str:
+    """"chunk 12/40, session expires 14:02" for people ("" without a session)."""
+    if session is None:
+        return ""
+    expires = session["expires_at"]
+    until = f", session expires {expires[:16].replace('T', ' ')}" if expires else ""
+    return f"chunk {session['chunks_done']}/{session['chunks_total']}{until}"
+
+
 def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
 

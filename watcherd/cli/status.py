@@ -24,6 +24,8 @@ from watcherd.cli.render import (
     iso,
     job_shown,
     remote_ids,
+    session_json,
+    session_text,
     shown,
     styled_state,
     table,
@@ -81,7 +83,7 @@ def build_status(config: Config, store: Store, folder: Path | None = None,
                            for r in queries.unreadable(store, str(f.path))],
             "paused": gone.get(f.index_id),
         } for f in wanted],
-        "active": [_active(r, uploads.get(r.id), now) for r in active],
+        "active": [_active(store, r, uploads.get(r.id), now) for r in active],
         "recent": {state: [_finished(r) for r in queries.recent(store, state, RECENT, only)]
                    for state in ("done", "failed")},
         "webhooks": _webhooks(store),
@@ -108,12 +110,15 @@ def _watch(watch: FolderWatch | None) -> dict[str, Any] | None:
             "last_scan": iso(watch["last_scan"])}
 
 
-def _active(record: FileRecord, upload: UploadProgress | None, now: float) -> dict[str, Any]:
+def _active(store: Store, record: FileRecord, upload: UploadProgress | None, now: float
+            ) -> dict[str, Any]:
     since = record.uploaded_at if record.state == "indexing" else record.updated_at
     entry: dict[str, Any] = {
         "path": display(record.path), "state": record.state, "task_id": record.task_id,
         "remote_status": record.remote_status, "age_seconds": round(now - (since or now)),
         "percent": None, "rate_bytes_per_second": None, "size": record.size,
+        "session": session_json(queries.upload_session(
+            store, record, upload.get("chunks") if upload else None)),
         **remote_ids(record)}
     if upload and upload["total"]:
         entry["percent"] = int(100 * upload["sent"] / upload["total"])
@@ -212,6 +217,7 @@ def _active_row(entry: dict[str, Any]) -> tuple:
     if entry["percent"] is not None:
         rate = entry["rate_bytes_per_second"]
         progress = f"{entry['percent']}%" + (f" {human_bytes(rate, short=True)}/s" if rate else "")
+    progress = " ".join(p for p in (progress, session_text(entry["session"])) if p)
     return (styled_state(entry["state"]), Path(entry["path"]).name, progress,
             job_shown(entry), entry["remote_status"] or "", duration(entry["age_seconds"]))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from watcherd.ingest.multipart import MULTIPART
 from watcherd.state.schema import FileRecord
 from watcherd.state.states import (
     INDEXED_ASSET_STATUSES,
@@ -21,7 +22,6 @@ from watcherd.state.states import (
 )
 from watcherd.twelvelabs.client import TwelveLabsClient
 
-MULTIPART = "multipart"
 RUNNING_TASK_STATUSES = tuple(s for s in KNOWN_TASK_STATUSES if s not in TERMINAL_TASK_STATUSES)
 RUNNING_INDEXED_STATUSES = tuple(s for s in INDEXED_ASSET_STATUSES
                                  if s not in TERMINAL_TASK_STATUSES)

@@ -83,7 +83,6 @@ class Daemon:
             connect_timeout=config.api.connect_timeout_seconds,
             io_timeout=config.api.io_timeout_seconds,
         )
-        self.assets = AssetsApi(self.api)  # the multipart path's calls, on the same client
         # Counted only when metrics.listen is set; every part gets the same object.
         self.metrics = Metrics() if config.metrics.listen else None
         telemetry = self.metrics or NO_TELEMETRY
@@ -95,6 +94,10 @@ class Daemon:
         self.internal_errors = InternalErrors()
         self.pause_wake = threading.Event()  # set on SIGHUP: check every pause now
         self.progress = Progress()
+        self.assets = AssetsApi(self.api)
+        # Chunk PUTs in flight across every upload worker (the uplink is shared); its size
+        # is read at start only.
+        self.chunk_connections = threading.BoundedSemaphore(config.max_chunk_connections)
         # Webhook attempts delivered, failed and dead-lettered since start (for metrics).
         self.webhook_totals = new_totals()
         self.intake: queue.SimpleQueue[Hint] = queue.SimpleQueue()
@@ -163,7 +166,8 @@ class Daemon:
             name, config=self.config, store=self.store, api=self.api, gate=self.gate,
             work=self.work, finalize=self.to_finalize.put,
             settle_again=self._settle_again, progress=self.progress,
-            index_pauses=self.index_pauses, internal_errors=self.internal_errors)
+            index_pauses=self.index_pauses, internal_errors=self.internal_errors,
+            assets=self.assets, connections=self.chunk_connections)
 
     # -- lifecycle -----------------------------------------------------------
 

@@ -13,9 +13,6 @@ import pytest
 from tests.conftest import TEST_KEY, DaemonRunner
 from watcherd.simulator import FakeTwelveLabs
 
-# The upload stage (ingest/multipart.py) lands from its own branch; until then there is
-# no multipart upload to follow.
-pytest.importorskip("watcherd.ingest.multipart")
 pytestmark = pytest.mark.timeout(90)
 
 CHUNK = 64 << 10

@@ -20,7 +20,8 @@ FINAL_PHASES = ("done", "failed")
 OPEN = "phase NOT IN ('done', 'failed')"
 LEASE = "now() + %(lease)s * interval '1 second'"
 # What an owner may write besides the lease (``record``).
-RECORDED = frozenset({"phase", "sha256", "index_id", "upload_started_at", "task_id",
+RECORDED = frozenset({"phase", "sha256", "index_id", "upload_started_at", "upload_method",
+                      "task_id",
                       "video_id", "upload_id", "asset_id", "indexed_asset_id", "outcome",
                       "reason", "error_code", "rule", "dest_path"})
 
@@ -62,6 +63,7 @@ class Claim:
     updated_at: datetime
     previous: str | None = None  # after a takeover: whose it was
     expired: bool = False        # read by ``get``: the lease ran out (PostgreSQL's clock)
+    upload_method: str | None = None
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> Claim:

@@ -42,6 +42,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             lease_until timestamptz NOT NULL,
             takeovers integer NOT NULL DEFAULT 0,
             upload_started_at double precision,
+            upload_method text,              -- "tasks" or "multipart": how it was sent
             task_id text,
             video_id text,
             upload_id text,

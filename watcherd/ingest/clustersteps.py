@@ -97,10 +97,12 @@ class ClusterSteps:
         self.requeue(record.id, HOLDER_RECHECK_SECONDS)
 
     def claim_task(self, record: FileRecord, task_id: str, video_id: str | None) -> None:
-        """Write the task into the claim, so a host taking over follows it."""
+        """Write the task (on the multipart path: the indexed asset) into the claim, so a
+        host taking over follows it."""
         try:
             self.coordinator.record(record, "recording the task", phase="indexing",
-                                    task_id=task_id, video_id=video_id)
+                                    task_id=task_id, video_id=video_id,
+                                    **remote_ids(self.store.get(record.id)))
         except CoordinationUnavailable:
             pass  # written with the move's target; until then a takeover looks it up
         except ClaimLost as exc:
@@ -109,6 +111,24 @@ class ClusterSteps:
             except CoordinationUnavailable:
                 pass
             self.stand_down(self.store.get(record.id), exc)
+
+    def claim_uploaded(self, row: FileRecord) -> None:
+        """Multipart: the asset is uploaded (indexing comes next, on the poller's thread):
+        a host taking over indexes it, after looking whether that already happened."""
+        try:
+            self.coordinator.record(row, "recording the asset", phase="indexing",
+                                    task_id=row.task_id, video_id=row.video_id,
+                                    **remote_ids(row))
+        except CoordinationUnavailable:
+            pass  # written with the move's target; until then a takeover resumes the session
+        except ClaimLost as exc:
+            self.stand_down(row, exc)
+
+    def fence_request(self, file_id: int) -> None:
+        """Before each multipart request (create, chunk report, status, indexing): the
+        claim is still ours, and it learns the session and asset ids got so far."""
+        row = self.store.get(file_id)
+        self.coordinator.record(row, "a multipart request", **remote_ids(row))
 
     def stand_down(self, record: FileRecord, exc: ClaimLost) -> None:
         detail = self.coordinator.stand_down(record, exc)
@@ -141,3 +161,10 @@ class ClusterSteps:
 
     def lease_lapsed(self) -> bool:
         return self.coordinator.lease_lapsed()
+
+
+def remote_ids(row: FileRecord) -> dict[str, str]:
+    """The multipart path's ids a host taking over resumes from, as far as they exist."""
+    found = {"upload_method": row.upload_method, "upload_id": row.upload_id,
+             "asset_id": row.asset_id, "indexed_asset_id": row.indexed_asset_id}
+    return {key: value for key, value in found.items() if value is not None}

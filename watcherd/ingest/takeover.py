@@ -55,6 +55,8 @@ def continue_from(store: Store, record: FileRecord, claim: Claim) -> str | None:
     file is uploaded as usual (perhaps after looking for an earlier attempt's task)."""
     who = f"host {claim.previous}" if claim.previous else "an earlier run"
     remote: Changes = {"sha256": claim.sha256, "index_id": claim.index_id}
+    if claim.upload_method is not None:  # the path it took: how its job is followed
+        remote["upload_method"] = claim.upload_method
     if claim.upload_id is not None:  # the multipart session, resumed by that path
         remote["upload_id"] = claim.upload_id
         remote["asset_id"] = claim.asset_id
@@ -66,6 +68,13 @@ def continue_from(store: Store, record: FileRecord, claim: Claim) -> str | None:
         remote["uploaded_at"], remote["task_may_exist"] = store.clock(), 0
         store.transition(record.id, State.INDEXING,
                          f"continuing the task {claim.task_id} of {who}", **remote)
+        return State.INDEXING
+    if claim.phase == "indexing" and claim.asset_id is not None:
+        # Multipart, uploaded: the indexing step looks for an indexed asset of this asset
+        # before it asks for one (``indexing``: task_may_exist).
+        remote["task_may_exist"] = 1
+        store.transition(record.id, State.INDEXING,
+                         f"continuing asset {claim.asset_id} of {who}", **remote)
         return State.INDEXING
     if claim.outcome is not None:
         remote["outcome"], remote["reason"] = claim.outcome, claim.reason

@@ -9,9 +9,12 @@ works, ``FileChanged`` → settle again, ``FileNotFoundError`` → vanished,
 until the index answers (``indexpause``); any other exception puts the file
 back to settle again (``putback``), the fifth in a row sends it to failed/.
 Intent is written before every side effect: ``uploading`` with the attempt
-number, start time, target index and "a task may exist" before the POST, the
-task id the moment it answers. A definitive answer clears "a task may exist";
-while it is set, the next attempt first looks for that task (``dedupe``).
+number, start time, target index, the upload method and "a task may exist"
+before the POST, the task id the moment it answers. A definitive answer clears
+"a task may exist"; while it is set, the next attempt first looks for that task
+(``dedupe``). A folder whose ``upload_method`` is ``auto`` or ``multipart``
+goes through the multipart stage instead (``multipart``), which has its own
+intent records (``upload_path`` chooses).
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ from watcherd.ingest.dedupe import (
 )
 from watcherd.ingest.gate import UploadGate
 from watcherd.ingest.indexpause import IndexPauses, index_gone
-from watcherd.ingest.progress import Progress, ProgressLog
+from watcherd.ingest.multipart import MULTIPART, FileChecks, MultipartStage
+from watcherd.ingest.progress import Progress, ProgressLog, upload_summary
 from watcherd.ingest.putback import InternalErrors, give_up, put_back
 from watcherd.ingest.usermetadata import user_metadata_for
 from watcherd.intake.metadata import gather
@@ -56,8 +60,8 @@ from watcherd.state.schema import Changes
 from watcherd.state.states import State
 from watcherd.state.store import ContentTaken, FileRecord, Store
 from watcherd.threads import ServiceThread, beat
+from watcherd.twelvelabs.assets import AssetsApi, MultipartNotEnabled
 from watcherd.twelvelabs.client import TwelveLabsClient, UploadAborted
-from watcherd.units import human_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +71,18 @@ DUPLICATE_RECHECK_SECONDS = 1.0
 # Longest pause between taking a deferred file from the queue and putting it
 # back, shared among all queued files so other files are never held up long.
 DEFER_TURN_SECONDS = 0.5
+TASKS = "tasks"
+
+
+def upload_path(record: FileRecord, folder: FolderConfig) -> str:
+    """``multipart`` or ``tasks`` for this attempt: the folder's ``upload_method``
+    (``auto`` is multipart), unless an earlier attempt may have left a task or a session
+    on its path: that path settles it first. An attempt on an unknown path (a row from
+    before the method was recorded, a rebuilt database) is looked for as a task, as it
+    always was."""
+    if record.task_may_exist or record.upload_id:
+        return record.upload_method or TASKS
+    return TASKS if folder.upload_method == TASKS else MULTIPART
 
 
 class UploadWorker(ServiceThread):
@@ -87,6 +103,8 @@ class UploadWorker(ServiceThread):
         internal_errors: InternalErrors | None = None,
         coordinator: Coordinator | None = None,
         hold_elsewhere: Callable[[str], None] | None = None,
+        assets: AssetsApi | None = None,
+        connections: threading.Semaphore | None = None,
     ) -> None:
         super().__init__(name)
         # Several hosts (``cluster``): claims, and the fence before each side effect.
@@ -106,6 +124,20 @@ class UploadWorker(ServiceThread):
         # Set by the daemon after the shutdown grace period: abort mid-upload.
         self.abort_event = threading.Event()
         self.waits = CandidateWaits(clock)
+        self._assets = assets
+        self.multipart_refused: MultipartNotEnabled | None = None
+        # ``connections``: the daemon's cap on chunk PUTs in flight, shared by every worker.
+        self.multipart = MultipartStage(
+            store=store, assets=self.assets, gate=gate,
+            connections=connections or threading.BoundedSemaphore(config.max_chunk_connections),
+            progress=self.progress, config=lambda: self.config,
+            checks=FileChecks(self._ensure_unchanged, self._changed),
+            stop=self.stop_event, abort=self.abort_event)
+
+    def assets(self) -> AssetsApi:
+        if self._assets is None:  # tests that only take the /tasks path never need one
+            self._assets = AssetsApi(self.api)
+        return self._assets
 
     def step(self) -> None:
         file_id = self.next_file(self.work)
@@ -161,6 +193,14 @@ class UploadWorker(ServiceThread):
         except MediaRejected as exc:
             self._hash_for_sidecar(record)
             self._fail(file_id, exc.reason, rule=exc.rule)
+        except MultipartNotEnabled as exc:
+            # Until the folders' method policy (issue 16 item 1): this worker sends by
+            # /tasks from now on, and the file goes round again.
+            self.multipart_refused = exc
+            logger.warning("%s: multipart uploads are refused (%s); %s sends by /tasks",
+                           record.path, exc.describe(), self.name)
+            self.store.transition(file_id, State.QUEUED, f"not uploaded: {exc.describe()}")
+            self.work.put(file_id)
         except ApiRejected as exc:
             if not self._parked_if_index_gone(record, folder, exc):
                 self._fail(file_id, f"Twelve Labs rejected the upload: {exc.describe()}",
@@ -205,7 +245,29 @@ class UploadWorker(ServiceThread):
             logger.debug("%s: no sha256 for the sidecar: %s", record.path, exc)
 
     def _upload(self, record: FileRecord, folder: FolderConfig) -> None:
-        """Retry until the task exists, the file is refused, or we are stopped."""
+        """Send the file on the path ``upload_path`` chooses."""
+        if upload_path(record, folder) == TASKS or self.multipart_refused is not None:
+            self._upload_task(record, folder)
+            return
+        if self.cluster is not None:
+            if self.cluster.settled_without_upload(record, folder, self._record_task):
+                return
+            cluster, file_id = self.cluster, record.id
+            self.multipart.fence = lambda: cluster.fence_request(file_id)
+        try:
+            self.multipart.run(record, folder)
+        except ContentTaken as exc:
+            self._join_or_wait(self.store.get(record.id), exc.holder)
+            return
+        finally:
+            self.multipart.fence = None
+        done = self.store.get(record.id)
+        if self.cluster is not None and done.state == State.INDEXING:
+            self.cluster.claim_uploaded(done)
+
+    def _upload_task(self, record: FileRecord, folder: FolderConfig) -> None:
+        """``POST /tasks``: retry until the task exists, the file is refused, or we are
+        stopped."""
         unconfirmed: list[tuple[dict[str, Any], str]] = []
         while not self.stop_event.is_set():
             beat()  # waiting out a backoff or a pause is not being stuck
@@ -233,7 +295,7 @@ class UploadWorker(ServiceThread):
                     record.id, State.UPLOADING, f"attempt {record.attempts + 1}",
                     claim_content=folder.dedupe, attempts=record.attempts + 1,
                     upload_started_at=self.store.clock(), index_id=folder.index_id,
-                    task_may_exist=1)
+                    task_may_exist=1, upload_method=TASKS)
             except ContentTaken as exc:
                 self._join_or_wait(record, exc.holder)
                 return
@@ -258,7 +320,7 @@ class UploadWorker(ServiceThread):
                 raise FileChanged(str(exc)) from exc
             self.gate.note_success()
             self._record_task(record, created["_id"], created.get("video_id"),
-                              _upload_summary(record, self.store.clock()))
+                              upload_summary(record, self.store.clock()))
             note_possible_duplicates(self.store, record, unconfirmed, created["_id"])
             return
         # Stopped while waiting: leave it queued for the next start.
@@ -440,9 +502,3 @@ class UploadWorker(ServiceThread):
         self.store.transition(file_id, State.FINALIZING, reason, **changes)
         self.finalize(file_id)
 
-
-def _upload_summary(record: FileRecord, now: float) -> str:
-    seconds = max(now - (record.upload_started_at or now), 1e-3)
-    size = record.size or 0
-    return (f"uploaded {human_bytes(size)} in {seconds:.1f}s "
-            f"({human_bytes(int(size / seconds))}/s)")

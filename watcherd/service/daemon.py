@@ -57,6 +57,7 @@ from watcherd.state.store import CorruptDatabase, Store
 from watcherd.telemetry import NO_TELEMETRY
 from watcherd.threads import ServiceThread
 from watcherd.twelvelabs.apikey import key_for_request, resolve_api_key
+from watcherd.twelvelabs.assets import AssetsApi
 from watcherd.twelvelabs.client import TwelveLabsClient
 from watcherd.webhooks.delivery import WebhookSender, new_totals
 from watcherd.webhooks.pauses import PauseEvents
@@ -100,6 +101,10 @@ class Daemon:
         self.internal_errors = InternalErrors()
         self.pause_wake = threading.Event()  # set on SIGHUP: check every pause now
         self.progress = Progress()
+        self.assets = AssetsApi(self.api)
+        # Chunk PUTs in flight across every upload worker (the uplink is shared); its size
+        # is read at start only.
+        self.chunk_connections = threading.BoundedSemaphore(config.max_chunk_connections)
         # Webhook attempts delivered, failed and dead-lettered since start (for metrics).
         self.webhook_totals = new_totals()
         self.intake: queue.SimpleQueue[Hint] = queue.SimpleQueue()
@@ -153,7 +158,8 @@ class Daemon:
                                      task_timeout=self.config.task_timeout_seconds,
                                      batch=self.config.poll_batch,
                                      index_pauses=self.index_pauses,
-                                     internal_errors=self.internal_errors),
+                                     internal_errors=self.internal_errors,
+                                     assets=self.assets),
             "finalizer": lambda: Finalizer(config=self.config, store=self.store,
                                            work=self.to_finalize,
                                            internal_errors=self.internal_errors,
@@ -192,7 +198,8 @@ class Daemon:
             settle_again=self._settle_again, progress=self.progress,
             index_pauses=self.index_pauses, internal_errors=self.internal_errors,
             coordinator=self.coordinator,
-            hold_elsewhere=lambda path: self.intake.put(Hint(path, "elsewhere")))
+            hold_elsewhere=lambda path: self.intake.put(Hint(path, "elsewhere")),
+            assets=self.assets, connections=self.chunk_connections)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -232,6 +239,7 @@ class Daemon:
             if self.coordinator is not None:
                 self.coordinator.close()
             self.store.close()
+            self.assets.close()
             self.api.close()
             self.lock.release()
             raise
@@ -442,6 +450,7 @@ class Daemon:
                 worker.abort_event.set()
         for thread in [self.scanner, *self.threads.values()]:
             thread.join(5.0)
+        self.assets.close()
         self._stop_metrics()
         self.api.close()
         if self.coordinator is not None:

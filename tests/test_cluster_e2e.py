@@ -474,20 +474,23 @@ def test_a_clean_stop_hands_its_claims_over_at_once(cluster_factory, valid_clip,
     cluster.stop_all()
 
 
-def test_multipart_three_hosts_each_file_one_asset_one_indexed_asset(
+def test_multipart_three_hosts_one_killed_each_file_one_indexed_asset(
         cluster_factory, valid_clip, fake_api):
-    """The multipart path under claims: every request fenced, the session and asset ids
-    written into the claim; each file one asset, one indexed asset, done once. (A kill
-    -9 mid-burst on this path is not covered: see the README's Several hosts limits.)"""
+    """The multipart path under claims, a host killed -9 mid-burst: every request fenced,
+    the session, asset and indexed asset ids written into the claim; each file has one
+    indexed asset and is done once. (A session the dead host created but never reported
+    on is left behind, unindexed: printed, not failed.)"""
     cluster = cluster_factory(3, method="multipart").start()
     names = [f"part-{n:02d}.mp4" for n in range(60)]
     cluster.drop(valid_clip, names)
+    wait_for(lambda: len(cluster.done_names()) >= 15, 60, cluster.logs)
+    cluster.runners[0].stop(signal.SIGKILL)
     cluster.wait_all_done(names, 90)
     assets = Counter(asset.filename for asset in fake_api.assets.values())
     indexed = Counter(fake_api.assets[i.asset_id].filename
                       for i in fake_api.indexed_assets.values())
-    assert assets == Counter(names), "one asset per file"
     assert indexed == Counter(names), "one indexed asset per file"
+    print(f"sessions left behind by the kill: {sum(assets.values()) - len(names)}")
     assert fake_api.tasks == {}
     moved = sorted(p.name for p in cluster.done.iterdir() if not p.name.endswith(".json"))
     assert moved == sorted(names)

@@ -131,9 +131,7 @@ class ClusterSteps:
         self.coordinator.record(row, "a multipart request", **remote_ids(row))
 
     def stand_down(self, record: FileRecord, exc: ClaimLost) -> None:
-        detail = self.coordinator.stand_down(record, exc)
-        self.store.transition(record.id, State.VANISHED, detail, error_code=CLAIM_LOST,
-                              reason=detail, finished_at=self.store.clock())
+        stand_down(self.coordinator, self.store, record, exc)
 
     def close_claim(self, record: FileRecord, why: str) -> None:
         """The file is gone before its upload: its claim is closed (reopened if it returns)."""
@@ -168,3 +166,35 @@ def remote_ids(row: FileRecord) -> dict[str, str]:
     found = {"upload_method": row.upload_method, "upload_id": row.upload_id,
              "asset_id": row.asset_id, "indexed_asset_id": row.indexed_asset_id}
     return {key: value for key, value in found.items() if value is not None}
+
+
+def stand_down(coordinator: Coordinator, store: Store, record: FileRecord,
+               exc: ClaimLost) -> None:
+    """Another host holds the file now: this row ends here, the file is left to it."""
+    detail = coordinator.stand_down(record, exc)
+    store.transition(record.id, State.VANISHED, detail, error_code=CLAIM_LOST,
+                     reason=detail, finished_at=store.clock())
+
+
+class IndexingFence:
+    """The poller's indexing step (multipart) under claims: the fence before
+    ``POST /indexes/{id}/indexed-assets``, and the indexed asset written into the claim."""
+
+    def __init__(self, coordinator: Coordinator, store: Store) -> None:
+        self.coordinator = coordinator
+        self.store = store
+
+    def before(self, record: FileRecord) -> None:
+        self.coordinator.record(record, "the indexing request", **remote_ids(record))
+
+    def after(self, file_id: int) -> None:
+        row = self.store.get(file_id)
+        try:
+            self.coordinator.record(row, "recording the indexed asset", phase="indexing",
+                                    task_id=row.task_id, video_id=row.video_id,
+                                    **remote_ids(row))
+        except (ClaimLost, CoordinationUnavailable):
+            pass  # the move's fence finds out; its target write carries the ids too
+
+    def stand_down(self, record: FileRecord, exc: ClaimLost) -> None:
+        stand_down(self.coordinator, self.store, record, exc)

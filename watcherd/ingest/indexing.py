@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from watcherd.errors import ApiRejected, AssetFailed, TransientError
@@ -49,6 +50,10 @@ class AssetIndexer:
         self.assets = assets
         self.gate = gate
         self.stop = stop
+        # Several hosts: the claim's fence before the request, and the claim told of the
+        # indexed asset after (``clustersteps.IndexingFence``).
+        self.fence: Callable[[FileRecord], None] | None = None
+        self.indexed: Callable[[int], None] | None = None
 
     def advance(self, record: FileRecord) -> None:
         """One step for ``record`` (see the module): wait for the asset, or index it once."""
@@ -101,6 +106,8 @@ class AssetIndexer:
         return True
 
     def _index(self, record: FileRecord) -> None:
+        if self.fence is not None:
+            self.fence(record)
         try:
             made = self.assets.create_indexed_asset(
                 record.index_id, record.asset_id or "", user_metadata=user_metadata_for(record))
@@ -126,3 +133,5 @@ class AssetIndexer:
             video_id=str(made.get("video_id") or indexed_id), task_may_exist=0,
             remote_status=None)
         logger.info("%s: %s", record.path, how)  # same state: the store logs no change
+        if self.indexed is not None:
+            self.indexed(record.id)

@@ -32,7 +32,16 @@ from functools import partial
 
 from watcherd.backoff import retry_delay
 from watcherd.config import Config
-from watcherd.errors import ApiError, ApiRejected, AssetFailed, TransientError, UploadsPaused
+from watcherd.errors import (
+    ApiError,
+    ApiRejected,
+    AssetFailed,
+    ClaimLost,
+    CoordinationUnavailable,
+    TransientError,
+    UploadsPaused,
+)
+from watcherd.ingest.clustersteps import IndexingFence
 from watcherd.ingest.gate import UploadGate
 from watcherd.ingest.indexing import AssetIndexer
 from watcherd.ingest.indexpause import IndexPauses, index_gone
@@ -81,6 +90,7 @@ class Poller(ServiceThread):
         index_pauses: IndexPauses | None = None,
         internal_errors: InternalErrors | None = None,
         assets: AssetCalls | None = None,
+        cluster: IndexingFence | None = None,
     ) -> None:
         super().__init__("poller")
         self.store = store
@@ -105,6 +115,9 @@ class Poller(ServiceThread):
         self.indexed: Jobs | None = IndexedAssets(assets) if assets else None
         self.indexer = AssetIndexer(store=store, assets=assets, gate=gate,
                                     stop=self.stop_event) if assets else None
+        self.cluster = cluster
+        if cluster is not None and self.indexer is not None:
+            self.indexer.fence, self.indexer.indexed = cluster.before, cluster.after
 
     def reconfigure(self, config: Config) -> None:
         self.interval = config.poll_interval_seconds
@@ -194,6 +207,12 @@ class Poller(ServiceThread):
         self._schedule(record.id)
         try:
             self.indexer.advance(record)
+        except ClaimLost as exc:  # several hosts: another host indexes it now
+            if self.cluster is not None:
+                self.cluster.stand_down(record, exc)
+            return
+        except CoordinationUnavailable:
+            return  # PostgreSQL is away: asked again at the next turn
         except AssetFailed as exc:
             self._finish(record, "failed", exc.asset, exc.describe(), error_code=exc.code)
             return

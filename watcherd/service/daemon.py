@@ -28,6 +28,7 @@ from watcherd.cluster.claims import Claim
 from watcherd.config import Config
 from watcherd.errors import ConfigError
 from watcherd.exitcodes import EXIT_OK
+from watcherd.ingest.clustersteps import IndexingFence
 from watcherd.ingest.finalizer import Finalizer
 from watcherd.ingest.gate import UploadGate
 from watcherd.ingest.indexpause import IndexPauses
@@ -159,7 +160,9 @@ class Daemon:
                                      batch=self.config.poll_batch,
                                      index_pauses=self.index_pauses,
                                      internal_errors=self.internal_errors,
-                                     assets=self.assets),
+                                     assets=self.assets,
+                                     cluster=IndexingFence(self.coordinator, self.store)
+                                     if self.coordinator else None),
             "finalizer": lambda: Finalizer(config=self.config, store=self.store,
                                            work=self.to_finalize,
                                            internal_errors=self.internal_errors,

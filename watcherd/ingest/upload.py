@@ -40,7 +40,7 @@ from watcherd.ingest.progress import Progress, ProgressLog
 from watcherd.ingest.putback import InternalErrors, give_up, put_back
 from watcherd.ingest.usermetadata import user_metadata_for
 from watcherd.intake.presence import folder_reachable
-from watcherd.media.validate import check_file, raise_if_rejected
+from watcherd.media.validate import check_for_folder, raise_if_rejected
 from watcherd.state.schema import Changes
 from watcherd.state.states import State
 from watcherd.state.store import ContentTaken, FileRecord, Store
@@ -143,8 +143,7 @@ class UploadWorker(ServiceThread):
     def _validate(self, record: FileRecord, folder: FolderConfig) -> FileRecord:
         self._ensure_unchanged(record)
         record = self.store.transition(record.id, State.VALIDATING, expect=(State.QUEUED,))
-        report = check_file(record.path, folder.profile.limits,
-                            require_audio=folder.require_audio)
+        report = check_for_folder(record.path, folder)
         if report.facts:
             self.store.update(record.id, facts=report.facts.as_dict())
         if not report.accepted:

@@ -25,7 +25,14 @@ from collections.abc import Callable
 from typing import Any, Unpack
 
 from watcherd.config import Config, FolderConfig
-from watcherd.errors import ApiRejected, FileChanged, MediaRejected, TransientError, UploadsPaused
+from watcherd.errors import (
+    ApiRejected,
+    EndpointGone,
+    FileChanged,
+    MediaRejected,
+    TransientError,
+    UploadsPaused,
+)
 from watcherd.ingest.dedupe import (
     CandidateWaits,
     Lookup,
@@ -36,6 +43,7 @@ from watcherd.ingest.dedupe import (
 )
 from watcherd.ingest.gate import UploadGate
 from watcherd.ingest.indexpause import IndexPauses, index_gone
+from watcherd.ingest.method import TASKS, UploadPaths, Waiting, removed_endpoint
 from watcherd.ingest.progress import Progress, ProgressLog
 from watcherd.ingest.putback import InternalErrors, give_up, put_back
 from watcherd.ingest.usermetadata import user_metadata_for
@@ -45,6 +53,7 @@ from watcherd.state.schema import Changes
 from watcherd.state.states import State
 from watcherd.state.store import ContentTaken, FileRecord, Store
 from watcherd.threads import ServiceThread, beat
+from watcherd.twelvelabs.assets import MultipartNotEnabled
 from watcherd.twelvelabs.client import TwelveLabsClient, UploadAborted
 from watcherd.units import human_bytes
 
@@ -74,6 +83,7 @@ class UploadWorker(ServiceThread):
         clock: Callable[[], float] = time.monotonic,
         index_pauses: IndexPauses | None = None,
         internal_errors: InternalErrors | None = None,
+        paths: UploadPaths | None = None,
     ) -> None:
         super().__init__(name)
         self.config = config
@@ -86,6 +96,7 @@ class UploadWorker(ServiceThread):
         self.progress = progress or Progress()
         self.index_pauses = index_pauses or IndexPauses(lambda: self.config)
         self.internal_errors = internal_errors or InternalErrors()
+        self.paths = paths or UploadPaths(lambda: self.config)
         # Set by the daemon after the shutdown grace period: abort mid-upload.
         self.abort_event = threading.Event()
         self.waits = CandidateWaits(clock)
@@ -119,6 +130,8 @@ class UploadWorker(ServiceThread):
             record = self._retarget(record, folder)
             if folder.dedupe and self._handled_as_duplicate(record):
                 return
+            if self._upload_path(record, folder) is None:
+                return  # parked until a path its folder allows opens
             self._upload(record, folder)
         except FileChanged as exc:
             self.store.transition(file_id, State.SETTLING, str(exc))
@@ -131,6 +144,12 @@ class UploadWorker(ServiceThread):
         except MediaRejected as exc:
             self._hash_for_sidecar(record)
             self._fail(file_id, exc.reason, rule=exc.rule)
+        except MultipartNotEnabled as exc:
+            self.paths.refuse_multipart(exc)
+            self._route_again(record, folder, f"not uploaded: {exc.describe()}")
+        except EndpointGone as exc:
+            self.paths.remove_tasks(exc)
+            self._route_again(record, folder, f"not uploaded: {exc.describe()}")
         except ApiRejected as exc:
             if not self._parked_if_index_gone(record, folder, exc):
                 self._fail(file_id, f"Twelve Labs rejected the upload: {exc.describe()}",
@@ -196,7 +215,7 @@ class UploadWorker(ServiceThread):
                     record.id, State.UPLOADING, f"attempt {record.attempts + 1}",
                     claim_content=folder.dedupe, attempts=record.attempts + 1,
                     upload_started_at=self.store.clock(), index_id=folder.index_id,
-                    task_may_exist=1)
+                    task_may_exist=1, upload_method=TASKS)
             except ContentTaken as exc:
                 self._join_or_wait(record, exc.holder)
                 return
@@ -240,15 +259,22 @@ class UploadWorker(ServiceThread):
             # upload of a file that is being rewritten would be garbage.
             return self.abort_event.is_set() or self._changed(record)
 
-        return self.api.create_task(
-            record.path,
-            index_id=record.index_id,  # recorded with the intent: where the task will be
-            filename=record.name,
-            language=folder.language,
-            user_metadata=user_metadata_for(record),
-            on_progress=on_progress,
-            should_abort=should_abort,
-        )
+        try:
+            return self.api.create_task(
+                record.path,
+                index_id=record.index_id,  # recorded with the intent: where the task will be
+                filename=record.name,
+                language=folder.language,
+                user_metadata=user_metadata_for(record),
+                on_progress=on_progress,
+                should_abort=should_abort,
+            )
+        except ApiRejected as exc:
+            # 404/410 while the index answers: the endpoint itself is gone (a refusal,
+            # so no task was made). A gone index is the index pause's (re-raised).
+            if removed_endpoint(exc) and not index_gone(self.api, record.index_id, exc):
+                raise EndpointGone(exc.status, exc.code, exc.message) from exc
+            raise
 
     def _adopted_or_waiting(self, record: FileRecord, lookup: Lookup) -> bool:
         """Adopt the confirmed task, or come back when a candidate can be checked."""
@@ -314,6 +340,25 @@ class UploadWorker(ServiceThread):
                                       f"waiting for {holder.path}: same content, upload "
                                       "in progress")
             self.stop_event.wait(DUPLICATE_RECHECK_SECONDS)
+            self.work.put(record.id)
+
+    def _upload_path(self, record: FileRecord, folder: FolderConfig) -> str | None:
+        """The path this file takes now (``method``), or None: it stays queued in the
+        inbox, parked until the pause check sees a path its folder allows open again."""
+        route = self.paths.route_or_park(record.id, folder.upload_method, record.size or 0)
+        if not isinstance(route, Waiting):
+            return route
+        if route.news:
+            logger.info("%s: waiting for an upload path: %s", record.path, route.reason)
+            self.store.transition(record.id, State.QUEUED,
+                                  f"waiting for an upload path: {route.reason}")
+        return None
+
+    def _route_again(self, record: FileRecord, folder: FolderConfig, detail: str) -> None:
+        """A path was closed under this file: back to the queue, or parked."""
+        if self.store.get(record.id).state != State.QUEUED:
+            self.store.transition(record.id, State.QUEUED, detail, task_may_exist=0)
+        if self._upload_path(record, folder) is not None:
             self.work.put(record.id)
 
     def _parked_if_index_gone(self, record: FileRecord, folder: FolderConfig,

@@ -28,6 +28,7 @@ from watcherd.exitcodes import EXIT_OK
 from watcherd.ingest.finalizer import Finalizer
 from watcherd.ingest.gate import UploadGate
 from watcherd.ingest.indexpause import IndexPauses
+from watcherd.ingest.method import UploadPaths
 from watcherd.ingest.pausecheck import PauseCheck
 from watcherd.ingest.poller import Poller
 from watcherd.ingest.progress import Progress, TerminalProgress
@@ -79,6 +80,7 @@ class Daemon:
         # The gate also holds uploads while the API says the upload rate limit is used up.
         self.gate = UploadGate(window=getattr(self.api, "rate_window", None))
         self.index_pauses = IndexPauses(lambda: self.config)
+        self.paths = UploadPaths(lambda: self.config)  # what the account allows: multipart, /tasks
         self.internal_errors = InternalErrors()
         self.pause_wake = threading.Event()  # set on SIGHUP: check every pause now
         self.progress = Progress()
@@ -92,7 +94,7 @@ class Daemon:
         self.threads: dict[str, ServiceThread] = {}
         self.sweep = Sweep(self.store, self._held_files, self._put_back)
         self.monitor = Monitor(notifier=self.notifier, store=self.store, progress=self.progress,
-                               gate=self.gate, index_pauses=self.index_pauses,
+                               gate=self.gate, index_pauses=self.index_pauses, paths=self.paths,
                                watcher=self.watcher,
                                threads=lambda: [self.scanner, *self.threads.values()],
                                stall_seconds=config.stall_seconds,
@@ -119,6 +121,7 @@ class Daemon:
                                            internal_errors=self.internal_errors),
             "pause-check": lambda: PauseCheck(config=self.config, api=self.api, gate=self.gate,
                                               index_pauses=self.index_pauses,
+                                              paths=self.paths,
                                               release=self.work.put, wake=self.pause_wake),
         }
         for n in range(1, self.config.upload_workers + 1):
@@ -130,7 +133,8 @@ class Daemon:
             name, config=self.config, store=self.store, api=self.api, gate=self.gate,
             work=self.work, finalize=self.to_finalize.put,
             settle_again=self._settle_again, progress=self.progress,
-            index_pauses=self.index_pauses, internal_errors=self.internal_errors)
+            index_pauses=self.index_pauses, internal_errors=self.internal_errors,
+            paths=self.paths)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -255,7 +259,7 @@ class Daemon:
 
     def _held_files(self) -> set[int]:
         """Every file id a queue or a live thread holds, or that waits for its index."""
-        held = self.index_pauses.parked()
+        held = self.index_pauses.parked() | self.paths.parked()
         for waiting in (self.work, self.to_finalize):
             with waiting.mutex:
                 held.update(waiting.queue)
@@ -267,7 +271,7 @@ class Daemon:
         self.store.publish_runtime(build_snapshot(
             watcher=self.watcher, scanner=self.scanner, progress=self.progress, gate=self.gate,
             problems=problems, started_at=self.started_at,
-            index_pauses=self.index_pauses.paused()))
+            index_pauses=self.index_pauses.paused(), upload_paths=self.paths.snapshot()))
 
     def _mark_closed_cleanly(self) -> None:
         try:

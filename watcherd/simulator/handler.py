@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from watcherd.simulator import asset_routes
-from watcherd.simulator.faults import MIDBODY_MIN, Rule, SlowReader, Trickle
+from watcherd.simulator.faults import MIDBODY_MIN, Rule, SlowReader, Throttle, Trickle
 from watcherd.simulator.multipart import (
     ApiError,
     Body,
@@ -151,6 +151,9 @@ class Handler(BaseHTTPRequestHandler):
         rel = fake._relative(url.path)
         if rel is None and asset_routes.is_storage(url.path):
             rel = url.path  # so the fault switches reach the storage side too
+        rate = fake.throttle_bytes_per_second
+        if rate and (rel == "/tasks" or asset_routes.is_storage(url.path)):
+            body.rfile = Throttle(body.rfile, rate, fake._stopping)
         try:
             rule = fake._take_rule(self.command, rel)
             if rule is None:
@@ -209,6 +212,11 @@ class Handler(BaseHTTPRequestHandler):
                 pass
             elif (routed := asset_routes.route(self, rec, body, parts)) is not None:
                 return routed
+            elif self.command == "POST" and parts == ["tasks"] and fake.tasks_removed_status:
+                return fake.tasks_removed_status, {
+                    "code": "endpoint_removed" if fake.tasks_removed_status == 410 else
+                    "not_found", "message": f"{self.command} {rec.path} not found: this "
+                    "endpoint was removed; use multipart uploads and indexed assets."}
             elif self.command == "POST" and parts == ["tasks"]:
                 return 200, self._create(rec, body)
             elif self.command == "GET" and parts == ["tasks"]:

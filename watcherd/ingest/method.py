@@ -170,8 +170,9 @@ class UploadPaths:
             return
         tasks = self._folder_keys(TASKS)
         if tasks:
-            logger.error("POST /tasks is gone (%s): %s, so their files wait in the inbox. "
-                         "Fix: %s", removed, _which(tasks, TASKS), SWITCH_TO_AUTO)
+            logger.error("POST /tasks is gone (%s): %s have no other path, so their files "
+                         "wait in the inbox. Fix: %s", removed, _which(tasks, TASKS),
+                         SWITCH_TO_AUTO)
         else:
             logger.warning("POST /tasks is gone (%s): upload_method auto no longer falls "
                            "back to it when multipart is refused", removed)

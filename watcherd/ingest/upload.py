@@ -46,12 +46,13 @@ from watcherd.ingest.indexpause import IndexPauses, index_gone
 from watcherd.ingest.method import TASKS, UploadPaths, Waiting, removed_endpoint
 from watcherd.ingest.progress import Progress, ProgressLog
 from watcherd.ingest.putback import InternalErrors, give_up, put_back
+from watcherd.ingest.reuse import reuse_asset, waiting_detail
 from watcherd.ingest.usermetadata import user_metadata_for
 from watcherd.intake.presence import folder_reachable
 from watcherd.media.validate import check_for_folder, raise_if_rejected
 from watcherd.state.schema import Changes
 from watcherd.state.states import State
-from watcherd.state.store import ContentTaken, FileRecord, Store
+from watcherd.state.store import AssetInFlight, ContentTaken, FileRecord, Store
 from watcherd.threads import ServiceThread, beat
 from watcherd.twelvelabs.assets import MultipartNotEnabled
 from watcherd.twelvelabs.client import TwelveLabsClient, UploadAborted
@@ -130,6 +131,8 @@ class UploadWorker(ServiceThread):
             record = self._retarget(record, folder)
             if folder.dedupe and self._handled_as_duplicate(record):
                 return
+            if folder.dedupe and self._indexed_from_an_asset(record, folder):
+                return
             if self._upload_path(record, folder) is None:
                 return  # parked until a path its folder allows opens
             self._upload(record, folder)
@@ -144,6 +147,8 @@ class UploadWorker(ServiceThread):
         except MediaRejected as exc:
             self._hash_for_sidecar(record)
             self._fail(file_id, exc.reason, rule=exc.rule)
+        except AssetInFlight as exc:  # the claim at upload intent: another index's upload
+            self._wait_for_asset(record, exc.holder)
         except MultipartNotEnabled as exc:
             self.paths.refuse_multipart(exc)
             self._route_again(record, folder, f"not uploaded: {exc.describe()}")
@@ -341,6 +346,21 @@ class UploadWorker(ServiceThread):
                                       "in progress")
             self.stop_event.wait(DUPLICATE_RECHECK_SECONDS)
             self.work.put(record.id)
+
+    def _indexed_from_an_asset(self, record: FileRecord, folder: FolderConfig) -> bool:
+        """One upload, many indexes (``reuse``): True when the file needs no upload of
+        its own now (indexed from an earlier asset, or waiting for one being uploaded)."""
+        found = reuse_asset(self.store, record, folder.upload_method)
+        if found.waiting and found.source is not None:
+            self._wait_for_asset(record, found.source)
+        return found.indexed or found.waiting
+
+    def _wait_for_asset(self, record: FileRecord, holder: FileRecord) -> None:
+        if self.store.get(record.id).state != State.QUEUED:
+            self.store.transition(record.id, State.QUEUED, waiting_detail(holder),
+                                  task_may_exist=0)
+        self.stop_event.wait(DUPLICATE_RECHECK_SECONDS)
+        self.work.put(record.id)
 
     def _upload_path(self, record: FileRecord, folder: FolderConfig) -> str | None:
         """The path this file takes now (``method``), or None: it stays queued in the

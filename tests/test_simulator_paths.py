@@ -49,9 +49,10 @@ def test_the_throttle_holds_one_upload_to_its_rate(api):
     apply(api, Switches(throttle=f"{RATE}"))
     seconds = timed(lambda: post_task(api).raise_for_status())
     rate = BODY / seconds
-    assert 0.8 * RATE <= rate <= 1.05 * RATE, f"{rate:,.0f} B/s"
+    assert 0.6 * RATE <= rate <= 1.05 * RATE, f"{rate:,.0f} B/s"  # a loaded machine is slower
     api.throttle_bytes_per_second = None
     assert timed(lambda: post_task(api).raise_for_status()) < seconds / 3
+    assert 2 * BODY < api.body_bytes["tasks"] < 2 * BODY + 2000  # the form's few headers
 
 
 def test_the_throttle_is_per_connection_and_covers_chunk_puts(api):
@@ -75,7 +76,8 @@ def test_the_throttle_is_per_connection_and_covers_chunk_puts(api):
         thread.join()
     rate = 2 * BODY / (time.monotonic() - started)
     assert answers == [200, 200]
-    assert 1.6 * RATE <= rate <= 2.1 * RATE, f"{rate:,.0f} B/s over two connections"
+    assert api.body_bytes == {"tasks": 0, "storage": 2 * BODY}
+    assert 1.4 * RATE <= rate <= 2.1 * RATE, f"{rate:,.0f} B/s over two connections"
 
 
 def test_the_path_switches_set_the_simulator(api):

@@ -151,8 +151,10 @@ class Handler(BaseHTTPRequestHandler):
         rel = fake._relative(url.path)
         if rel is None and asset_routes.is_storage(url.path):
             rel = url.path  # so the fault switches reach the storage side too
+        upload = "storage" if asset_routes.is_storage(url.path) else \
+            "tasks" if rel == "/tasks" and self.command == "POST" else None
         rate = fake.throttle_bytes_per_second
-        if rate and (rel == "/tasks" or asset_routes.is_storage(url.path)):
+        if rate and upload:
             body.rfile = Throttle(body.rfile, rate, fake._stopping)
         try:
             rule = fake._take_rule(self.command, rel)
@@ -196,6 +198,9 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             if not self._recorded:
                 self._respond(rec, body, 500, {"code": "fake_bug", "message": "see fake.errors"})
+        finally:
+            if upload:
+                fake._count_body(upload, body.read)
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 

@@ -8,6 +8,7 @@ are tracked so ``stop()`` can end them, and a dropped connection is a real RST.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import socket
@@ -17,6 +18,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -63,6 +65,23 @@ def _strict_json_text(text: str | None) -> bool:
     except ValueError:
         pass  # not JSON at all: not what this check is about
     return True
+
+
+class Counted:
+    """Counts an upload body's bytes as they are read: a bench can watch them arrive."""
+
+    def __init__(self, raw: Any, count: Callable[[int], None]) -> None:
+        self.raw, self.count = raw, count
+
+    def read(self, n: int) -> bytes:
+        data = self.raw.read(n)
+        self.count(len(data))
+        return data
+
+    def readline(self, limit: int = -1) -> bytes:
+        line = self.raw.readline(limit)
+        self.count(len(line))
+        return line
 
 
 class SimulatorServer(ThreadingHTTPServer):
@@ -153,6 +172,8 @@ class Handler(BaseHTTPRequestHandler):
             rel = url.path  # so the fault switches reach the storage side too
         upload = "storage" if asset_routes.is_storage(url.path) else \
             "tasks" if rel == "/tasks" and self.command == "POST" else None
+        if upload:
+            body.rfile = Counted(body.rfile, functools.partial(fake._count_body, upload))
         rate = fake.throttle_bytes_per_second
         if rate and upload:
             body.rfile = Throttle(body.rfile, rate, fake._stopping)
@@ -198,9 +219,6 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             if not self._recorded:
                 self._respond(rec, body, 500, {"code": "fake_bug", "message": "see fake.errors"})
-        finally:
-            if upload:
-                fake._count_body(upload, body.read)
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 

@@ -16,7 +16,11 @@ from urllib.parse import urlsplit
 
 import watcherd.media.profiles as profiles
 from watcherd.errors import ConfigError
+from watcherd.foldersources import KEYS as SOURCE_KEYS
+from watcherd.foldersources import MetadataSettings, parse_sources
 from watcherd.media.profiles import AUTO, MODEL_CHOICES, FolderProfile, LimitOverrides
+from watcherd.webhookconfig import TOP_KEYS as WEBHOOK_TOP_KEYS
+from watcherd.webhookconfig import Webhooks, parse_webhooks
 from watcherd.yamlreader import Errors, Reader, Section
 
 DEFAULT_CONFIG_PATH = "/etc/watcherd/config.yaml"
@@ -63,6 +67,11 @@ class FolderConfig:
     limits: LimitOverrides = ()  # folders[].limits: (key, value) pairs over the profile
     # folders[].upload_method, else the top-level upload_method (resolved at load).
     upload_method: str = "auto"
+    # What goes in with each video, and what becomes of the source (``foldersources``):
+    # "move" to done/failed, "leave" in place (sidecars in records_dir), "delete" once ready.
+    metadata: MetadataSettings = field(default_factory=MetadataSettings)
+    after: str = "move"
+    records_dir: Path | None = None
     # What files are validated with: set from the index at start and on reload
     # (``folderprofiles``). Not configuration, so it takes no part in equality.
     profile: FolderProfile = field(default_factory=profiles.default, compare=False)
@@ -100,6 +109,8 @@ class Config:
     # systemd watchdog pings stop).
     stall_seconds: float = stall_seconds_for(ApiConfig())
     log_level: str = "info"
+    # webhooks (the receivers) and webhook_retry_hours: ``webhookconfig``.
+    webhooks: Webhooks = field(default_factory=Webhooks)
     # Folders removed by a reload that still have files in flight: no longer
     # watched or scanned, but their files finish with the settings they had.
     retired: tuple[FolderConfig, ...] = ()
@@ -129,11 +140,12 @@ TOP_KEYS = {
     "upload_workers", "folders", "log_level", "pause_check_seconds", "task_timeout_seconds",
     "stall_seconds", "poll_batch", "history_retention_days", "upload_method",
     "chunk_concurrency", "max_chunk_connections",
-}
+} | WEBHOOK_TOP_KEYS
 API_KEYS = {"base_url", "key_file", "connect_timeout_seconds", "io_timeout_seconds"}
 FOLDER_KEYS = {
     "path", "index_id", "model", "done_dir", "failed_dir", "recursive", "polling",
     "require_audio", "language", "dedupe", "extensions", "limits", "upload_method",
+    *SOURCE_KEYS,
 }
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -186,6 +198,7 @@ def parse_config(
         history_retention_days=top.number("history_retention_days", minimum=0),
         stall_seconds=top.number("stall_seconds", minimum=5, default=stall_seconds_for(api)),
         log_level=top.choice("log_level", LOG_LEVELS),
+        webhooks=parse_webhooks(reader, raw, base_url_problem),
         warnings=tuple(errors.warnings),
     )
     _check_folder_overlaps(numbered, errors)
@@ -291,14 +304,21 @@ def _parse_folder(reader: Reader, raw: Any, key: str, upload_method: str) -> Fol
     extensions = folder.extensions()
     method = reader.choice(raw, "upload_method", folder.key("upload_method"), UPLOAD_METHODS,
                            upload_method)
+    sources = parse_sources(reader, raw, key, path=path, recursive=recursive,
+                            done_dir=done_dir, failed_dir=failed_dir)
     profile = profiles.default(overrides) if model == AUTO else profiles.pinned(model, overrides)
     if path is None or index_id is None:
         return None
+    if sources.after == "leave":  # nothing moves: only sidecars are written, to records_dir
+        done_dir = failed_dir = sources.records_dir
     return FolderConfig(
         path=path, index_id=index_id, model=model,
         done_dir=done_dir or path / "done", failed_dir=failed_dir or path / "failed",
         recursive=recursive, polling=polling, require_audio=require_audio, language=language,
         dedupe=dedupe, extensions=extensions, limits=overrides, upload_method=method,
+        metadata=sources.metadata, after=sources.after,
+        records_dir=sources.records_dir or (done_dir or path / "done"
+                                            if sources.after == "delete" else None),
         profile=profile,
     )
 
@@ -309,7 +329,7 @@ def _check_folder_overlaps(numbered: list[tuple[int, FolderConfig]], errors: Err
         for name in ("done_dir", "failed_dir"):
             if getattr(folder, name) == folder.path:
                 errors.add(f"folders[{i}].{name}", "must differ from the folder's path")
-        if folder.done_dir == folder.failed_dir:
+        if folder.done_dir == folder.failed_dir and folder.after != "leave":
             errors.add(f"folders[{i}].failed_dir", "must differ from done_dir")
         for name in ("done_dir", "failed_dir"):
             target = getattr(folder, name)

@@ -1,7 +1,8 @@
 """How the operator commands open the daemon's config and database.
 
 All of them are safe while the daemon runs: they read the database
-read-only; only ``retry`` writes (a history note per file it moves back).
+read-only; only ``retry`` writes (a history note per file it moves back), and
+``webhooks --replay`` (an outbox row set pending again).
 """
 
 from __future__ import annotations

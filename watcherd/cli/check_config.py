@@ -29,6 +29,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         traits += ["recursive"] * f.recursive + ["audio required"] * f.require_audio
         print(f"  folders[{i}]: {f.path} -> index {f.index_id} ({', '.join(traits)})")
         print(f"    done: {f.done_dir}  failed: {f.failed_dir}")
+    for i, hook in enumerate(config.webhooks.receivers):
+        print(f"  webhooks[{i}]: {hook.url} ({', '.join(hook.events)}); secret: found; "
+              f"retried for {config.webhooks.retry_hours:g} h")
     if online is None:
         return EXIT_OK
     for index_id, name in online.reachable.items():

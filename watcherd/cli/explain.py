@@ -20,11 +20,15 @@ from rich.text import Text
 import watcherd.state.queries as queries
 from watcherd.cli.access import operator_config, readonly_store
 from watcherd.cli.render import ago, duration, emit, iso, shown, styled_state, table
-from watcherd.config import Config
+from watcherd.config import Config, FolderConfig
+from watcherd.errors import MediaRejected
 from watcherd.exitcodes import EXIT_OK
 from watcherd.ingest.dedupe import sha256_file
+from watcherd.ingest.usermetadata import user_metadata_for, user_metadata_sources
 from watcherd.intake.filters import skip_reason
+from watcherd.intake.metadata import gather
 from watcherd.intake.settle import READ_FIX, seconds_unchanged, unreadable_reason
+from watcherd.names import display
 from watcherd.service.folderprofiles import cached_profiles
 from watcherd.service.runtime import daemon_state
 from watcherd.state.schema import FileRecord
@@ -52,6 +56,7 @@ def explain(config: Config, store: Store | None, path: str, now: float | None = 
     if store is not None and records:
         latest = records[-1]
         result.update(_tracked(config, store, latest, now))
+        result["metadata"] = tracked_metadata(folder, latest)
         result["record"] = {k: getattr(latest, k) for k in (
             "id", "path", "state", "attempts", "task_id", "video_id", "remote_status", "sha256",
             "dest_path", "reason", "rule", "error_code", "duplicate_of")}
@@ -60,6 +65,7 @@ def explain(config: Config, store: Store | None, path: str, now: float | None = 
                              for r in records for h in store.history(r.id)]
     else:
         result.update(_untracked(config, store, target, now))
+        result.setdefault("metadata", None)
         result["record"], result["history"] = None, []
     return shown(result)
 
@@ -97,10 +103,10 @@ def _tracked(config: Config, store: Store, record: FileRecord, now: float) -> di
                     duplicate_of=original.path)
     if state == State.DONE:
         return _say("done", f"indexed {ago(record.finished_at, now)} as video "
-                    f"{record.video_id}; moved to {record.dest_path}", video_id=record.video_id)
+                    f"{record.video_id}; {_where(record)}", video_id=record.video_id)
     if state == State.FAILED:
         rule = f" by rule '{record.rule}'" if record.rule else ""
-        return _say("failed", f"rejected{rule}: {record.reason}; moved to {record.dest_path}",
+        return _say("failed", f"rejected{rule}: {record.reason}; {_where(record)}",
                     rule=record.rule, reason=record.reason)
     return _say("vanished", f"disappeared from the folder before upload ({record.reason})")
 
@@ -125,20 +131,52 @@ def _untracked(config: Config, store: Store | None, path: str, now: float
                     f"readable. Fix: {READ_FIX}", reason=problem)
     from watcherd.media.validate import check_for_folder  # PyAV: only when a file must be read
 
+    try:
+        gathered = gather(path, folder)
+    except MediaRejected as exc:
+        return _say("would_reject", f"would be rejected by rule '{exc.rule}': {exc.reason}",
+                    rule=exc.rule)
     report = check_for_folder(path, folder)
     failure = report.first_failure
     if failure is not None:
         return _say("would_reject", f"would be rejected by rule '{failure.rule}': "
                     f"{failure.reason} (measured {failure.measured})", rule=failure.rule)
+    found = {"metadata": {"user_metadata": gathered.values, "sources": gathered.origins,
+                          "notes": list(gathered.notes)}}
     holder = store.holder_for_new(sha256_file(path), folder.index_id) \
         if folder.dedupe and store is not None else None
     if holder is not None:
-        return _say("would_join", f"not seen by the daemon yet; same content as "
-                    f"{holder.path} ({holder.state}): it will share that task, no second "
-                    "upload", duplicate_of=holder.path)
-    return _say("would_upload", "not seen by the daemon yet; it passes every rule and "
-                f"will be uploaded to index {folder.index_id} after the next event or scan "
-                f"(every {config.rescan_interval_seconds:g}s)")
+        return {**found, **_say(
+            "would_join", f"not seen by the daemon yet; same content as {holder.path} "
+            f"({holder.state}): it will share that task, no second upload",
+            duplicate_of=holder.path)}
+    return {**found, **_say(
+        "would_upload", "not seen by the daemon yet; it passes every rule and will be "
+        f"uploaded to index {folder.index_id} after the next event or scan (every "
+        f"{config.rescan_interval_seconds:g}s), with the user_metadata below besides "
+        "watcherd's own keys")}
+
+
+def tracked_metadata(folder: FolderConfig | None, record: FileRecord) -> dict[str, Any] | None:
+    """The user_metadata sent (or to be sent) for ``record``, each key with its source."""
+    if record.metadata_json is None:
+        return None  # not gathered yet (it is, just before validation)
+    notes = []
+    template = folder.metadata.path_metadata if folder else None
+    if folder is not None and template is not None:
+        parts = tuple(display(p) for p in Path(record.path).relative_to(folder.path).parts)
+        if template.match(parts) is None:
+            notes.append(f"no path keys: {template.why_not(parts)}")
+    return {"user_metadata": user_metadata_for(record),
+            "sources": user_metadata_sources(record), "notes": notes}
+
+
+def _where(record: FileRecord) -> str:
+    if record.dest_path == record.path:
+        return "left in place (after: leave)"
+    if record.dest_path is None:
+        return "deleted once ready (after: delete)"
+    return f"moved to {record.dest_path}"
 
 
 def _say(status: str, summary: str, **details: Any) -> dict[str, Any]:
@@ -164,6 +202,13 @@ def render_explain(result: dict[str, Any], console: Console) -> None:
     console.print(Text.assemble("  ", styled_state(result["status"]), ": ", result["summary"]))
     if result["folder"]:
         console.print(Text(f"  folder: {result['folder']}"))
+    metadata = result.get("metadata")
+    if metadata:
+        for key, value in metadata["user_metadata"].items():
+            console.print(Text(f"  user_metadata.{key} = {value!r} "
+                               f"(from {metadata['sources'].get(key, '?')})"))
+        for note in metadata["notes"]:
+            console.print(Text(f"  metadata: {note}"))
     if result["history"]:
         console.print()
         console.print(table(("when", "from", "to", "detail"),

@@ -174,6 +174,11 @@ def _simulator_arguments(sub: argparse.ArgumentParser) -> None:
                        help="POST /tasks answers this: the legacy endpoint removed")
 
 
+def _webhooks_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--replay", metavar="EVENT_ID",
+                     help="send a dead-lettered (or delivered) event again")
+
+
 def _demo_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--timeout", type=float, default=45.0, metavar="SECONDS",
                      help="give up if both clips are not finished by then (default %(default)s)")
@@ -231,6 +236,14 @@ COMMANDS = (
             "watcherd probe clip.mov --model marengo2.7 --require-audio --json\n"
             "exit: 0 would be accepted, 1 would be rejected (or the index cannot be asked)",
             _probe_arguments, json=True),
+    Command("webhooks", "webhook events not delivered yet and dead-lettered ones; replay one",
+            "watcherd.cli.webhooks:cmd_webhooks",
+            "watcherd webhooks\n"
+            "watcherd webhooks --json | jq -r '.deliveries[] | select(.status == \"dead\") "
+            "| .event_id'\n"
+            "watcherd webhooks --replay evt_0123456789abcdef0123456789abcdef\n"
+            "exit: 0 listed (or replayed), 1 no database or no such dead/delivered event",
+            _webhooks_arguments, json=True),
     Command("simulator", "serve a Twelve Labs API simulator on loopback (no account "
             "needed), with fault switches", "watcherd.cli.simulator:cmd_simulator",
             "watcherd simulator --port 8700 --api-key tlk_staging --index idx_staging\n"

@@ -22,6 +22,7 @@ from watcherd.cli.render import output_console, print_json, table
 from watcherd.config import Config
 from watcherd.exitcodes import EXIT_FAIL, EXIT_OK
 from watcherd.ingest.mover import SIDECAR_SUFFIX, move_file
+from watcherd.intake.metadata import metadata_file_for
 from watcherd.state.schema import FileRecord
 from watcherd.state.states import State
 from watcherd.state.store import Store
@@ -74,6 +75,9 @@ def plan(store: Store, record: FileRecord, config: Config) -> dict[str, Any]:
     latest = queries.records_for_path(store, record.path)[-1]
     if latest.id != record.id:
         entry["skipped"] = f"the file was picked up again since (now {latest.state})"
+    elif record.dest_path == record.path:
+        entry["skipped"] = ("left in place (after: leave), where this version is not taken "
+                            "again; a changed file (even just touched) is a new version")
     elif not record.dest_path or not Path(record.dest_path).is_file():
         entry["skipped"] = "no longer in failed/ (moved or deleted by someone)"
     elif not any(f.path == Path(record.folder) for f in config.folders):
@@ -88,15 +92,19 @@ def retry(store: Store, records: list[FileRecord], config: Config,
     for record in records:
         entry = plan(store, record, config)
         if entry["skipped"] is None and not dry_run:
-            entry["to"] = str(_move_back(store, record))
+            entry["to"] = str(_move_back(store, record, config))
         entry["moved"] = entry["skipped"] is None and not dry_run
         results.append(entry)
     return results
 
 
-def _move_back(store: Store, record: FileRecord) -> Path:
+def _move_back(store: Store, record: FileRecord, config: Config) -> Path:
     source = Path(record.dest_path or "")
     landed = move_file(source, Path(record.path))
+    folder = config.folder_for(record.path)
+    if folder is not None and Path(metadata_file_for(source, folder)).is_file():
+        # Its metadata file goes back with it.
+        move_file(Path(metadata_file_for(source, folder)), Path(metadata_file_for(landed, folder)))
     source.with_name(source.name + SIDECAR_SUFFIX).unlink(missing_ok=True)
     store.note(record.id, f"retry requested by an operator: moved back to {landed}")
     logger.info("moved %s back to %s", source, landed)

@@ -24,12 +24,16 @@ from rich.console import Console
 from watcherd.cli.access import operator_config, readonly_store
 from watcherd.cli.render import emit, styled_state, table
 from watcherd.config import Config, FolderConfig
+from watcherd.errors import MediaRejected
 from watcherd.exitcodes import EXIT_OK
 from watcherd.ingest.dedupe import sha256_file
+from watcherd.intake.alongside import already_taken
 from watcherd.intake.filters import skip_reason
+from watcherd.intake.metadata import gather
 from watcherd.intake.settle import seconds_unchanged, unreadable_reason
 from watcherd.names import display
 from watcherd.service.folderprofiles import cached_profiles
+from watcherd.state.schema import FileRecord
 from watcherd.state.states import UNREADABLE
 from watcherd.state.store import Store
 
@@ -52,14 +56,18 @@ def dry_scan(config: Config, store: Store | None, now: float | None = None
     results = []
     for folder in config.folders:
         for path in sorted(_all_files(folder)):
-            verdict, detail = _classify(config, store, folder, path, now, seen)
+            metadata: dict[str, Any] = {}
+            verdict, detail = _classify(config, store, folder, path, now, seen, metadata)
             results.append({"folder": str(folder.path), "path": display(path),
-                            "verdict": verdict, "detail": detail})
+                            "verdict": verdict, "detail": detail, "metadata": metadata or None})
     return results
 
 
 def _classify(config: Config, store: Store | None, folder: FolderConfig, path: str,
-              now: float, seen: dict[tuple[str, str], str]) -> tuple[str, str | None]:
+              now: float, seen: dict[tuple[str, str], str],
+              metadata: dict[str, Any]) -> tuple[str, str | None]:
+    """The verdict and its detail; ``metadata`` gets the merged user_metadata of a file
+    that would be uploaded or joined, with each key's source."""
     reason = skip_reason(path, folder)
     if reason is not None:
         return "ignored", reason
@@ -68,6 +76,9 @@ def _classify(config: Config, store: Store | None, folder: FolderConfig, path: s
         return "unreadable", record.reason
     if record is not None:
         return "tracked", record.state
+    taken = _left_as_taken(store, folder, path)
+    if taken is not None:
+        return "tracked", f"{taken.state}: this version was ingested and left in place"
     quiet = seconds_unchanged(path, now) or 0.0
     if quiet < config.settle_seconds:
         return "settling", f"changed {quiet:.0f}s ago (needs {config.settle_seconds:g}s)"
@@ -76,10 +87,16 @@ def _classify(config: Config, store: Store | None, folder: FolderConfig, path: s
         return "unreadable", problem
     from watcherd.media.validate import check_for_folder  # PyAV: only when a file must be read
 
+    try:
+        gathered = gather(path, folder)
+    except MediaRejected as exc:
+        return "invalid", f"{exc.rule}: {exc.reason}"
     report = check_for_folder(path, folder)
     failure = report.first_failure
     if failure is not None:
         return "invalid", f"{failure.rule}: {failure.reason}"
+    metadata.update(user_metadata=gathered.values, sources=gathered.origins,
+                    notes=list(gathered.notes))
     if folder.dedupe:
         sha = sha256_file(path)
         holder = store.holder_for_new(sha, folder.index_id) if store else None
@@ -89,6 +106,15 @@ def _classify(config: Config, store: Store | None, folder: FolderConfig, path: s
         if first != path:
             return "duplicate", f"of {display(first)} (earlier in this scan)"
     return "would_upload", f"to index {folder.index_id}"
+
+
+def _left_as_taken(store: Store | None, folder: FolderConfig, path: str) -> FileRecord | None:
+    if store is None or folder.after != "leave":
+        return None
+    try:
+        return already_taken(store, path, os.stat(path), folder)
+    except OSError:
+        return None
 
 
 def _all_files(folder: FolderConfig) -> Iterator[str]:
@@ -102,13 +128,23 @@ def _all_files(folder: FolderConfig) -> Iterator[str]:
         yield from (str(here / name) for name in files)
 
 
+def _detail_with_metadata(result: dict[str, Any]) -> str:
+    metadata = result.get("metadata")
+    if not metadata:
+        return result["detail"] or ""
+    keys = ", ".join(f"{k}={v!r} ({metadata['sources'][k]})"
+                     for k, v in metadata["user_metadata"].items())
+    notes = "; ".join(metadata["notes"])
+    return " · ".join(part for part in (result["detail"], keys, notes) if part)
+
+
 def render_scan(results: list[dict[str, Any]], console: Console) -> None:
     if not results:
         console.print("no files in any folder")
         return
     console.print(table(("verdict", "file", "detail"),
                         ((styled_state(r["verdict"].replace("_", " ")), r["path"],
-                          r["detail"] or "") for r in results)))
+                          _detail_with_metadata(r)) for r in results)))
     tally: dict[str, int] = {}
     for r in results:
         tally[r["verdict"]] = tally.get(r["verdict"], 0) + 1

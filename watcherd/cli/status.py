@@ -22,6 +22,7 @@ from watcherd.config import Config
 from watcherd.exitcodes import EXIT_FAIL, EXIT_OK
 from watcherd.names import display
 from watcherd.service.runtime import daemon_state
+from watcherd.state.outbox import DEAD, PENDING, Outbox
 from watcherd.state.runtime import FolderWatch, LiveDaemon, UploadProgress
 from watcherd.state.schema import FileRecord
 from watcherd.state.states import ACTIVE_STATES, FINAL_STATES
@@ -74,7 +75,13 @@ def build_status(config: Config, store: Store, folder: Path | None = None,
         "active": [_active(r, uploads.get(r.id), now) for r in active],
         "recent": {state: [_finished(r) for r in queries.recent(store, state, RECENT, only)]
                    for state in ("done", "failed")},
+        "webhooks": _webhooks(store),
     }
+
+
+def _webhooks(store: Store) -> dict[str, int]:
+    counts = Outbox(store).counts()
+    return {"pending": counts.get(PENDING, 0), "dead": counts.get(DEAD, 0)}
 
 
 def _daemon(daemon: LiveDaemon | None) -> dict[str, Any]:
@@ -113,6 +120,9 @@ def _finished(record: FileRecord) -> dict[str, Any]:
 
 def render_status(status: dict[str, Any], console: Console) -> None:
     console.print(_headline(status))
+    webhooks = _webhooks_line(status.get("webhooks") or {})
+    if webhooks is not None:
+        console.print(webhooks)
     rows = []
     for f in status["folders"]:
         c = f["counts"]
@@ -202,6 +212,19 @@ def _upload_paths(status: dict[str, Any]) -> Text:
     if paths.get("waiting"):
         text.append(f"\n{paths['waiting']} file(s) wait in the inbox for an upload path")
     return text
+
+
+def _webhooks_line(webhooks: dict[str, int]) -> Text | None:
+    from rich.text import Text
+
+    if webhooks.get("dead"):
+        return Text.assemble(
+            ("webhooks dead-lettered", "red"), f": {webhooks['dead']} event(s) no receiver "
+            f"took within webhook_retry_hours ({webhooks.get('pending', 0)} pending)\n"
+            "  see: watcherd webhooks; send one again: watcherd webhooks --replay EVENT_ID")
+    if webhooks.get("pending"):
+        return Text(f"webhooks: {webhooks['pending']} event(s) waiting to be delivered")
+    return None
 
 
 def _active_row(entry: dict[str, Any]) -> tuple:

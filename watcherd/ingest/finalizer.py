@@ -26,14 +26,23 @@ from typing import Any, TypeVar
 from watcherd.backoff import doubling
 from watcherd.config import Config, FolderConfig
 from watcherd.errors import StorageRefused
+from watcherd.ingest.aftermodes import (
+    companions,
+    metadata_move,
+    moves,
+    record_anchor,
+    remove_source,
+)
 from watcherd.ingest.mover import free_target, move_file
 from watcherd.ingest.putback import InternalErrors, give_up
-from watcherd.ingest.sidecar import sidecar_document, write_sidecar
+from watcherd.ingest.sidecar import Sidecar, sidecar_document, write_sidecar
+from watcherd.intake.metadata import metadata_file_for
 from watcherd.intake.presence import folder_reachable
 from watcherd.names import display
 from watcherd.state.states import State
 from watcherd.state.store import FileRecord, Store
 from watcherd.threads import ServiceThread
+from watcherd.webhooks.events import FAILED, READY, file_events
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -127,6 +136,10 @@ class Finalizer(ServiceThread):
         if record.state != State.FINALIZING:
             return
         folder = self.config.folder_for(record.path)
+        if not moves(record, folder):
+            assert folder is not None
+            self._finish_in_place(record, folder)
+            return
         target = self._target(record, folder)
         source = Path(record.path)
         moved = _permanent_as_refused(self._move, source, target)
@@ -140,11 +153,48 @@ class Finalizer(ServiceThread):
             return
         finished = self.store.clock()
         record = self.store.transition(file_id, State.FINALIZING, None, dest_path=str(moved))
+        metadata_file = self._move_metadata_file(record, moved, folder)
         original = self.store.get(record.duplicate_of) if record.duplicate_of else None
-        _permanent_as_refused(write_sidecar, moved,
-                              sidecar_document(record, folder, finished, original))
-        final = State.DONE if record.outcome == "ready" else State.FAILED
-        self.store.transition(file_id, final, f"moved to {moved}", finished_at=finished)
+        document = sidecar_document(record, folder, finished, original,
+                                    metadata_file=metadata_file)
+        _permanent_as_refused(write_sidecar, moved, document)
+        self._finished(record, document, finished, f"moved to {moved}")
+
+    def _finished(self, record: FileRecord, document: Sidecar, finished: float,
+                  detail: str) -> None:
+        ready = record.outcome == "ready"
+        # The webhook event goes to the outbox in the transaction that finishes the row.
+        events = file_events(self.config.webhooks, READY if ready else FAILED, dict(document),
+                             finished)
+        self.store.transition(record.id, State.DONE if ready else State.FAILED, detail,
+                              finished_at=finished, events=events)
+
+    def _move_metadata_file(self, record: FileRecord, moved: Path,
+                            folder: FolderConfig | None) -> Path | None:
+        """The metadata file goes where its video went, named after it."""
+        found = metadata_move(record.path, moved, folder)
+        if found is None:
+            return None
+        return _permanent_as_refused(self._move, *found)
+
+    def _finish_in_place(self, record: FileRecord, folder: FolderConfig) -> None:
+        """``after: leave`` or ``delete`` (``aftermodes``): the record first, in records_dir."""
+        finished = self.store.clock()
+        kept = folder.after == "leave"
+        record = self.store.transition(record.id, State.FINALIZING, None,
+                                       dest_path=record.path if kept else None)
+        anchor = record_anchor(record, folder)
+        anchor.parent.mkdir(parents=True, exist_ok=True)
+        original = self.store.get(record.duplicate_of) if record.duplicate_of else None
+        beside = Path(metadata_file_for(record.path, folder))
+        document = sidecar_document(
+            record, folder, finished, original,
+            metadata_file=beside if kept and os.path.lexists(beside) else None)
+        written = _permanent_as_refused(write_sidecar, anchor, document)
+        if not kept:
+            remove_source(record, folder)  # only now: ready, and its record on disk
+        how = "left in place" if kept else "deleted once ready"
+        self._finished(record, document, finished, f"{how}; its record: {written}")
 
     def _target(self, record: FileRecord, folder: FolderConfig | None) -> Path:
         """The recorded target, or a fresh free one recorded before moving."""
@@ -156,7 +206,8 @@ class Finalizer(ServiceThread):
         else:  # folder removed from the config: keep the default layout
             base_dir = base / ("done" if record.outcome == "ready" else "failed")
         relative = Path(record.path).relative_to(base).parent
-        target = free_target(base_dir / relative, Path(record.path).name)
+        target = free_target(base_dir / relative, Path(record.path).name,
+                             companions(record, folder))
         self.store.update(record.id, dest_path=str(target))
         return target
 

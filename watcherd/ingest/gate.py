@@ -21,6 +21,9 @@ from watcherd.twelvelabs.ratelimit import UPLOAD_ENDPOINT, RateWindow
 
 logger = logging.getLogger(__name__)
 
+# ("paused", the error) or ("resumed", None).
+PauseListener = Callable[[str, UploadsPaused | None], None]
+
 
 class UploadGate:
     def __init__(self, *, clock: Callable[[], float] = time.monotonic,
@@ -41,6 +44,10 @@ class UploadGate:
         self._admitted: dict[int, int] = {}
         self._wait_reason: str | None = None
         self.paused: UploadsPaused | None = None
+        # Told when a pause begins and when uploads go again (webhooks): once
+        # each, however many workers hit the pause or checks renew it.
+        self._listener: PauseListener | None = None
+        self._announced = False
 
     def wait(self, stop: threading.Event, max_wait: float = 1.0) -> bool:
         """True when uploads may go; otherwise waits at most ``max_wait`` and says False."""
@@ -96,18 +103,45 @@ class UploadGate:
             if self._delay() <= 0:
                 self._wait_reason = None
             self._cond.notify_all()
+            # An upload went through: a pause lifted on trial (quota) is over.
+            resumed = self._announced and self.paused is None
+            self._announced = self._announced and not resumed
+        if resumed:
+            self._tell("resumed", None)
 
     def pause(self, error: UploadsPaused) -> bool:
         """Pause every upload; True if this call started the pause."""
         with self._cond:
             started = self.paused is None
             self.paused = error
-            return started
+            announce, self._announced = not self._announced, True
+        if announce:
+            self._tell("paused", error)
+        return started
 
-    def resume(self) -> None:
+    def resume(self, *, trial: bool = False) -> None:
+        """Let uploads go. ``trial``: only to find out whether they can (a quota pause),
+        so "resumed" is told when an upload succeeds, not now."""
         with self._cond:
             self.paused = None
             self._cond.notify_all()
+            resumed = self._announced and not trial
+            self._announced = self._announced and not resumed
+        if resumed:
+            self._tell("resumed", None)
+
+    def listen(self, listener: PauseListener) -> None:
+        """Tell ``listener`` of pauses from now on, and of the one in force, if any."""
+        with self._cond:
+            self._listener = listener
+            paused = self.paused
+        if paused is not None:
+            self._tell("paused", paused)
+
+    def _tell(self, what: str, error: UploadsPaused | None) -> None:
+        # Outside the lock: the listener writes to the database.
+        if self._listener is not None:
+            self._listener(what, error)
 
     def snapshot(self, wall_now: float) -> GateSnapshot:
         """For ``watcherd status``: running, paused (why, how to fix) or backing off until."""

@@ -56,6 +56,8 @@ class IndexPauses:
         self._lock = threading.Lock()
         self._gone: dict[str, str] = {}
         self._parked: set[int] = set()
+        # Told ("paused", index, why) and ("resumed", index, None) (webhooks).
+        self.listener: Callable[[str, str, str | None], None] | None = None
 
     def pause(self, index_id: str, error: ApiError) -> bool:
         """Pause every folder using ``index_id``; True (and an ERROR) if this started it."""
@@ -64,14 +66,21 @@ class IndexPauses:
             self._gone[index_id] = error.describe()
         if started:
             logger.error("%s", self.message(index_id))
+            self._tell("paused", index_id, error.describe())
         return started
 
     def resume(self, index_id: str) -> list[int]:
         """Lift the pause; returns every parked file (those still paused park again)."""
         with self._lock:
-            self._gone.pop(index_id, None)
+            was_paused = self._gone.pop(index_id, None) is not None
             parked, self._parked = sorted(self._parked), set()
+        if was_paused:
+            self._tell("resumed", index_id, None)
         return parked
+
+    def _tell(self, what: str, index_id: str, why: str | None) -> None:
+        if self.listener is not None:
+            self.listener(what, index_id, why)
 
     def why(self, index_id: str) -> str | None:
         with self._lock:

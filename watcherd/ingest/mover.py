@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 from typing import BinaryIO
 
-from watcherd.names import SIDECAR_SUFFIX, fit_name, is_temp_for, temp_name
+from watcherd.names import NAME_MAX, SIDECAR_SUFFIX, fit_name, is_temp_for, name_bytes, temp_name
 from watcherd.threads import beat
 
 logger = logging.getLogger(__name__)
@@ -31,21 +31,24 @@ TEMP_PREFIX = ".watcherd-tmp-"
 MAX_SUFFIX = 10_000
 
 
-def free_target(directory: Path, name: str) -> Path:
-    """The first ``name``, ``stem-1.ext``, ``stem-2.ext``… not taken (with its sidecar).
+def free_target(directory: Path, name: str, companions: tuple[str, ...] = ()) -> Path:
+    """The first ``name``, ``stem-1.ext``, ``stem-2.ext``… not taken (with its sidecar,
+    and with each ``companion`` suffix: the metadata file that travels with it).
 
-    Each is shortened to fit NAME_MAX with ``.json`` appended (``names.fit_name``).
+    Each is shortened to fit NAME_MAX with the longest of those appended (``names.fit_name``).
     """
+    suffixes = (SIDECAR_SUFFIX, *companions)
+    limit = NAME_MAX - max(name_bytes(s) for s in suffixes)
     for n in range(MAX_SUFFIX):
-        candidate = directory / fit_name(name, f"-{n}" if n else "")
-        if not _taken(candidate):
+        candidate = directory / fit_name(name, f"-{n}" if n else "", limit)
+        if not _taken(candidate, suffixes):
             return candidate
     raise FileExistsError(f"no free name for {name} in {directory}")
 
 
-def _taken(candidate: Path) -> bool:
-    sidecar = candidate.with_name(candidate.name + SIDECAR_SUFFIX)
-    return os.path.lexists(candidate) or os.path.lexists(sidecar)
+def _taken(candidate: Path, suffixes: tuple[str, ...] = (SIDECAR_SUFFIX,)) -> bool:
+    return os.path.lexists(candidate) or any(
+        os.path.lexists(candidate.with_name(candidate.name + s)) for s in suffixes)
 
 
 def move_file(source: Path, target: Path) -> Path:

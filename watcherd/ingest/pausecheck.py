@@ -93,7 +93,7 @@ class PauseCheck(ServiceThread):
         self._next = self.clock() + self.interval(paused)
         if isinstance(paused, QuotaError):
             logger.info("trying uploads again to see whether the account has credit")
-            self.gate.resume()
+            self.gate.resume(trial=True)
             return
         try:
             self._ask_every_index()

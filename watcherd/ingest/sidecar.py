@@ -17,6 +17,7 @@ from typing import Any, Literal, TypedDict, cast
 from watcherd import __version__
 from watcherd.config import FolderConfig
 from watcherd.ingest.mover import write_atomically
+from watcherd.ingest.usermetadata import user_metadata_for, user_metadata_sources
 from watcherd.names import SIDECAR_SUFFIX, display
 from watcherd.state.schema import FileRecord
 
@@ -60,18 +61,28 @@ class Sidecar(TypedDict):
     task: dict[str, Any] | None
     timestamps: Timestamps
     watcherd_version: str
+    # Added with folders[].after and metadata files (older sidecars read them as None):
+    after: str | None  # move, leave or delete: what became of the source
+    mtime_ns: int | None  # with path, size and sha256: the version (after: leave)
+    user_metadata: dict[str, Any] | None  # as sent; None when this file was never sent
+    user_metadata_sources: dict[str, str] | None  # key -> folder, path, file or watcherd
+    metadata_file: str | None  # where the metadata file that came with it is now
 
 
 def sidecar_document(record: FileRecord, folder: FolderConfig | None, finished: float,
-                     original: FileRecord | None = None) -> Sidecar:
+                     original: FileRecord | None = None, *,
+                     metadata_file: Path | None = None) -> Sidecar:
     """What happened to the file, for people and scripts reading done/ or failed/.
 
     ``original`` is the earlier file with the same content whose task this
     one shares (``dedupe``); its bytes were not uploaded again. Paths are
     shown with undecodable bytes escaped (``names.display``); ``original_name``
     is the name the file had in the inbox, which differs from the moved name
-    when that was taken or too long.
+    when that was taken or too long. ``user_metadata`` is the object sent
+    with the upload (None when none was attempted: rejected before it, or a
+    duplicate sharing another file's task).
     """
+    sent = record.attempts > 0
     return {
         "status": "ready" if record.outcome == "ready" else "failed",
         "reason": record.reason,
@@ -95,6 +106,11 @@ def sidecar_document(record: FileRecord, folder: FolderConfig | None, finished: 
         "task": record.task(),
         "timestamps": _timestamps(record, finished),
         "watcherd_version": __version__,
+        "after": folder.after if folder else "move",
+        "mtime_ns": record.mtime_ns,
+        "user_metadata": user_metadata_for(record) if sent else None,
+        "user_metadata_sources": user_metadata_sources(record) if sent else None,
+        "metadata_file": _shown_path(None if metadata_file is None else str(metadata_file)),
     }
 
 

@@ -48,6 +48,7 @@ from watcherd.ingest.progress import Progress, ProgressLog
 from watcherd.ingest.putback import InternalErrors, give_up, put_back
 from watcherd.ingest.reuse import reuse_asset, waiting_detail
 from watcherd.ingest.usermetadata import user_metadata_for
+from watcherd.intake.metadata import gather
 from watcherd.intake.presence import folder_reachable
 from watcherd.media.validate import check_for_folder, raise_if_rejected
 from watcherd.state.schema import Changes
@@ -167,6 +168,9 @@ class UploadWorker(ServiceThread):
     def _validate(self, record: FileRecord, folder: FolderConfig) -> FileRecord:
         self._ensure_unchanged(record)
         record = self.store.transition(record.id, State.VALIDATING, expect=(State.QUEUED,))
+        # Metadata first: a metadata file that cannot be sent fails the file as surely
+        # as a bad frame, and costs no decoding.
+        self.store.update(record.id, metadata_json=gather(record.path, folder).stored())
         report = check_for_folder(record.path, folder)
         if report.facts:
             self.store.update(record.id, facts=report.facts.as_dict())

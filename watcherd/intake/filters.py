@@ -49,6 +49,9 @@ def name_reason(relative: tuple[str, ...], folder: FolderConfig) -> str | None:
     name = relative[-1]
     if name == FOLDER_LOCK_NAME:
         return "watcherd's folder lock (one daemon per folder)"
+    video = video_of_metadata_file(name, folder)
+    if video is not None:
+        return f"metadata file of {video} (read and moved with it, never uploaded itself)"
     hidden = [part for part in relative if part.startswith(".")]
     if hidden:
         return f"hidden name ({hidden[0]})"
@@ -62,6 +65,14 @@ def name_reason(relative: tuple[str, ...], folder: FolderConfig) -> str | None:
         return f"partial download name ({suffix})"
     if suffix not in folder.extensions:
         return f"not a video extension ({suffix or 'no suffix'})"
+    return None
+
+
+def video_of_metadata_file(name: str, folder: FolderConfig) -> str | None:
+    """The video name whose metadata file (``clip.mp4.meta.json``) ``name`` is, or None."""
+    suffix = folder.metadata.suffix
+    if name.endswith(suffix) and len(name) > len(suffix):
+        return name[:-len(suffix)]
     return None
 
 

@@ -6,6 +6,10 @@ restarts its quiet period. A file is released to the upload queue once it
 has been unchanged for ``settle_seconds``, however it was found. Timing uses
 an injectable monotonic clock so the gate can be stepped in tests.
 
+Its metadata file must be quiet too (and, with ``metadata: required``, is
+waited for), and a version left in place that already finished is not taken
+again (``alongside``).
+
 A quiet file the service user cannot read stays here: it is an environment
 problem (permissions), not bad media. Its row is marked ``unreadable``, one
 WARNING says the fix, and it is released by itself once it can be opened.
@@ -23,7 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from watcherd.config import Config
+from watcherd.intake.alongside import LeftInPlace, MetadataWatch, Signature, signature_of
 from watcherd.intake.filters import ignore_reason, kind_reason
+from watcherd.intake.metadata import metadata_file_for
 from watcherd.intake.presence import folder_reachable
 from watcherd.names import display
 from watcherd.state.states import UNREADABLE, State
@@ -32,7 +38,6 @@ from watcherd.threads import ServiceThread
 
 logger = logging.getLogger(__name__)
 
-Signature = tuple[int, int, int, int]  # size, mtime_ns, ctime_ns, inode
 IGNORED_LOG_LIMIT = 10_000
 # How old the view of paths owned by the pipeline may be when a scan hint is
 # checked against it. A row that finished with its file left in place is
@@ -91,10 +96,7 @@ class Candidate:
     file_id: int
     signature: Signature
     quiet_since: float
-
-
-def signature_of(st: os.stat_result) -> Signature:
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    metadata: MetadataWatch | None = None
 
 
 class Settler(ServiceThread):
@@ -124,6 +126,7 @@ class Settler(ServiceThread):
         self._in_pipeline: set[str] = set()
         self._in_pipeline_at: float | None = None
         self._next_tick_at = 0.0  # perf_counter time; see _paced_tick
+        self._left = LeftInPlace(store)
 
     def step(self) -> None:
         deadline = self.clock() + self.tick_seconds
@@ -193,10 +196,15 @@ class Settler(ServiceThread):
         if kind is not None:
             self._note_ignored(hint.path, kind)
             st = None
+        if st is not None and self._left.seen(hint.path, st):
+            return  # a finished version left in place: each rescan finds it, none queries
         record = self.store.active_by_path(hint.path)
         if st is None:
             if record is not None and record.state == State.SETTLING:
                 self._gone_or_unreachable(hint.path, record.id, folder.path)
+            return
+        if record is None and self._left.taken(hint.path, st, folder):
+            self._note_ignored(hint.path, "already ingested and left in place (after: leave)")
             return
         if record is None:
             file_id = self.store.insert(path=hint.path, folder=str(folder.path),
@@ -207,7 +215,8 @@ class Settler(ServiceThread):
             return  # already further along; the pipeline owns it
         else:
             file_id = record.id
-        self.candidates[hint.path] = Candidate(file_id, signature_of(st), self.clock())
+        self.candidates[hint.path] = Candidate(file_id, signature_of(st), self.clock(),
+                                               MetadataWatch.start(hint.path, folder))
 
     def _pipeline_view(self) -> set[str]:
         now = self.clock()
@@ -240,9 +249,25 @@ class Settler(ServiceThread):
             sig = signature_of(st)
             if sig != cand.signature:
                 cand.signature, cand.quiet_since = sig, now
-            elif now - cand.quiet_since >= self.config.settle_seconds:
+            elif (now - cand.quiet_since >= self.config.settle_seconds
+                  and self._metadata_settled(path, cand, now)):
                 due.append((path, cand, st))
         self._release_due(due)
+
+    def _metadata_settled(self, path: str, cand: Candidate, now: float) -> bool:
+        """The metadata file is quiet too, or (``required``) the wait for it is over."""
+        folder = self.config.folder_for(path)
+        if folder is None:
+            return True
+        if cand.metadata is None:  # e.g. tracked again after its folder came back
+            cand.metadata = MetadataWatch.start(path, folder)
+        verdict, note = cand.metadata.verdict(path, folder, now)
+        if verdict == "changed":  # written or changed since: quiet again
+            cand.quiet_since = now
+        if note:
+            logger.info("%s: %s", display(path), note)
+            self.store.note(cand.file_id, note)
+        return verdict == "settled"
 
     def _release_due(self, due: list[tuple[str, Candidate, os.stat_result]]) -> None:
         """Release in one transaction; while hints wait, only for RELEASE_BUDGET_SECONDS
@@ -284,7 +309,7 @@ class Settler(ServiceThread):
 
     def _release(self, path: str, cand: Candidate, st: os.stat_result) -> bool:
         """Mark it queued; True if the caller is to hand it to the workers."""
-        problem = unreadable_reason(path)
+        problem = unreadable_reason(path) or self._unreadable_metadata(path)
         if problem is not None:
             self._hold_unreadable(path, cand, problem)
             return False
@@ -300,12 +325,17 @@ class Settler(ServiceThread):
                 f"unchanged for {self.config.settle_seconds:g}s ({st.st_size} bytes)",
                 expect=(State.SETTLING,), size=st.st_size, mtime_ns=st.st_mtime_ns,
                 settled_at=self.store.clock(), sha256=None, duplicate_of=None,
-                error_code=None, reason=None,
+                error_code=None, reason=None, metadata_json=None,
             )
         except StaleState:
             return False
         self._in_pipeline.add(path)
         return True
+
+    def _unreadable_metadata(self, path: str) -> str | None:
+        folder = self.config.folder_for(path)
+        problem = None if folder is None else unreadable_reason(metadata_file_for(path, folder))
+        return None if problem is None else f"its metadata file: {problem}"
 
     def _hold_unreadable(self, path: str, cand: Candidate, problem: str) -> None:
         """Keep it settling; try again after another quiet period (a chmod restarts it too)."""

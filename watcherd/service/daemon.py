@@ -1,7 +1,7 @@
 """Assemble the pipeline, run the main loop, shut down in order.
 
 Threads: one observer per folder (watchdog's own), ``scanner``, ``settler``,
-``upload-N``, ``poller``, ``finalizer`` and ``pause-check``. The main thread
+``upload-N``, ``poller``, ``finalizer``, ``pause-check`` and ``webhooks``. The main thread
 owns signals (handlers only enqueue the signal number; the loop acts on it),
 talks to systemd (READY, STATUS, WATCHDOG, RELOADING, STOPPING), supervises
 the other threads and restarts dead observers. Under a systemd watchdog a dead
@@ -51,6 +51,8 @@ from watcherd.state.store import CorruptDatabase, Store
 from watcherd.threads import ServiceThread
 from watcherd.twelvelabs.apikey import key_for_request, resolve_api_key
 from watcherd.twelvelabs.client import TwelveLabsClient
+from watcherd.webhooks.delivery import WebhookSender, new_totals
+from watcherd.webhooks.pauses import PauseEvents
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +86,8 @@ class Daemon:
         self.internal_errors = InternalErrors()
         self.pause_wake = threading.Event()  # set on SIGHUP: check every pause now
         self.progress = Progress()
+        # Webhook attempts delivered, failed and dead-lettered since start (for metrics).
+        self.webhook_totals = new_totals()
         self.intake: queue.SimpleQueue[Hint] = queue.SimpleQueue()
         self.work: queue.Queue[int] = queue.Queue()
         self.to_finalize: queue.Queue[int] = queue.Queue()  # a Queue: the sweep reads it
@@ -123,6 +127,8 @@ class Daemon:
                                               index_pauses=self.index_pauses,
                                               paths=self.paths,
                                               release=self.work.put, wake=self.pause_wake),
+            "webhooks": lambda: WebhookSender(config=self.config, store=self.store,
+                                              totals=self.webhook_totals),
         }
         for n in range(1, self.config.upload_workers + 1):
             factories[f"upload-{n}"] = self._upload_factory(f"upload-{n}")
@@ -162,6 +168,7 @@ class Daemon:
             if found.refused is not None:  # the pause check says so with the fix, and resumes
                 self.gate.pause(found.refused)
             self._open_store()
+            self._tell_pauses()
             self._use_profiles(found.models)
             self.recover()
         except BaseException:
@@ -170,6 +177,13 @@ class Daemon:
             self.lock.release()
             raise
         self._start_threads()
+
+    def _tell_pauses(self) -> None:
+        """Pauses become webhook events, once the outbox can take them (a pause found at
+        start is told now)."""
+        events = PauseEvents(self.store, lambda: self.config)
+        self.index_pauses.listener = events.index
+        self.gate.listen(events.account)
 
     def _use_profiles(self, models: dict[str, tuple[str, ...]]) -> None:
         """Validate with each index's profile: as just asked, else as cached (ConfigError

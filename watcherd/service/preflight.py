@@ -78,6 +78,10 @@ def preflight(config: Config, api: TwelveLabsClient, key_source: str) -> ApiChec
 def check_folder(key: str, folder: FolderConfig) -> list[str]:
     if not folder.path.is_dir():
         return []  # the watcher reports it and keeps trying: a share may mount later
+    if folder.after == "leave":  # nothing is moved: only records_dir is written
+        assert folder.records_dir is not None
+        problem = _writable(folder.records_dir)
+        return [f"{key}.records_dir: {folder.records_dir}: {problem}"] if problem else []
     problems = []
     if not os.access(folder.path, os.W_OK | os.X_OK):
         problems.append(f"{key}.path: {folder.path} is not writable, so finished files "

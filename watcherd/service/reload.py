@@ -24,6 +24,7 @@ from watcherd.state.states import ACTIVE_STATES
 from watcherd.state.store import Store
 from watcherd.twelvelabs.apikey import resolve_api_key
 from watcherd.twelvelabs.client import TwelveLabsClient
+from watcherd.webhookconfig import secret_problems
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ def prepare_reload(current: Config, store: Store) -> tuple[Config, list[str]]:
         raise ConfigError(["the running config was not read from a file"])
     new = load_config(current.source)
     key = resolve_api_key(new.api.key_file)
+    unreadable = secret_problems(new.webhooks)
+    if unreadable:
+        raise ConfigError(unreadable, str(new.source))
     changes = describe_changes(current, new)
     kept = {name: getattr(current, name) for name in RESTART_ONLY
             if getattr(new, name) != getattr(current, name)}

@@ -19,6 +19,7 @@ import logging
 import os
 import stat
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import watcherd.service.preflight as preflight
@@ -28,11 +29,13 @@ from watcherd.media.profiles import index_models
 from watcherd.service.folderprofiles import resolve_profiles
 from watcherd.service.preflight import CHECK_TIMEOUTS, check_api
 from watcherd.twelvelabs.apikey import ApiKey, resolve_api_key
+from watcherd.webhookconfig import secret_problems
 
 
 def check_at_start(config: Config, env: dict[str, str] | None = None) -> ApiKey:
     """The API key to start with; ConfigError listing every problem otherwise."""
-    problems = folder_problems(config) + placeholder_problems(config)
+    problems = (folder_problems(config) + placeholder_problems(config)
+                + secret_problems(config.webhooks, env))
     key = None
     try:
         key = resolve_api_key(config.api.key_file, env)
@@ -58,7 +61,20 @@ def folder_problems(config: Config) -> list[str]:
             continue
         if not stat.S_ISDIR(mode):
             problems.append(f"folders[{i}].path: {folder.path} is not a directory")
+        elif folder.after == "delete" and read_only(folder.path):
+            problems.append(f"folders[{i}].after: delete, but {folder.path} is read-only, so "
+                            "nothing could be deleted; use after: leave for a read-only source")
     return problems
+
+
+def read_only(path: Path) -> bool:
+    """A read-only mount, or a folder this user may not change (``after: delete``)."""
+    try:
+        if os.statvfs(path).f_flag & os.ST_RDONLY:
+            return True
+    except OSError:
+        return False
+    return not os.access(path, os.W_OK | os.X_OK)
 
 
 def placeholder_problems(config: Config) -> list[str]:

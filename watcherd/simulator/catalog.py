@@ -9,7 +9,6 @@ in 0.3 s), so a client polling at any pace sees the documented sequence. The JSO
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import secrets
 import threading
@@ -91,12 +90,9 @@ class Catalog:
         """The API's clock, in milliseconds since the epoch."""
         return time.time_ns() // 1_000_000 + int(self.clock_offset_seconds * 1000)
 
-    def _add_task(self, task_id: str, fields: dict[str, str],
-                  upload: UploadedFile) -> dict[str, Any]:
-        try:
-            metadata: Any = json.loads(fields["user_metadata"])
-        except (KeyError, ValueError):
-            metadata = fields.get("user_metadata")
+    def _add_task(self, task_id: str, fields: dict[str, str], upload: UploadedFile,
+                  metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``metadata``: the ``user_metadata`` field as the handler checked it."""
         now_ms = self._now_ms()
         task = {"_id": task_id, "video_id": secrets.token_hex(12),
                 "index_id": fields["index_id"], "filename": upload.filename,

@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from watcherd.simulator import asset_routes
+from watcherd.simulator import asset_routes, usermetadata
 from watcherd.simulator.faults import MIDBODY_MIN, Rule, SlowReader, Throttle, Trickle
 from watcherd.simulator.multipart import (
     ApiError,
@@ -276,6 +276,7 @@ class Handler(BaseHTTPRequestHandler):
             if not _strict_json_text(rec.fields.get("user_metadata")):
                 raise ApiError(400, "parameter_invalid",
                                "The `user_metadata` parameter is invalid.")
+            metadata = usermetadata.from_text(rec.fields.get("user_metadata"))
             index_id = rec.fields["index_id"]
             if index_id not in fake.indexes:
                 raise ApiError(400, "resource_not_exist",
@@ -290,7 +291,7 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             if part_path:
                 part_path.unlink(missing_ok=True)
-        task = fake._add_task(task_id, rec.fields, rec.file)
+        task = fake._add_task(task_id, rec.fields, rec.file, metadata)
         rec.task_id = task_id
         return {"_id": task_id, "video_id": task["video_id"]}
 

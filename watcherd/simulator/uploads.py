@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from watcherd.simulator import usermetadata
 from watcherd.simulator.catalog import rfc3339
 from watcherd.simulator.multipart import ApiError
 
@@ -332,15 +333,7 @@ class UploadSessions:
 
 def user_metadata_of(body: dict[str, Any]) -> dict[str, Any] | None:
     """``user_metadata`` is a JSON object here (not a string, unlike ``/tasks``)."""
-    metadata = body.get("user_metadata")
-    if metadata is None:
-        return None
-    if not isinstance(metadata, dict) or not all(
-            isinstance(v, (str, int, float, bool)) or v is None
-            or (isinstance(v, list) and all(isinstance(s, str) for s in v))
-            for v in metadata.values()):
-        raise invalid_parameter("user_metadata")
-    return metadata
+    return usermetadata.checked(body.get("user_metadata"))
 
 
 def _is_int(value: Any) -> TypeGuard[int]:

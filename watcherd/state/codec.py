@@ -11,12 +11,14 @@ from typing import Any
 from watcherd.names import display, is_utf8
 from watcherd.state.schema import COLUMNS, UPDATABLE, FileRecord
 
+JSON_COLUMNS = ("facts", "task_json", "metadata_json")
+
 
 def checked_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
     unknown = set(fields) - UPDATABLE
     if unknown:
         raise ValueError(f"unknown columns: {sorted(unknown)}")
-    return {k: db_value(k, json.dumps(v) if k in ("facts", "task_json") and v is not None
+    return {k: db_value(k, json.dumps(v) if k in JSON_COLUMNS and v is not None
                          and not isinstance(v, str) else v) for k, v in fields.items()}
 
 

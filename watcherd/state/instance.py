@@ -192,6 +192,11 @@ class FolderLock:
             logger.warning("%s: cannot lock %s (%s): this file system does not support "
                            "locks, so a second watcherd on this folder would not be noticed",
                            key, self.path, exc.strerror or exc)
+        elif self.folder.after == "leave" and exc.errno in (errno.EROFS, errno.EACCES,
+                                                            errno.EPERM):
+            logger.warning("%s: cannot create the lock file %s (%s): a read-only source "
+                           "(after: leave) is watched unlocked, so a second watcherd on it "
+                           "would not be noticed", key, self.path, exc.strerror or exc)
         elif exc.errno in (errno.ENOENT, errno.ENOTDIR):
             logger.warning("%s: %s is not there, so it is not locked against a second "
                            "watcherd", key, self.folder.path)

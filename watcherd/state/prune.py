@@ -12,9 +12,12 @@ KEPT_SQL = "outcome IS 'ready' AND sha256 IS NOT NULL"
 
 
 def prune_files(conn: sqlite3.Connection, cutoff: float, batch: int) -> int:
-    """Failed and vanished files: nothing needs them once they are old."""
+    """Failed and vanished files: nothing needs them once they are old, except a failed
+    file left in place (``after: leave``, ``dest_path`` is its own path): its row is what
+    keeps that version from being taken again."""
     ids = [r[0] for r in conn.execute(
-        "SELECT id FROM files WHERE state IN (?, ?) AND updated_at < ? LIMIT ?",
+        "SELECT id FROM files WHERE state IN (?, ?) AND updated_at < ? "
+        "AND dest_path IS NOT path LIMIT ?",
         (State.FAILED, State.VANISHED, cutoff, batch))]
     return delete_files(conn, ids)
 

@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS files (
     total_chunks INTEGER,
     session_expires_at REAL,
     asset_id TEXT,
-    indexed_asset_id TEXT
+    indexed_asset_id TEXT,
+    metadata_json TEXT
 );
 -- At most one live row per path; finished rows stay as history.
 CREATE UNIQUE INDEX IF NOT EXISTS files_active_path ON files(path)
@@ -115,7 +116,7 @@ COLUMNS = (
     "outcome reason error_code rule dest_path facts task_json discovered_at settled_at "
     "upload_started_at uploaded_at finished_at updated_at duplicate_of task_may_exist "
     "indexing_seconds upload_method upload_id chunk_size total_chunks session_expires_at asset_id "
-    "indexed_asset_id"
+    "indexed_asset_id metadata_json"
 ).split()
 # Columns added after the first release: ALTERed into older databases on open.
 #   task_may_exist: 1 while an upload attempt may have created a task we never
@@ -129,6 +130,9 @@ COLUMNS = (
 #     session, stored in the transaction that receives its answer (resume).
 #   asset_id, indexed_asset_id: the multipart path's remote ids; on that path
 #     task_id holds the indexed asset's id (the job that is polled).
+#   metadata_json: the user_metadata gathered for this version of the file
+#     beyond watcherd's own keys, {"values": {...}, "origins": {key: source}},
+#     written before validation; NULL until then (cleared when it settles again).
 ADDED_COLUMNS = {"duplicate_of": "INTEGER",
                  "task_may_exist": "INTEGER NOT NULL DEFAULT 0",
                  "indexing_seconds": "REAL",
@@ -138,7 +142,8 @@ ADDED_COLUMNS = {"duplicate_of": "INTEGER",
                  "total_chunks": "INTEGER",
                  "session_expires_at": "REAL",
                  "asset_id": "TEXT",
-                 "indexed_asset_id": "TEXT"}
+                 "indexed_asset_id": "TEXT",
+                 "metadata_json": "TEXT"}
 # Run once, right after the column is added to an older database.
 BACKFILL = {
     # Before this column existed, every attempt without a recorded task may
@@ -188,6 +193,7 @@ class FileRecord:
     session_expires_at: float | None = None
     asset_id: str | None = None
     indexed_asset_id: str | None = None
+    metadata_json: str | None = None
 
     @property
     def name(self) -> str:
@@ -199,6 +205,11 @@ class FileRecord:
 
     def media_facts(self) -> dict | None:
         return json.loads(self.facts) if self.facts else None
+
+    def gathered_metadata(self) -> tuple[dict[str, Any], dict[str, str]]:
+        """The user_metadata gathered beyond watcherd's own keys, and where each came from."""
+        found = json.loads(self.metadata_json) if self.metadata_json else {}
+        return found.get("values", {}), found.get("origins", {})
 
 
 class Fields(TypedDict, total=False):
@@ -236,6 +247,7 @@ class Fields(TypedDict, total=False):
     session_expires_at: float | None
     asset_id: str | None
     indexed_asset_id: str | None
+    metadata_json: dict[str, Any] | str | None
 
 
 class Changes(Fields, total=False):

@@ -18,12 +18,13 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Unpack
 
 from watcherd.names import display
+from watcherd.state import outbox
 from watcherd.state.codec import checked_fields, db_path, db_text, path_from_db, record_from_row
 from watcherd.state.prune import prune_done, prune_files
 from watcherd.state.runtime import RuntimeSnapshot, snapshot_from_json, snapshot_to_json
@@ -64,7 +65,7 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             conn = self._conn()
-            conn.executescript(SCHEMA + META)
+            conn.executescript(SCHEMA + META + outbox.SCHEMA)
             add_missing_columns(conn)
             add_counters(conn)
             verdict = check_unless_closed_cleanly(conn)
@@ -171,6 +172,13 @@ class Store:
         ).fetchone()
         return record_from_row(row) if row else None
 
+    def last_finished(self, path: str) -> FileRecord | None:
+        """The newest done or failed row of ``path`` (``after: leave`` remembers by it)."""
+        row = self._conn().execute(
+            "SELECT * FROM files WHERE path = ? AND state IN (?, ?) ORDER BY id DESC LIMIT 1",
+            (db_path(path), State.DONE, State.FAILED)).fetchone()
+        return record_from_row(row) if row else None
+
     def paths_in_pipeline(self) -> set[str]:
         """Paths of live rows past settling, in one query (the settler's rescan view)."""
         states = [s for s in ACTIVE_STATES if s != State.SETTLING]
@@ -270,6 +278,7 @@ class Store:
 
     def transition(self, file_id: int, state: str, detail: str | None = None,
                    *, expect: tuple[str, ...] | None = None, claim_content: bool = False,
+                   events: Sequence[outbox.OutboxEntry] = (),
                    **fields: Unpack[Changes]) -> FileRecord:
         """Move a row to ``state`` and record why; one INFO log line per change.
 
@@ -281,6 +290,7 @@ class Store:
         the change starts a multipart upload, also on no other index's row
         uploading it as an asset right now (else AssetInFlight: one upload
         serves every index).
+        ``events`` (webhooks) go to the outbox in the same transaction as the change.
         """
         now = self.clock()
         updates = {**checked_fields(fields), "state": state, "updated_at": now}
@@ -303,6 +313,7 @@ class Store:
                     "INSERT INTO history (file_id, at, from_state, to_state, detail) "
                     "VALUES (?, ?, ?, ?, ?)", (file_id, now, old, state, db_text(detail)),
                 )
+            outbox.insert(conn, events, now)
         record = self.get(file_id)
         if old != state:
             _log_transition(record, old, detail)
@@ -354,14 +365,16 @@ class Store:
 
     def prune(self, cutoff: float, batch: int) -> int:
         """Forget up to ``batch`` failed or vanished files and up to ``batch`` done ones last
-        changed before ``cutoff`` (rows and history); returns how many rows went.
+        changed before ``cutoff`` (rows and history), and up to ``batch`` webhook events
+        delivered before it; returns how many rows went.
 
         Kept forever, without its history: a file that reached done with a task
         (``KEPT_SQL``), which dedupe needs for as long as the index may hold its video.
         Each call is one short write transaction, so the daemon's writers never wait long.
         """
         with self._write() as conn:
-            return prune_files(conn, cutoff, batch) + prune_done(conn, cutoff, batch)
+            return (prune_files(conn, cutoff, batch) + prune_done(conn, cutoff, batch)
+                    + outbox.prune_delivered(conn, cutoff, batch))
 
     def vacuum_some(self, pages: int) -> int | None:
         """Give up to ``pages`` free pages back to the file system; None when the database

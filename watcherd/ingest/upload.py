@@ -43,10 +43,10 @@ from watcherd.ingest.dedupe import (
 )
 from watcherd.ingest.gate import UploadGate
 from watcherd.ingest.indexpause import IndexPauses, index_gone
-from watcherd.ingest.method import TASKS, UploadPaths, Waiting, removed_endpoint
+from watcherd.ingest.method import TASKS, UploadPaths, removed_endpoint
 from watcherd.ingest.progress import Progress, ProgressLog
 from watcherd.ingest.putback import InternalErrors, give_up, put_back
-from watcherd.ingest.reuse import reuse_asset, waiting_detail
+from watcherd.ingest.routing import Routing
 from watcherd.ingest.usermetadata import user_metadata_for
 from watcherd.intake.metadata import gather
 from watcherd.intake.presence import folder_reachable
@@ -99,6 +99,7 @@ class UploadWorker(ServiceThread):
         self.index_pauses = index_pauses or IndexPauses(lambda: self.config)
         self.internal_errors = internal_errors or InternalErrors()
         self.paths = paths or UploadPaths(lambda: self.config)
+        self.routing = Routing(store, self.paths, work, self.stop_event)
         # Set by the daemon after the shutdown grace period: abort mid-upload.
         self.abort_event = threading.Event()
         self.waits = CandidateWaits(clock)
@@ -132,9 +133,9 @@ class UploadWorker(ServiceThread):
             record = self._retarget(record, folder)
             if folder.dedupe and self._handled_as_duplicate(record):
                 return
-            if folder.dedupe and self._indexed_from_an_asset(record, folder):
+            if folder.dedupe and self.routing.from_asset(record, folder):
                 return
-            if self._upload_path(record, folder) is None:
+            if self.routing.path(record, folder) is None:
                 return  # parked until a path its folder allows opens
             self._upload(record, folder)
         except FileChanged as exc:
@@ -149,13 +150,13 @@ class UploadWorker(ServiceThread):
             self._hash_for_sidecar(record)
             self._fail(file_id, exc.reason, rule=exc.rule)
         except AssetInFlight as exc:  # the claim at upload intent: another index's upload
-            self._wait_for_asset(record, exc.holder)
+            self.routing.wait_for_asset(record, exc.holder)
         except MultipartNotEnabled as exc:
             self.paths.refuse_multipart(exc)
-            self._route_again(record, folder, f"not uploaded: {exc.describe()}")
+            self.routing.closed(record, folder, f"not uploaded: {exc.describe()}")
         except EndpointGone as exc:
             self.paths.remove_tasks(exc)
-            self._route_again(record, folder, f"not uploaded: {exc.describe()}")
+            self.routing.closed(record, folder, f"not uploaded: {exc.describe()}")
         except ApiRejected as exc:
             if not self._parked_if_index_gone(record, folder, exc):
                 self._fail(file_id, f"Twelve Labs rejected the upload: {exc.describe()}",
@@ -349,40 +350,6 @@ class UploadWorker(ServiceThread):
                                       f"waiting for {holder.path}: same content, upload "
                                       "in progress")
             self.stop_event.wait(DUPLICATE_RECHECK_SECONDS)
-            self.work.put(record.id)
-
-    def _indexed_from_an_asset(self, record: FileRecord, folder: FolderConfig) -> bool:
-        """One upload, many indexes (``reuse``): True when the file needs no upload of
-        its own now (indexed from an earlier asset, or waiting for one being uploaded)."""
-        found = reuse_asset(self.store, record, folder.upload_method)
-        if found.waiting and found.source is not None:
-            self._wait_for_asset(record, found.source)
-        return found.indexed or found.waiting
-
-    def _wait_for_asset(self, record: FileRecord, holder: FileRecord) -> None:
-        if self.store.get(record.id).state != State.QUEUED:
-            self.store.transition(record.id, State.QUEUED, waiting_detail(holder),
-                                  task_may_exist=0)
-        self.stop_event.wait(DUPLICATE_RECHECK_SECONDS)
-        self.work.put(record.id)
-
-    def _upload_path(self, record: FileRecord, folder: FolderConfig) -> str | None:
-        """The path this file takes now (``method``), or None: it stays queued in the
-        inbox, parked until the pause check sees a path its folder allows open again."""
-        route = self.paths.route_or_park(record.id, folder.upload_method, record.size or 0)
-        if not isinstance(route, Waiting):
-            return route
-        if route.news:
-            logger.info("%s: waiting for an upload path: %s", record.path, route.reason)
-            self.store.transition(record.id, State.QUEUED,
-                                  f"waiting for an upload path: {route.reason}")
-        return None
-
-    def _route_again(self, record: FileRecord, folder: FolderConfig, detail: str) -> None:
-        """A path was closed under this file: back to the queue, or parked."""
-        if self.store.get(record.id).state != State.QUEUED:
-            self.store.transition(record.id, State.QUEUED, detail, task_may_exist=0)
-        if self._upload_path(record, folder) is not None:
             self.work.put(record.id)
 
     def _parked_if_index_gone(self, record: FileRecord, folder: FolderConfig,

@@ -171,3 +171,31 @@ def test_the_pause_check_asks_post_tasks_without_a_video(live, caplog):
     check.check()
     assert paths.tasks_removed() is None and released == [6]
     assert fake.uploads() == [] and fake.tasks == {}
+
+
+def test_status_says_which_path_is_closed_and_which_folders_wait():
+    from rich.console import Console
+
+    from watcherd.cli.status import render_status
+
+    counts = dict.fromkeys(("settling", "queued", "validating", "uploading", "indexing",
+                            "done", "failed", "vanished"), 0)
+    status = {
+        "daemon": {"running": True, "pid": 1, "version": "test",
+                   "started_at": "2026-01-01T00:00:00+00:00", "problems": []},
+        "uploads": {"state": "running"},
+        "upload_paths": {"multipart_refused": FORBIDDEN.describe(),
+                         "tasks_removed": REMOVED.describe(), "fallback": False, "waiting": 2},
+        "folders": [{"path": f"/srv/{m}", "index_id": "idx", "upload_method": m,
+                     "paused": None, "unreadable": [], "watch": None, "counts": counts}
+                    for m in ("auto", "multipart", "tasks")],
+        "active": [], "recent": {"done": [], "failed": []}}
+    console = Console(record=True, width=300)
+    render_status(status, console)
+    text = console.export_text()
+    assert "multipart refused for this account (HTTP 403 forbidden" in text
+    assert "no fallback left" in text and "POST /tasks gone (HTTP 404 not_found" in text
+    assert "uploads paused for /srv/tasks: upload_method tasks\n  fix: set its " \
+           "upload_method to auto and reload" in text
+    assert "uploads paused for /srv/multipart: upload_method multipart" in text
+    assert "/srv/auto:" not in text and "2 file(s) wait in the inbox" in text

@@ -29,6 +29,7 @@ BENCHES = {
     "history": ("bench.history", [], ["--rows", "20000", "--seconds", "5"]),
     "cli_start": ("bench.cli_start", [], ["--runs", "2"]),
     "api_economy": ("bench.api_economy", [], ["--files", "4", "--indexing", "15"]),
+    "metrics_scrape": ("bench.metrics_scrape", [], ["--files", "2000", "--scrapes", "5"]),
 }
 
 

@@ -3,9 +3,10 @@
 Usage: python sabotaged_daemon.py SABOTAGE run --config FILE
 
 SABOTAGE is ``hang-upload``, ``kill-poller``, ``flaky:STEP:N`` (the first N
-calls of STEP raise IndexError, then it works again) or ``die:STEP:N`` (the
-same with SystemExit, which ends the thread that runs it). STEP is one of
-validate, hash, upload, poll, finalize.
+calls of STEP raise IndexError, then it works again), ``die:STEP:N`` (the
+same with SystemExit, which ends the thread that runs it) or
+``stall:STEP:SECONDS`` (the first call of STEP blocks that long without a
+heartbeat, then goes on). STEP is one of validate, hash, upload, poll, finalize.
 
 The sabotage is done in the daemon's own process, because that is where
 systemd's watchdog has to notice it.
@@ -61,9 +62,26 @@ def fail_first_calls(step: str, times: int, error: type[BaseException]) -> None:
     setattr(owner, name, sabotaged)
 
 
+def stall_first_call(step: str, seconds: float) -> None:
+    """The first call of ``step`` blocks ``seconds`` (a wedged thread that comes back)."""
+    owner, name = STEPS[step]
+    real = getattr(owner, name)
+    first = threading.Lock()
+
+    def stalled(*args: object, **kwargs: object) -> Any:
+        if first.acquire(blocking=False):
+            threading.Event().wait(seconds)
+        return real(*args, **kwargs)
+
+    setattr(owner, name, stalled)
+
+
 def sabotage(spec: str) -> None:
     kind, _, rest = spec.partition(":")
-    if kind in ("flaky", "die"):
+    if kind == "stall":
+        step, seconds = rest.split(":")
+        stall_first_call(step, float(seconds))
+    elif kind in ("flaky", "die"):
         step, times = rest.split(":")
         fail_first_calls(step, int(times), IndexError if kind == "flaky" else SystemExit)
     else:

@@ -19,6 +19,7 @@ from watcherd.errors import ConfigError
 from watcherd.foldersources import KEYS as SOURCE_KEYS
 from watcherd.foldersources import MetadataSettings, parse_sources
 from watcherd.media.profiles import AUTO, MODEL_CHOICES, FolderProfile, LimitOverrides
+from watcherd.metricsconfig import MetricsConfig, parse_metrics
 from watcherd.webhookconfig import TOP_KEYS as WEBHOOK_TOP_KEYS
 from watcherd.webhookconfig import Webhooks, parse_webhooks
 from watcherd.yamlreader import Errors, Reader, Section
@@ -109,6 +110,7 @@ class Config:
     # systemd watchdog pings stop).
     stall_seconds: float = stall_seconds_for(ApiConfig())
     log_level: str = "info"
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)  # off unless listen is set
     # webhooks (the receivers) and webhook_retry_hours: ``webhookconfig``.
     webhooks: Webhooks = field(default_factory=Webhooks)
     # Folders removed by a reload that still have files in flight: no longer
@@ -139,7 +141,7 @@ TOP_KEYS = {
     "api", "state_db", "settle_seconds", "poll_interval_seconds", "rescan_interval_seconds",
     "upload_workers", "folders", "log_level", "pause_check_seconds", "task_timeout_seconds",
     "stall_seconds", "poll_batch", "history_retention_days", "upload_method",
-    "chunk_concurrency", "max_chunk_connections",
+    "chunk_concurrency", "max_chunk_connections", "metrics",
 } | WEBHOOK_TOP_KEYS
 API_KEYS = {"base_url", "key_file", "connect_timeout_seconds", "io_timeout_seconds"}
 FOLDER_KEYS = {
@@ -198,6 +200,7 @@ def parse_config(
         history_retention_days=top.number("history_retention_days", minimum=0),
         stall_seconds=top.number("stall_seconds", minimum=5, default=stall_seconds_for(api)),
         log_level=top.choice("log_level", LOG_LEVELS),
+        metrics=parse_metrics(reader, raw.get("metrics")),
         webhooks=parse_webhooks(reader, raw, base_url_problem),
         warnings=tuple(errors.warnings),
     )

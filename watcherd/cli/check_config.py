@@ -24,6 +24,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"  state_db: {config.state_db}")
     print(f"  settle {config.settle_seconds:g}s, poll {config.poll_interval_seconds:g}s, "
           f"rescan {config.rescan_interval_seconds:g}s, {config.upload_workers} upload worker(s)")
+    print(f"  metrics: {config.metrics.url}/metrics and /healthz" if config.metrics.listen
+          else "  metrics: off")
     for i, f in enumerate(config.folders):
         traits = [f"model {f.model}", "polling" if f.polling else "inotify"]
         traits += ["recursive"] * f.recursive + ["audio required"] * f.require_audio

@@ -29,6 +29,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     from watcherd.ingest.progress import TerminalProgress
     from watcherd.service.daemon import Daemon  # PyAV and watchdog: only for a valid config
+    from watcherd.service.metricsserver import ListenError
 
     logger = logging.getLogger(__name__)
     logger.info("watcherd %s: config %s, API %s, key from %s", __version__, config.source,
@@ -39,7 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         display = TerminalProgress(console) if console else None
         return Daemon(config, display=display).run()
-    except AlreadyRunning as exc:
+    except (AlreadyRunning, ListenError) as exc:
         logger.critical("cannot run: %s", exc)
         return EXIT_FAIL
     except (OSError, sqlite3.Error) as exc:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from watcherd.backoff import BACKOFF_CAP, floor_seconds, retry_delay, server_delay
 from watcherd.errors import TransientError, UploadsPaused
 from watcherd.state.runtime import GateSnapshot
+from watcherd.telemetry import NO_TELEMETRY, Telemetry
 from watcherd.twelvelabs.ratelimit import UPLOAD_ENDPOINT, RateWindow
 
 logger = logging.getLogger(__name__)
@@ -28,8 +29,9 @@ PauseListener = Callable[[str, UploadsPaused | None], None]
 class UploadGate:
     def __init__(self, *, clock: Callable[[], float] = time.monotonic,
                  rng: Callable[[], float] = random.random, cap: float = BACKOFF_CAP,
-                 window: RateWindow | None = None) -> None:
+                 window: RateWindow | None = None, telemetry: Telemetry = NO_TELEMETRY) -> None:
         self._clock = clock
+        self._telemetry = telemetry
         self._rng = rng
         self._cap = cap
         self._window = window
@@ -81,6 +83,7 @@ class UploadGate:
             elif hint is not None:  # the same moment: the API's word still counts
                 self._server_until = max(self._server_until, now + server_delay(hint, self._rng))
             self._wait_reason = error.describe()
+            self._telemetry.retry(error)
             return max(0.0, self._delay())
 
     def _step(self, now: float, hint: float | None) -> None:
@@ -115,6 +118,8 @@ class UploadGate:
             started = self.paused is None
             self.paused = error
             announce, self._announced = not self._announced, True
+        if started:
+            self._telemetry.pause(type(error).__name__)
         if announce:
             self._tell("paused", error)
         return started

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from watcherd.config import Config
 from watcherd.errors import ApiError, ApiRejected
+from watcherd.telemetry import NO_TELEMETRY, Telemetry
 from watcherd.twelvelabs.client import TwelveLabsClient
 
 logger = logging.getLogger(__name__)
@@ -51,8 +52,9 @@ def index_missing(api: TwelveLabsClient, index_id: str) -> bool:
 class IndexPauses:
     """Which indexes are gone (and why), and the queued files parked until they return."""
 
-    def __init__(self, config: Callable[[], Config]) -> None:
+    def __init__(self, config: Callable[[], Config], telemetry: Telemetry = NO_TELEMETRY) -> None:
         self._config = config  # read when a message is made: names follow a reload
+        self._telemetry = telemetry
         self._lock = threading.Lock()
         self._gone: dict[str, str] = {}
         self._parked: set[int] = set()
@@ -66,6 +68,7 @@ class IndexPauses:
             self._gone[index_id] = error.describe()
         if started:
             logger.error("%s", self.message(index_id))
+            self._telemetry.pause("IndexGone")
             self._tell("paused", index_id, error.describe())
         return started
 

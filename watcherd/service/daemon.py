@@ -38,6 +38,8 @@ from watcherd.intake.settle import Hint, Settler
 from watcherd.intake.watcher import Scanner, Watcher
 from watcherd.service.folderprofiles import log_profiles, resolve_profiles
 from watcherd.service.health import Monitor
+from watcherd.service.metrics import DaemonGauges, Metrics
+from watcherd.service.metricsserver import MetricsServer
 from watcherd.service.notify import Notifier
 from watcherd.service.preflight import CHECK_TIMEOUTS, preflight
 from watcherd.service.rebuild import move_aside, rebuild
@@ -45,9 +47,11 @@ from watcherd.service.reload import prepare_reload
 from watcherd.service.retention import Retention
 from watcherd.service.runtime import build_snapshot
 from watcherd.state.instance import AlreadyRunning, InstanceLock
+from watcherd.state.outbox import Outbox
 from watcherd.state.schema import FileRecord
 from watcherd.state.states import State
 from watcherd.state.store import CorruptDatabase, Store
+from watcherd.telemetry import NO_TELEMETRY
 from watcherd.threads import ServiceThread
 from watcherd.twelvelabs.apikey import key_for_request, resolve_api_key
 from watcherd.twelvelabs.client import TwelveLabsClient
@@ -79,9 +83,14 @@ class Daemon:
             connect_timeout=config.api.connect_timeout_seconds,
             io_timeout=config.api.io_timeout_seconds,
         )
+        # Counted only when metrics.listen is set; every part gets the same object.
+        self.metrics = Metrics() if config.metrics.listen else None
+        telemetry = self.metrics or NO_TELEMETRY
+        self.api.telemetry = self.store.telemetry = telemetry
         # The gate also holds uploads while the API says the upload rate limit is used up.
-        self.gate = UploadGate(window=getattr(self.api, "rate_window", None))
-        self.index_pauses = IndexPauses(lambda: self.config)
+        self.gate = UploadGate(window=getattr(self.api, "rate_window", None),
+                               telemetry=telemetry)
+        self.index_pauses = IndexPauses(lambda: self.config, telemetry)
         self.paths = UploadPaths(lambda: self.config)  # what the account allows: multipart, /tasks
         self.internal_errors = InternalErrors()
         self.pause_wake = threading.Event()  # set on SIGHUP: check every pause now
@@ -105,7 +114,22 @@ class Daemon:
                                publish=self._publish_runtime, display=display)
         self.retention = Retention(self.store, lambda: self.config.history_retention_days,
                                    clock=self.store.clock)
+        self.metrics_server: MetricsServer | None = None
+        if self.metrics is not None:
+            self.metrics.watch(self._gauges())
         self.started_at = time.time()
+
+    def _gauges(self) -> DaemonGauges:
+        """What a scrape reads from the daemon's parts (metrics counts the rest)."""
+        return DaemonGauges(
+            store=self.store, gate=self.gate, index_pauses=self.index_pauses,
+            watcher=self.watcher, verdict=self.monitor.verdict,
+            queues={"intake": self.intake.qsize, "upload": self.work.qsize,
+                    "finalize": self.to_finalize.qsize,
+                    "parked": lambda: len(self.index_pauses.parked())},
+            folders=lambda: [f.path for f in (*self.config.folders, *self.config.retired)],
+            webhook_totals=lambda: self.webhook_totals,
+            outbox_counts=Outbox(self.store).counts)
 
     def _thread_factories(self) -> dict[str, Callable[[], ServiceThread]]:
         # Each factory reads self.config when called, so a thread restarted
@@ -162,6 +186,9 @@ class Daemon:
         """Lock, check, open and recover; then start every thread."""
         self.lock.acquire()
         try:
+            if self.metrics is not None:  # a port in use stops the start here (ListenError)
+                self.metrics_server = MetricsServer(self.config.metrics, self.metrics.registry,
+                                                    self.monitor.verdict)
             with self.api.short_timeouts(*CHECK_TIMEOUTS) as quick:
                 found = preflight(self.config, quick,
                                   resolve_api_key(self.config.api.key_file).source)
@@ -172,6 +199,7 @@ class Daemon:
             self._use_profiles(found.models)
             self.recover()
         except BaseException:
+            self._stop_metrics()
             self.store.close()
             self.api.close()
             self.lock.release()
@@ -209,6 +237,8 @@ class Daemon:
                            finished, pending)
 
     def _start_threads(self) -> None:
+        if self.metrics_server is not None:
+            self.metrics_server.start()
         self.scanner.start()
         for name, factory in self.factories.items():
             self.threads[name] = factory()
@@ -287,6 +317,10 @@ class Daemon:
             problems=problems, started_at=self.started_at,
             index_pauses=self.index_pauses.paused(), upload_paths=self.paths.snapshot()))
 
+    def _stop_metrics(self) -> None:
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+
     def _mark_closed_cleanly(self) -> None:
         try:
             self.store.mark_closed_cleanly()
@@ -361,6 +395,7 @@ class Daemon:
                 worker.abort_event.set()
         for thread in [self.scanner, *self.threads.values()]:
             thread.join(5.0)
+        self._stop_metrics()
         self.api.close()
         self._mark_closed_cleanly()
         self.store.close()

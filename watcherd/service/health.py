@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 STATUS_EVERY_SECONDS = 1.0
 PUBLISH_EVERY_SECONDS = 2.0  # the runtime row for ``watcherd status``
 WAITING_STATES = (State.SETTLING, State.QUEUED, State.VALIDATING)
+# The main loop checks health every turn (a second at most); a verdict older than
+# this means the loop itself is stuck, and then it pings nobody either.
+VERDICT_STALE_SECONDS = 15.0
 
 
 def thread_problems(threads: Iterable[ServiceThread], stall_seconds: float) -> list[str]:
@@ -105,6 +108,7 @@ class Monitor:
         self.next_status = 0.0
         self.next_publish = 0.0
         self.reported: list[str] = []
+        self.checked_at: float | None = None  # when ``reported`` was last worked out
         self.share_error: str | None = None
 
     def tick(self) -> None:
@@ -113,6 +117,7 @@ class Monitor:
         # failing status query can never starve the watchdog by itself.
         problems = self.problems()
         self._report(problems)
+        self.checked_at = now
         if self.notifier.watchdog_enabled and now >= self.next_ping and not problems:
             self.next_ping = now + (self.notifier.watchdog_interval or 0.0)
             self.notifier.watchdog()
@@ -139,6 +144,19 @@ class Monitor:
             self.display.show({file_id: (os.path.basename(path), done, total)
                                for file_id, path, done, total in self.progress.uploads()})
         return due
+
+    def verdict(self) -> str | None:
+        """Why the watchdog would not be pinged now, or None when it would (``/healthz``).
+
+        Read from any thread: the main loop's last check, not a second one of
+        its own, so the probe and the watchdog never disagree.
+        """
+        if self.checked_at is None:
+            return "starting: no health check yet"
+        age = self.clock() - self.checked_at
+        if age > VERDICT_STALE_SECONDS:
+            return f"the main loop has not checked health for {age:.0f}s"
+        return "; ".join(self.reported) or None
 
     def problems(self) -> list[str]:
         return thread_problems(self.threads(), self.stall_seconds) + self.watcher.broken()

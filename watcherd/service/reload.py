@@ -29,8 +29,9 @@ from watcherd.webhookconfig import secret_problems
 logger = logging.getLogger(__name__)
 
 # Fields whose change needs a restart: another database means another daemon's
-# state, and the worker count sizes threads that may be mid-upload.
-RESTART_ONLY = ("state_db", "upload_workers")
+# state, the worker count sizes threads that may be mid-upload, and the metrics
+# listener is bound once, before any file is taken.
+RESTART_ONLY = ("state_db", "upload_workers", "metrics")
 
 
 def prepare_reload(current: Config, store: Store) -> tuple[Config, list[str]]:

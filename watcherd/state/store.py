@@ -42,6 +42,7 @@ from watcherd.state.upgrade import (
     check_unless_closed_cleanly,
     is_corruption,
 )
+from watcherd.telemetry import NO_TELEMETRY, Telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class Store:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self.telemetry: Telemetry = NO_TELEMETRY  # told every state change (the daemon's metrics)
 
     def open(self) -> Store:
         """Create or upgrade the schema; raise CorruptDatabase if SQLite says it is damaged."""
@@ -317,6 +319,7 @@ class Store:
         record = self.get(file_id)
         if old != state:
             _log_transition(record, old, detail)
+            self.telemetry.transition(record, old)
         return record
 
     def note(self, file_id: int, detail: str) -> None:

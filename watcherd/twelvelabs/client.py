@@ -43,10 +43,12 @@ from watcherd.errors import (
     TransientError,
     WatcherdError,
 )
+from watcherd.telemetry import NO_TELEMETRY, Telemetry
 from watcherd.threads import beat
 from watcherd.twelvelabs.body import FileShrank, MultipartBody, RangedFileReader
 from watcherd.twelvelabs.deadline import WATCHED_POOLS, Deadline
 from watcherd.twelvelabs.ratelimit import RateWindow, endpoint_key
+from watcherd.twelvelabs.routes import route_template
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +103,7 @@ class TwelveLabsClient:
         for scheme in ("https://", "http://"):
             self.session.mount(scheme, BigBlockAdapter())
         self.session.headers["User-Agent"] = f"watcherd/{__version__}"
+        self.telemetry: Telemetry = NO_TELEMETRY  # the daemon's metrics, when they are on
 
     def close(self) -> None:
         self.session.close()
@@ -239,14 +242,18 @@ class TwelveLabsClient:
         headers = {"x-api-key": self._key_provider(), **kwargs.pop("headers", {})}
         url = self.base_url + path
         deadline = deadline or Deadline(self.timeout[0] + self.timeout[1])
+        status: int | None = None
         with deadline:
             try:
                 # Never follow a redirect: requests would re-send x-api-key to any host.
                 response = self.session.request(method, url, headers=headers,
                                                 timeout=self.timeout, allow_redirects=False,
                                                 **kwargs)
+                status = response.status_code
             except requests.RequestException as exc:
                 raise _transport_error(method, path, exc, deadline) from exc
+            finally:  # sent, whatever came of it (an aborted upload too)
+                self.telemetry.api_request(method, route_template(path), status)
         self._note_rate_limit(endpoint, response)
         if response.status_code >= 300:
             raise classify_response(response, f"{method} {path}")

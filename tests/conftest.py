@@ -119,6 +119,8 @@ class DaemonRunner:
             "rescan_interval_seconds": 2,
             "pause_check_seconds": 0.5,
             "log_level": "debug",
+            # The tests written for /tasks keep it; the multipart tests set their own.
+            "upload_method": "tasks",
             "folders": [{"path": str(self.inbox), "index_id": "idx_test"}],
         }
         # Tests may run a wrapper instead (e.g. one that makes a thread hang).

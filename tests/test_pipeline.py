@@ -67,7 +67,8 @@ class ScriptedApi:
 def rig(tmp_path, valid_clip):
     inbox = tmp_path / "inbox"
     (inbox / "done").mkdir(parents=True)  # as preflight leaves it: a folder in reach
-    config = parse_config({"folders": [{"path": str(inbox), "index_id": "idx"},
+    config = parse_config({"upload_method": "tasks",
+                           "folders": [{"path": str(inbox), "index_id": "idx"},
                                        {"path": str(tmp_path / "nodedupe"), "index_id": "idx",
                                         "dedupe": False}]},
                           base_dir=tmp_path, env={})

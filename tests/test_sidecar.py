@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -50,3 +51,66 @@ def test_an_older_sidecar_reads_with_its_missing_keys_as_none_and_foreign_json_a
         from_json("{")
     with pytest.raises(ValueError):
         from_json(json.dumps({"source_path": "/in/a.mp4", "attempts": [1]}))
+
+
+def test_the_multipart_path_names_its_asset_and_indexed_asset(tmp_path):
+    store = Store(tmp_path / "state.db", clock=lambda: 1_700_000_000.0).open()
+    try:
+        record = store.add(path="/in/big.mp4", folder="/in", index_id="idx",
+                           state=State.FINALIZING, outcome="ready", upload_method="multipart",
+                           asset_id="as1", indexed_asset_id="ia1", task_id="ia1",
+                           video_id="ia1", task_json={"_id": "ia1", "status": "ready"})
+        document = sidecar_document(record, None, finished=1_700_000_060.0)
+    finally:
+        store.close()
+    assert {k: document[k] for k in ("upload_method", "asset_id", "indexed_asset_id",
+                                     "task_id", "video_id")} == {
+        "upload_method": "multipart", "asset_id": "as1", "indexed_asset_id": "ia1",
+        "task_id": "ia1", "video_id": "ia1"}
+    assert from_json(to_json(document)) == document
+
+
+OLDER_KEYS = {"status", "reason", "error_code", "rule", "task_id", "video_id", "index_id",
+              "model", "source_path", "original_name", "moved_to", "size", "sha256",
+              "attempts", "duplicate_of", "media", "task", "timestamps", "watcherd_version",
+              "after", "mtime_ns", "user_metadata", "user_metadata_sources", "metadata_file"}
+
+
+def test_the_tasks_path_only_gains_the_new_keys(finished):
+    document = sidecar_document(finished, None, finished=1_700_000_060.0)
+    assert set(document) == OLDER_KEYS | {"upload_method", "asset_id", "indexed_asset_id"}
+    assert (document["upload_method"], document["asset_id"], document["indexed_asset_id"]) == \
+        ("tasks", None, None)
+    assert (document["task_id"], document["video_id"]) == ("t1", "v1")
+    refused = sidecar_document(replace(finished, task_id=None, outcome="failed"), None, 0.0)
+    assert refused["upload_method"] is None  # never reached the API
+
+
+def test_a_rebuild_reads_the_upload_path_and_the_asset_ids_back(tmp_path):
+    from watcherd.config import parse_config
+    from watcherd.service.rebuild import rebuild
+
+    inbox = tmp_path / "inbox"
+    (inbox / "done").mkdir(parents=True)
+    config = parse_config({"folders": [{"path": str(inbox), "index_id": "idx"}]},
+                          base_dir=tmp_path, env={})
+    store = Store(tmp_path / "state.db").open()
+    try:
+        record = store.add(path=str(inbox / "big.mp4"), folder=str(inbox), index_id="idx",
+                           state=State.FINALIZING, outcome="ready", upload_method="multipart",
+                           asset_id="as1", indexed_asset_id="ia1", task_id="ia1",
+                           video_id="ia1", dest_path=str(inbox / "done" / "big.mp4"))
+        moved = inbox / "done" / "big.mp4"
+        moved.write_bytes(b"video")
+        write_sidecar(moved, sidecar_document(record, None, finished=1_700_000_060.0))
+    finally:
+        store.close()
+    fresh = Store(tmp_path / "rebuilt.db").open()
+    try:
+        assert rebuild(config, fresh) == (1, 0)
+        (row,) = fresh.all()
+        assert (row.state, row.upload_method, row.asset_id, row.indexed_asset_id,
+                row.task_id, row.video_id) == (State.DONE, "multipart", "as1", "ia1", "ia1",
+                                               "ia1")
+    finally:
+        fresh.close()

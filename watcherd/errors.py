@@ -4,6 +4,7 @@
   never retried.
 - ``ApiRejected``: Twelve Labs refused the file (400 ``video_*`` and friends);
   permanent, the file goes to failed/ with the API's code and message.
+  ``AssetFailed`` is one: the uploaded asset could not be processed.
 - ``TransientError``: the network or the API hiccupped; retry with backoff.
 - ``UploadsPaused`` (``AuthError``, ``KeyUnavailable``, ``QuotaError``,
   ``ApiRedirected``): nothing is wrong with the file; every upload waits until
@@ -61,6 +62,21 @@ class ApiError(WatcherdError):
 
 class ApiRejected(ApiError):
     """A permanent refusal (bad video, bad parameter, unknown index)."""
+
+
+class AssetFailed(ApiRejected):
+    """The uploaded asset ended ``failed`` (multipart path): permanent for this file,
+    which goes to failed/ with the API's message (shown, never parsed)."""
+
+    def __init__(self, asset_id: str, message: str,
+                 asset: dict[str, object] | None = None) -> None:
+        self.asset_id = asset_id
+        self.asset = asset  # the asset as the API last showed it, for the sidecar
+        super().__init__(None, "asset_failed",
+                         f"Twelve Labs could not process asset {asset_id}: {message}")
+
+    def describe(self) -> str:
+        return self.message
 
 
 class TransientError(ApiError):

@@ -32,7 +32,10 @@ SIDECAR_KEYS = ("status", "rule", "error_code", "reason", "task_id", "video_id",
 # Quick, not hasty: a clip must still be quiet this long before it counts as complete.
 DAEMON_SETTINGS: dict[str, Any] = {
     "settle_seconds": 0.5, "poll_interval_seconds": 0.2, "rescan_interval_seconds": 2,
-    "pause_check_seconds": 1, "log_level": "info"}
+    "pause_check_seconds": 1, "log_level": "info",
+    # Until the multipart path indexes its assets (issue 16 item 5), the demo's way to
+    # done/ is /tasks.
+    "upload_method": "tasks"}
 # What a service manager or a caller's shell would otherwise hand to the daemon.
 FOREIGN_ENVIRONMENT = ("TWELVELABS_API_KEY", "CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET",
                        "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "STATE_DIRECTORY",

@@ -19,11 +19,23 @@ from rich.text import Text
 
 import watcherd.state.queries as queries
 from watcherd.cli.access import operator_config, readonly_store
-from watcherd.cli.render import ago, duration, emit, iso, shown, styled_state, table
+from watcherd.cli.render import (
+    ago,
+    duration,
+    emit,
+    iso,
+    remote_ids,
+    session_json,
+    session_text,
+    shown,
+    styled_state,
+    table,
+)
 from watcherd.config import Config, FolderConfig
 from watcherd.errors import MediaRejected
 from watcherd.exitcodes import EXIT_OK
 from watcherd.ingest.dedupe import sha256_file
+from watcherd.ingest.jobs import on_multipart
 from watcherd.ingest.usermetadata import user_metadata_for, user_metadata_sources
 from watcherd.intake.filters import skip_reason
 from watcherd.intake.metadata import gather
@@ -60,6 +72,7 @@ def explain(config: Config, store: Store | None, path: str, now: float | None = 
         result["record"] = {k: getattr(latest, k) for k in (
             "id", "path", "state", "attempts", "task_id", "video_id", "remote_status", "sha256",
             "dest_path", "reason", "rule", "error_code", "duplicate_of")}
+        result["record"].update(remote_ids(latest))
         result["history"] = [{"file_id": r.id, "at": iso(h["at"]), "from": h["from_state"],
                               "to": h["to_state"], "detail": h["detail"]}
                              for r in records for h in store.history(r.id)]
@@ -83,12 +96,22 @@ def _tracked(config: Config, store: Store, record: FileRecord, now: float) -> di
                     settle_seconds=wait)
     if state == State.QUEUED:
         position = queries.queue_position(store, record)
+        session = session_json(queries.upload_session(store, record))
+        resumes = f"; its upload resumes at {session_text(session)}" if session else ""
         return _say("queued", f"settled and waiting to upload: number {position} in the queue"
-                    f"{_last_detail(store, record)}", position=position)
+                    f"{resumes}{_last_detail(store, record)}", position=position,
+                    session=session)
     if state == State.VALIDATING:
         return _say("validating", "being checked against Twelve Labs' requirements now")
     if state == State.UPLOADING:
-        return _say("uploading", _upload_progress(store, record))
+        session = queries.upload_session(store, record, _live(store, record).get("chunks"))
+        summary = _upload_progress(store, record)
+        return _say("uploading", ", ".join(p for p in (summary, session_text(
+            session_json(session))) if p), session=session_json(session))
+    if state == State.INDEXING and on_multipart(record):
+        return _say("indexing", _indexing_multipart(record, now), asset_id=record.asset_id,
+                    indexed_asset_id=record.indexed_asset_id,
+                    remote_status=record.remote_status)
     if state == State.INDEXING:
         since = ago(record.uploaded_at, now)
         return _say("indexing", f"uploaded {since}; Twelve Labs task {record.task_id} is "
@@ -109,6 +132,15 @@ def _tracked(config: Config, store: Store, record: FileRecord, now: float) -> di
         return _say("failed", f"rejected{rule}: {record.reason}; {_where(record)}",
                     rule=record.rule, reason=record.reason)
     return _say("vanished", f"disappeared from the folder before upload ({record.reason})")
+
+
+def _indexing_multipart(record: FileRecord, now: float) -> str:
+    uploaded = f"uploaded {ago(record.uploaded_at, now)} as asset {record.asset_id} (multipart)"
+    if record.indexed_asset_id is None:
+        return (f"{uploaded}; the asset is {record.remote_status or 'not polled yet'}, "
+                "indexed once it is ready")
+    return (f"{uploaded}; indexed asset {record.indexed_asset_id} is "
+            f"{record.remote_status or 'not polled yet'}")
 
 
 def _untracked(config: Config, store: Store | None, path: str, now: float
@@ -183,12 +215,20 @@ def _say(status: str, summary: str, **details: Any) -> dict[str, Any]:
     return {"status": status, "summary": summary, "details": details}
 
 
-def _upload_progress(store: Store, record: FileRecord) -> str:
+def _live(store: Store, record: FileRecord) -> dict[str, Any]:
+    """The running daemon's progress entry for this upload, if any."""
     daemon = daemon_state(store)
     for upload in daemon["uploads"] if daemon else []:
         if upload["file_id"] == record.id and upload["total"]:
-            percent = int(100 * upload["sent"] / upload["total"])
-            return f"uploading now (attempt {record.attempts}): {percent}% sent"
+            return dict(upload)
+    return {}
+
+
+def _upload_progress(store: Store, record: FileRecord) -> str:
+    upload = _live(store, record)
+    if upload:
+        percent = int(100 * upload["sent"] / upload["total"])
+        return f"uploading now (attempt {record.attempts}): {percent}% sent"
     return f"uploading (attempt {record.attempts}); progress unknown (daemon not running?)"
 
 

@@ -16,13 +16,23 @@ from typing import Any
 
 import watcherd.state.queries as queries
 from watcherd.cli.access import configured_folder, operator_config, readonly_store
-from watcherd.cli.render import iso, output_console, shown, styled_state, table
+from watcherd.cli.render import (
+    iso,
+    job_shown,
+    output_console,
+    remote_ids,
+    session_json,
+    session_text,
+    shown,
+    styled_state,
+    table,
+)
 from watcherd.exitcodes import EXIT_OK
 from watcherd.state.schema import FileRecord
 from watcherd.state.store import Store
 
 LIST_FIELDS = ("path", "state", "task_id", "video_id", "reason", "remote_status", "attempts",
-               "dest_path", "duplicate_of")
+               "dest_path", "duplicate_of", "upload_method")
 TERMINAL_LIMIT = 1000  # a person at a terminal reads the newest; a pipe gets every row
 BLOCK_ROWS = 200  # the table is drawn this many rows at a time
 
@@ -31,12 +41,13 @@ def list_rows(store: Store, state: str | None, folder: str | None, *,
               since: float | None = None, limit: int | None = None
               ) -> Iterator[dict[str, Any]]:
     """One row per tracked file, newest first: the ``--json`` lines."""
-    return (list_row(r) for r in queries.listed(store, state, folder, since=since, limit=limit))
+    return ({**list_row(r), "session": session_json(queries.upload_session(store, r))}
+            for r in queries.listed(store, state, folder, since=since, limit=limit))
 
 
 def list_row(record: FileRecord) -> dict[str, Any]:
     return {**{name: shown(getattr(record, name)) for name in LIST_FIELDS},
-            "updated_at": iso(record.updated_at)}
+            **remote_ids(record), "updated_at": iso(record.updated_at)}
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -80,8 +91,9 @@ def _print_table(rows: Iterator[dict[str, Any]], limit: int | None) -> int:
         if not block:
             return drawn
         grid = table(("state", "file", "task", "detail"),
-                     ((styled_state(r["state"]), r["path"], r["task_id"] or "",
-                       r["reason"] or r["video_id"] or "") for r in block))
+                     ((styled_state(r["state"]), r["path"], job_shown(r),
+                       r["reason"] or r["video_id"] or session_text(r["session"]))
+                      for r in block))
         grid.show_header = drawn == 0
         console.print(grid)
         sys.stdout.flush()

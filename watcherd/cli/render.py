@@ -23,6 +23,8 @@ if TYPE_CHECKING:  # rich is imported when something is drawn: --json output nev
     from rich.table import Table
     from rich.text import Text
 
+    from watcherd.state.schema import FileRecord
+
 PIPE_WIDTH = 4096
 STATE_STYLES = {
     "done": "green", "failed": "red", "vanished": "dim", "uploading": "cyan",
@@ -30,6 +32,20 @@ STATE_STYLES = {
     "finalizing": "blue", "ignored": "dim", "would upload": "green", "invalid": "red",
     "duplicate": "magenta", "tracked": "blue",
 }
+
+
+def session_json(session: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``queries.upload_session`` for JSON: the expiry as ISO 8601."""
+    return None if session is None else {**session, "expires_at": iso(session["expires_at"])}
+
+
+def session_text(session: dict[str, Any] | None) -> str:
+    """"chunk 12/40, session expires 14:02" for people ("" without a session)."""
+    if session is None:
+        return ""
+    expires = session["expires_at"]
+    until = f", session expires {expires[:16].replace('T', ' ')}" if expires else ""
+    return f"chunk {session['chunks_done']}/{session['chunks_total']}{until}"
 
 
 def print_json(data: Any) -> None:
@@ -93,6 +109,22 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | No
         grid.add_row(*(cell if isinstance(cell, Text) else Text("" if cell is None else str(cell))
                        for cell in row))
     return grid
+
+
+def remote_ids(record: FileRecord) -> dict[str, Any]:
+    """The upload path and the multipart path's ids, for status, list and explain."""
+    from watcherd.ingest.sidecar import upload_method_of
+
+    return {"upload_method": upload_method_of(record), "asset_id": record.asset_id,
+            "indexed_asset_id": record.indexed_asset_id}
+
+
+def job_shown(entry: dict[str, Any]) -> str:
+    """The "task" column: the task (on the multipart path the indexed asset), else the
+    asset still being processed."""
+    if entry.get("task_id"):
+        return str(entry["task_id"])
+    return f"asset {entry['asset_id']}" if entry.get("asset_id") else ""
 
 
 def styled_state(state: str) -> Text:

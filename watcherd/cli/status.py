@@ -17,7 +17,19 @@ from typing import TYPE_CHECKING, Any
 
 import watcherd.state.queries as queries
 from watcherd.cli.access import configured_folder, operator_config, readonly_store
-from watcherd.cli.render import ago, duration, emit, iso, shown, styled_state, table
+from watcherd.cli.render import (
+    ago,
+    duration,
+    emit,
+    iso,
+    job_shown,
+    remote_ids,
+    session_json,
+    session_text,
+    shown,
+    styled_state,
+    table,
+)
 from watcherd.config import Config
 from watcherd.exitcodes import EXIT_FAIL, EXIT_OK
 from watcherd.names import display
@@ -72,7 +84,7 @@ def build_status(config: Config, store: Store, folder: Path | None = None,
                            for r in queries.unreadable(store, str(f.path))],
             "paused": gone.get(f.index_id),
         } for f in wanted],
-        "active": [_active(r, uploads.get(r.id), now) for r in active],
+        "active": [_active(store, r, uploads.get(r.id), now) for r in active],
         "recent": {state: [_finished(r) for r in queries.recent(store, state, RECENT, only)]
                    for state in ("done", "failed")},
         "webhooks": _webhooks(store),
@@ -99,12 +111,16 @@ def _watch(watch: FolderWatch | None) -> dict[str, Any] | None:
             "last_scan": iso(watch["last_scan"])}
 
 
-def _active(record: FileRecord, upload: UploadProgress | None, now: float) -> dict[str, Any]:
+def _active(store: Store, record: FileRecord, upload: UploadProgress | None, now: float
+            ) -> dict[str, Any]:
     since = record.uploaded_at if record.state == "indexing" else record.updated_at
     entry: dict[str, Any] = {
         "path": display(record.path), "state": record.state, "task_id": record.task_id,
         "remote_status": record.remote_status, "age_seconds": round(now - (since or now)),
-        "percent": None, "rate_bytes_per_second": None, "size": record.size}
+        "percent": None, "rate_bytes_per_second": None, "size": record.size,
+        "session": session_json(queries.upload_session(
+            store, record, upload.get("chunks") if upload else None)),
+        **remote_ids(record)}
     if upload and upload["total"]:
         entry["percent"] = int(100 * upload["sent"] / upload["total"])
         entry["rate_bytes_per_second"] = upload["rate"]
@@ -115,7 +131,7 @@ def _finished(record: FileRecord) -> dict[str, Any]:
     return {"path": display(record.path), "dest_path": shown(record.dest_path),
             "video_id": record.video_id,
             "task_id": record.task_id, "reason": record.reason, "error_code": record.error_code,
-            "finished_at": iso(record.finished_at or record.updated_at)}
+            "finished_at": iso(record.finished_at or record.updated_at), **remote_ids(record)}
 
 
 def render_status(status: dict[str, Any], console: Console) -> None:
@@ -232,8 +248,9 @@ def _active_row(entry: dict[str, Any]) -> tuple:
     if entry["percent"] is not None:
         rate = entry["rate_bytes_per_second"]
         progress = f"{entry['percent']}%" + (f" {human_bytes(rate, short=True)}/s" if rate else "")
+    progress = " ".join(p for p in (progress, session_text(entry["session"])) if p)
     return (styled_state(entry["state"]), Path(entry["path"]).name, progress,
-            entry["task_id"] or "", entry["remote_status"] or "", duration(entry["age_seconds"]))
+            job_shown(entry), entry["remote_status"] or "", duration(entry["age_seconds"]))
 
 
 def _ago_iso(value: str | None) -> str:

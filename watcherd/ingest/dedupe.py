@@ -215,7 +215,10 @@ def join_holder(store: Store, record: FileRecord, holder: FileRecord) -> str | N
     detail = (f"duplicate: same content as {holder.path} ({where}, task {holder.task_id}); "
               "not uploaded again")
     common: Changes = {"task_id": holder.task_id, "video_id": holder.video_id,
-                       "duplicate_of": holder.id, "uploaded_at": holder.uploaded_at}
+                       "duplicate_of": holder.id, "uploaded_at": holder.uploaded_at,
+                       # the poller follows the holder's job by the same path
+                       "upload_method": holder.upload_method, "asset_id": holder.asset_id,
+                       "indexed_asset_id": holder.indexed_asset_id}
     if holder.state == State.INDEXING:
         store.transition(record.id, State.INDEXING, detail, **common)
         return State.INDEXING

@@ -1,5 +1,10 @@
 """Follow every uploaded file's task until Twelve Labs says ready or failed.
 
+A task is a ``/tasks`` task, or on the multipart path the indexed asset
+(``jobs``); a multipart row whose asset is not indexed yet is taken one step
+further each turn by ``indexing.AssetIndexer`` on this thread, under the same
+pauses, backoff and timeout.
+
 Each task is polled every ``poll_interval_seconds`` with ±20 % jitter, so a
 burst of uploads does not turn into a burst of polls. With several tasks in
 one index, one ``GET /tasks?index_id=…&status=…`` (the unfinished ones)
@@ -27,9 +32,22 @@ from functools import partial
 
 from watcherd.backoff import retry_delay
 from watcherd.config import Config
-from watcherd.errors import ApiRejected, TransientError, UploadsPaused
+from watcherd.errors import ApiError, ApiRejected, AssetFailed, TransientError, UploadsPaused
 from watcherd.ingest.gate import UploadGate
+from watcherd.ingest.indexing import AssetIndexer
 from watcherd.ingest.indexpause import IndexPauses, index_gone
+from watcherd.ingest.jobs import (
+    AssetCalls,
+    IndexedAssets,
+    Jobs,
+    Tasks,
+    awaiting_indexed_asset,
+    failure_reason,
+    job_label,
+    on_multipart,
+    percent,
+    still,
+)
 from watcherd.ingest.putback import InternalErrors, give_up
 from watcherd.state.states import KNOWN_TASK_STATUSES, TERMINAL_TASK_STATUSES, State
 from watcherd.state.store import FileRecord, StaleState, Store
@@ -42,7 +60,6 @@ logger = logging.getLogger(__name__)
 # From two tasks in an index on, one list request replaces a GET per task
 # (bench/api_economy.py measures it); a task missing from the list is GET.
 BATCH_MIN_TASKS = 2
-RUNNING_TASK_STATUSES = tuple(s for s in KNOWN_TASK_STATUSES if s not in TERMINAL_TASK_STATUSES)
 # How often the time followed is saved: a crash forgets at most this much.
 FOLLOWED_SAVE_SECONDS = 60.0
 
@@ -63,6 +80,7 @@ class Poller(ServiceThread):
         tick_seconds: float = 0.5,
         index_pauses: IndexPauses | None = None,
         internal_errors: InternalErrors | None = None,
+        assets: AssetCalls | None = None,
     ) -> None:
         super().__init__("poller")
         self.store = store
@@ -82,6 +100,11 @@ class Poller(ServiceThread):
         self._unknown_logged: set[str] = set()
         self.index_pauses = index_pauses
         self.internal_errors = internal_errors or InternalErrors()
+        self.tasks: Jobs = Tasks(api)
+        # Without the assets calls (tests of the /tasks path) multipart rows wait.
+        self.indexed: Jobs | None = IndexedAssets(assets) if assets else None
+        self.indexer = AssetIndexer(store=store, assets=assets, gate=gate,
+                                    stop=self.stop_event) if assets else None
 
     def reconfigure(self, config: Config) -> None:
         self.interval = config.poll_interval_seconds
@@ -98,20 +121,25 @@ class Poller(ServiceThread):
         if self.gate.paused is not None:
             return  # every request would be refused; the pause check resumes us
         now = self.clock()
-        by_index: dict[str, list[FileRecord]] = {}
-        due: set[str] = set()
+        by_index: dict[tuple[bool, str], list[FileRecord]] = {}
+        due: set[tuple[bool, str]] = set()
         for record in self.store.in_states(State.INDEXING):
             if self.index_pauses is not None and self.index_pauses.why(record.index_id):
                 continue  # its index is gone for now: nothing to ask, nothing to fail
-            if self._timed_out(record):
+            if (on_multipart(record) and self.indexer is None) or self._timed_out(record):
                 continue
-            by_index.setdefault(record.index_id, []).append(record)
+            if awaiting_indexed_asset(record):
+                if self.next_poll.get(record.id, 0.0) <= now and not self.stop_event.is_set():
+                    self._guarded(record, partial(self.advance, record))
+                continue
+            key = (on_multipart(record), record.index_id)
+            by_index.setdefault(key, []).append(record)
             if self.next_poll.get(record.id, 0.0) <= now:
-                due.add(record.index_id)
-        for index_id in sorted(due):
-            records = by_index[index_id]
+                due.add(key)
+        for key in sorted(due):
+            records = by_index[key]
             if self.batch and len(records) >= BATCH_MIN_TASKS:
-                records = self.poll_batch(index_id, records)
+                records = self.poll_batch(key[1], records)
             for record in records:
                 if self.stop_event.is_set():
                     return
@@ -132,16 +160,16 @@ class Poller(ServiceThread):
         Returns the records whose task is not in that list: most likely just
         finished, they get a GET of their own (the sidecar wants the full task).
         """
+        jobs = self._jobs(records[0])
         try:
-            running = {task.get("_id"): task for task in self.api.list_tasks(
-                index_id=index_id, statuses=RUNNING_TASK_STATUSES)}
+            running = jobs.running(index_id)
         except (TransientError, UploadsPaused, ApiRejected) as exc:
-            logger.debug("listing tasks of index %s failed (%s); polling one by one",
-                         index_id, exc.describe())
+            logger.debug("listing %ss of index %s failed (%s); polling one by one",
+                         jobs.kind, index_id, exc.describe())
             return records
         rest = []
         for record in records:
-            task = running.get(record.task_id)
+            task = running.get(record.task_id or "")
             if task is None:
                 rest.append(record)
                 continue
@@ -152,22 +180,40 @@ class Poller(ServiceThread):
 
     def poll(self, record: FileRecord) -> None:
         try:
-            task = self.api.get_task(record.task_id or "")
-        except TransientError as exc:
-            self._backoff(record, exc)
-            return
-        except UploadsPaused as exc:
-            self.gate.pause(exc)  # the pause check says so, with the fix
-            return
-        except ApiRejected as exc:
-            if self._index_gone(record, exc):
-                return
-            self._finish(record, "failed", None, f"task {record.task_id} can no longer be "
-                         f"read: {exc.describe()}", error_code=exc.code)
+            task = self._jobs(record).get(record)
+        except (TransientError, UploadsPaused, ApiRejected) as exc:
+            self._failed_request(record, exc, "can no longer be read")
             return
         self.failures.pop(record.id, None)
         self._schedule(record.id)
         self._note_status(record, task)
+
+    def advance(self, record: FileRecord) -> None:
+        """A multipart row whose asset is not indexed yet: one step of the indexer."""
+        assert self.indexer is not None
+        self._schedule(record.id)
+        try:
+            self.indexer.advance(record)
+        except AssetFailed as exc:
+            self._finish(record, "failed", exc.asset, exc.describe(), error_code=exc.code)
+            return
+        except (TransientError, UploadsPaused, ApiRejected) as exc:
+            self._failed_request(record, exc, "could not be indexed")
+            return
+        self.failures.pop(record.id, None)
+
+    def _failed_request(self, record: FileRecord, exc: ApiError, what: str) -> None:
+        """Back off, pause, wait for the index, or fail the file, by the error's type."""
+        if isinstance(exc, TransientError):
+            self._backoff(record, exc)
+        elif isinstance(exc, UploadsPaused):
+            self.gate.pause(exc)  # the pause check says so, with the fix
+        elif isinstance(exc, ApiRejected) and not self._index_gone(record, exc):
+            self._finish(record, "failed", None, f"{job_label(record)} {what}: "
+                         f"{exc.describe()}", error_code=exc.code)
+
+    def _jobs(self, record: FileRecord) -> Jobs:
+        return self.indexed if on_multipart(record) and self.indexed else self.tasks
 
     def _index_gone(self, record: FileRecord, exc: ApiRejected) -> bool:
         """True if the task is unreadable because its index is gone (then it waits)."""
@@ -191,7 +237,7 @@ class Poller(ServiceThread):
         if age <= self.task_timeout:
             return False
         self._finish(record, "failed", record.task(),
-                     f"task {record.task_id} still {record.remote_status or 'not finished'} "
+                     f"{still(record)} "
                      f"after {age / 3600:.1f} h (task_timeout_seconds is "
                      f"{self.task_timeout:g})", error_code="task_timeout")
         return True
@@ -210,16 +256,17 @@ class Poller(ServiceThread):
         status = str(task.get("status") or "unknown")
         if status not in KNOWN_TASK_STATUSES and status not in self._unknown_logged:
             self._unknown_logged.add(status)
-            logger.warning("task %s has unknown status %r; treating it as still working",
-                           record.task_id, status)
+            logger.warning("%s has unknown status %r; treating it as still working",
+                           job_label(record), status)
         if status in TERMINAL_TASK_STATUSES:
-            reason = None if status == "ready" else failure_reason(record.task_id, task)
+            reason = None if status == "ready" else failure_reason(
+                self._jobs(record).kind, record.task_id, task)
             self._finish(record, status, task, reason,
                          error_code=None if status == "ready" else "task_failed")
         elif status != record.remote_status:
             self.store.update(record.id, remote_status=status)
-            logger.info("%s: task %s is %s%s", record.path, record.task_id, status,
-                        _percent(task))
+            logger.info("%s: %s is %s%s", record.path, job_label(record), status,
+                        percent(task))
 
     def _finish(self, record: FileRecord, outcome: str, task: dict | None,
                 reason: str | None, error_code: str | None = None) -> None:
@@ -247,23 +294,6 @@ class Poller(ServiceThread):
         self.failures[record.id] = failures
         delay = max(self.interval, retry_delay(exc.retry_after, failures, self.rng))
         self.next_poll[record.id] = self.clock() + delay
-        logger.warning("%s: polling task %s failed (%s); next try in %.0fs",
-                       record.path, record.task_id, exc.describe(), delay)
+        logger.warning("%s: polling %s failed (%s); next try in %.0fs",
+                       record.path, job_label(record), exc.describe(), delay)
 
-
-def failure_reason(task_id: str | None, task: dict) -> str:
-    """A sentence for the sidecar: the API's undocumented ``error_reason`` when present."""
-    detail = task.get("error_reason") or task.get("message") or "no reason given"
-    if isinstance(detail, dict):
-        detail = detail.get("message") or str(detail)
-    return f"Twelve Labs marked task {task_id} failed: {detail}"
-
-
-def _percent(task: dict) -> str:
-    process = task.get("process")
-    if not isinstance(process, dict):
-        return ""
-    try:
-        return f" ({float(process['percentage']):.0f}%)"
-    except (TypeError, KeyError, ValueError):
-        return ""

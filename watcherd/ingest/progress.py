@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from watcherd.state.schema import FileRecord
 from watcherd.units import human_bytes
 
 logger = logging.getLogger(__name__)
@@ -29,20 +30,26 @@ class Progress:
     """Bytes sent per uploading file, shared with status views."""
 
     sent: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # Chunks done and in all, on the multipart path.
+    chunks: dict[int, tuple[int, int]] = field(default_factory=dict)
     started: dict[int, float] = field(default_factory=dict)
     # Kept here so status views name an upload without a database read.
     paths: dict[int, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def update(self, file_id: int, done: int, total: int, path: str) -> None:
+    def update(self, file_id: int, done: int, total: int, path: str, *,
+               chunks: tuple[int, int] | None = None) -> None:
         with self.lock:
             self.sent[file_id] = (done, total)
+            if chunks is not None:
+                self.chunks[file_id] = chunks
             self.started.setdefault(file_id, time.monotonic())
             self.paths[file_id] = path
 
     def clear(self, file_id: int) -> None:
         with self.lock:
             self.sent.pop(file_id, None)
+            self.chunks.pop(file_id, None)
             self.started.pop(file_id, None)
             self.paths.pop(file_id, None)
 
@@ -54,6 +61,11 @@ class Progress:
         """(file id, path, bytes sent, total bytes) of every upload, by file id."""
         with self.lock:
             return [(i, self.paths[i], *self.sent[i]) for i in sorted(self.sent)]
+
+    def chunks_of(self, file_id: int) -> tuple[int, int] | None:
+        """(chunks done, chunks in all) of a multipart upload, else None."""
+        with self.lock:
+            return self.chunks.get(file_id)
 
     def rate(self, file_id: int) -> float | None:
         """Bytes per second since this upload's first block, or None."""
@@ -74,7 +86,7 @@ class ProgressLog:
         self.last_line = self.started
         self.next_fraction = LOG_EVERY_FRACTION
 
-    def update(self, done: int, total: int) -> None:
+    def update(self, done: int, total: int, *, chunks: tuple[int, int] | None = None) -> None:
         if total <= 0 or done >= total:
             return  # the end is logged by the pipeline ("uploaded … in …")
         now = self.clock()
@@ -85,9 +97,9 @@ class ProgressLog:
             self.next_fraction += LOG_EVERY_FRACTION
         self.last_line = now
         rate = done / max(now - self.started, 1e-3)
-        logger.info("uploading %s: %d%% (%s of %s, %s/s)", self.name, int(100 * fraction),
+        logger.info("uploading %s: %d%% (%s of %s, %s/s%s)", self.name, int(100 * fraction),
                     human_bytes(done, unit="MiB"), human_bytes(total, unit="MiB"),
-                    human_bytes(rate, unit="MiB"))
+                    human_bytes(rate, unit="MiB"), chunk_count(chunks, ", "))
 
 
 class TerminalProgress:
@@ -122,4 +134,17 @@ class TerminalProgress:
         for file_id, (name, done, total) in uploads.items():
             if file_id not in self.tasks:
                 self.tasks[file_id] = self.bars.add_task(name, total=total)
-            self.bars.update(self.tasks[file_id], completed=done, total=total)
+            self.bars.update(self.tasks[file_id], completed=done, total=total, description=name)
+
+
+def chunk_count(chunks: tuple[int, int] | None, prefix: str = "") -> str:
+    """"chunk 12/40" for a multipart upload, "" for any other."""
+    return f"{prefix}chunk {chunks[0]}/{chunks[1]}" if chunks else ""
+
+
+def upload_summary(record: FileRecord, now: float) -> str:
+    """The history line of a finished upload: how much, how long, how fast."""
+    seconds = max(now - (record.upload_started_at or now), 1e-3)
+    size = record.size or 0
+    return (f"uploaded {human_bytes(size)} in {seconds:.1f}s "
+            f"({human_bytes(int(size / seconds))}/s)")

@@ -5,6 +5,12 @@ rebuild of a damaged database reads back (``service.rebuild``). Its shape is
 defined once here, with the one way to write it and the one way to read it.
 Keys are written sorted with two-space indentation and non-ASCII kept as is;
 scripts read these fields, so they only ever get added, never renamed.
+
+``upload_method`` says which path the bytes took: "tasks" (``POST /tasks``;
+``asset_id`` and ``indexed_asset_id`` are null), "multipart" (an asset, then
+an indexed asset: ``task_id`` is the indexed asset's id, the job that was
+followed, and ``video_id`` the id the index knows the video by), or null when
+the file never reached the API (refused before upload).
 """
 
 from __future__ import annotations
@@ -48,6 +54,9 @@ class Sidecar(TypedDict):
     rule: str | None
     task_id: str | None
     video_id: str | None
+    upload_method: str | None
+    asset_id: str | None
+    indexed_asset_id: str | None
     index_id: str
     model: str | None
     source_path: str
@@ -90,6 +99,9 @@ def sidecar_document(record: FileRecord, folder: FolderConfig | None, finished: 
         "rule": record.rule,
         "task_id": record.task_id,
         "video_id": record.video_id,
+        "upload_method": upload_method_of(record),
+        "asset_id": record.asset_id,
+        "indexed_asset_id": record.indexed_asset_id,
         "index_id": record.index_id,
         "model": folder.profile.name if folder else None,
         "source_path": display(record.path),
@@ -147,6 +159,12 @@ def write_sidecar(moved: Path, document: Sidecar) -> Path:
 def read_sidecar(path: Path) -> Sidecar | None:
     """The sidecar at ``path`` (see ``from_json``); OSError or ValueError if unreadable."""
     return from_json(path.read_text(encoding="utf-8"))
+
+
+def upload_method_of(record: FileRecord) -> str | None:
+    """The path the file's bytes took, as the sidecar and the operator commands say it."""
+    # Rows from before the column, and today's /tasks rows, have a task but no method.
+    return record.upload_method or ("tasks" if record.task_id else None)
 
 
 def _timestamps(record: FileRecord, finished: float) -> Timestamps:

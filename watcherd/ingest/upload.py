@@ -9,9 +9,12 @@ works, ``FileChanged`` → settle again, ``FileNotFoundError`` → vanished,
 until the index answers (``indexpause``); any other exception puts the file
 back to settle again (``putback``), the fifth in a row sends it to failed/.
 Intent is written before every side effect: ``uploading`` with the attempt
-number, start time, target index and "a task may exist" before the POST, the
-task id the moment it answers. A definitive answer clears "a task may exist";
-while it is set, the next attempt first looks for that task (``dedupe``).
+number, start time, target index, the upload method and "a task may exist"
+before the POST, the task id the moment it answers. A definitive answer clears
+"a task may exist"; while it is set, the next attempt first looks for that task
+(``dedupe``). A folder whose ``upload_method`` is ``auto`` or ``multipart``
+goes through the multipart stage instead (``multipart``), which has its own
+intent records (``upload_path`` chooses).
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ from watcherd.ingest.dedupe import (
 from watcherd.ingest.gate import UploadGate
 from watcherd.ingest.indexpause import IndexPauses, index_gone
 from watcherd.ingest.method import TASKS, UploadPaths, removed_endpoint
-from watcherd.ingest.progress import Progress, ProgressLog
+from watcherd.ingest.multipart import FileChecks, MultipartStage
+from watcherd.ingest.progress import Progress, ProgressLog, upload_summary
 from watcherd.ingest.putback import InternalErrors, give_up, put_back
 from watcherd.ingest.routing import Routing
 from watcherd.ingest.usermetadata import user_metadata_for
@@ -55,9 +59,8 @@ from watcherd.state.schema import Changes
 from watcherd.state.states import State
 from watcherd.state.store import AssetInFlight, ContentTaken, FileRecord, Store
 from watcherd.threads import ServiceThread, beat
-from watcherd.twelvelabs.assets import MultipartNotEnabled
+from watcherd.twelvelabs.assets import AssetsApi, MultipartNotEnabled
 from watcherd.twelvelabs.client import TwelveLabsClient, UploadAborted
-from watcherd.units import human_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +70,17 @@ DUPLICATE_RECHECK_SECONDS = 1.0
 # Longest pause between taking a deferred file from the queue and putting it
 # back, shared among all queued files so other files are never held up long.
 DEFER_TURN_SECONDS = 0.5
+
+
+def upload_path(record: FileRecord, route: str) -> str:
+    """``multipart`` or ``tasks`` for this attempt: ``route``, the path the folder's
+    ``upload_method`` and the account allow now (``method.UploadPaths``), unless an
+    earlier attempt may have left a task or a session on its path: that path settles it
+    first. An attempt on an unknown path (a row from before the method was recorded, a
+    rebuilt database) is looked for as a task, as it always was."""
+    if record.task_may_exist or record.upload_id:
+        return record.upload_method or TASKS
+    return route
 
 
 class UploadWorker(ServiceThread):
@@ -86,6 +100,8 @@ class UploadWorker(ServiceThread):
         index_pauses: IndexPauses | None = None,
         internal_errors: InternalErrors | None = None,
         paths: UploadPaths | None = None,
+        assets: AssetsApi | None = None,
+        connections: threading.Semaphore | None = None,
     ) -> None:
         super().__init__(name)
         self.config = config
@@ -103,6 +119,19 @@ class UploadWorker(ServiceThread):
         # Set by the daemon after the shutdown grace period: abort mid-upload.
         self.abort_event = threading.Event()
         self.waits = CandidateWaits(clock)
+        self._assets = assets
+        # ``connections``: the daemon's cap on chunk PUTs in flight, shared by every worker.
+        self.multipart = MultipartStage(
+            store=store, assets=self.assets, gate=gate,
+            connections=connections or threading.BoundedSemaphore(config.max_chunk_connections),
+            progress=self.progress, config=lambda: self.config,
+            checks=FileChecks(self._ensure_unchanged, self._changed),
+            stop=self.stop_event, abort=self.abort_event)
+
+    def assets(self) -> AssetsApi:
+        if self._assets is None:  # tests that only take the /tasks path never need one
+            self._assets = AssetsApi(self.api)
+        return self._assets
 
     def step(self) -> None:
         file_id = self.next_file(self.work)
@@ -135,9 +164,10 @@ class UploadWorker(ServiceThread):
                 return
             if folder.dedupe and self.routing.from_asset(record, folder):
                 return
-            if self.routing.path(record, folder) is None:
+            route = self.routing.path(record, folder)
+            if route is None:
                 return  # parked until a path its folder allows opens
-            self._upload(record, folder)
+            self._upload(record, folder, route)
         except FileChanged as exc:
             self.store.transition(file_id, State.SETTLING, str(exc))
             self.settle_again(record.path)
@@ -199,8 +229,19 @@ class UploadWorker(ServiceThread):
         except (OSError, FileChanged) as exc:
             logger.debug("%s: no sha256 for the sidecar: %s", record.path, exc)
 
-    def _upload(self, record: FileRecord, folder: FolderConfig) -> None:
-        """Retry until the task exists, the file is refused, or we are stopped."""
+    def _upload(self, record: FileRecord, folder: FolderConfig, route: str) -> None:
+        """Send the file on the path ``upload_path`` chooses."""
+        if upload_path(record, route) == TASKS:
+            self._upload_task(record, folder)
+            return
+        try:
+            self.multipart.run(record, folder)
+        except ContentTaken as exc:
+            self._join_or_wait(self.store.get(record.id), exc.holder)
+
+    def _upload_task(self, record: FileRecord, folder: FolderConfig) -> None:
+        """``POST /tasks``: retry until the task exists, the file is refused, or we are
+        stopped."""
         unconfirmed: list[tuple[dict[str, Any], str]] = []
         while not self.stop_event.is_set():
             beat()  # waiting out a backoff or a pause is not being stuck
@@ -250,7 +291,7 @@ class UploadWorker(ServiceThread):
                 raise FileChanged(str(exc)) from exc
             self.gate.note_success()
             self._record_task(record, created["_id"], created.get("video_id"),
-                              _upload_summary(record, self.store.clock()))
+                              upload_summary(record, self.store.clock()))
             note_possible_duplicates(self.store, record, unconfirmed, created["_id"])
             return
         # Stopped while waiting: leave it queued for the next start.
@@ -425,9 +466,3 @@ class UploadWorker(ServiceThread):
         self.store.transition(file_id, State.FINALIZING, reason, **changes)
         self.finalize(file_id)
 
-
-def _upload_summary(record: FileRecord, now: float) -> str:
-    seconds = max(now - (record.upload_started_at or now), 1e-3)
-    size = record.size or 0
-    return (f"uploaded {human_bytes(size)} in {seconds:.1f}s "
-            f"({human_bytes(int(size / seconds))}/s)")

@@ -54,6 +54,7 @@ from watcherd.state.store import CorruptDatabase, Store
 from watcherd.telemetry import NO_TELEMETRY
 from watcherd.threads import ServiceThread
 from watcherd.twelvelabs.apikey import key_for_request, resolve_api_key
+from watcherd.twelvelabs.assets import AssetsApi
 from watcherd.twelvelabs.client import TwelveLabsClient
 from watcherd.webhooks.delivery import WebhookSender, new_totals
 from watcherd.webhooks.pauses import PauseEvents
@@ -95,6 +96,10 @@ class Daemon:
         self.internal_errors = InternalErrors()
         self.pause_wake = threading.Event()  # set on SIGHUP: check every pause now
         self.progress = Progress()
+        self.assets = AssetsApi(self.api)
+        # Chunk PUTs in flight across every upload worker (the uplink is shared); its size
+        # is read at start only.
+        self.chunk_connections = threading.BoundedSemaphore(config.max_chunk_connections)
         # Webhook attempts delivered, failed and dead-lettered since start (for metrics).
         self.webhook_totals = new_totals()
         self.intake: queue.SimpleQueue[Hint] = queue.SimpleQueue()
@@ -143,7 +148,8 @@ class Daemon:
                                      task_timeout=self.config.task_timeout_seconds,
                                      batch=self.config.poll_batch,
                                      index_pauses=self.index_pauses,
-                                     internal_errors=self.internal_errors),
+                                     internal_errors=self.internal_errors,
+                                     assets=self.assets),
             "finalizer": lambda: Finalizer(config=self.config, store=self.store,
                                            work=self.to_finalize,
                                            internal_errors=self.internal_errors),
@@ -164,7 +170,7 @@ class Daemon:
             work=self.work, finalize=self.to_finalize.put,
             settle_again=self._settle_again, progress=self.progress,
             index_pauses=self.index_pauses, internal_errors=self.internal_errors,
-            paths=self.paths)
+            paths=self.paths, assets=self.assets, connections=self.chunk_connections)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -201,6 +207,7 @@ class Daemon:
         except BaseException:
             self._stop_metrics()
             self.store.close()
+            self.assets.close()
             self.api.close()
             self.lock.release()
             raise
@@ -395,6 +402,7 @@ class Daemon:
                 worker.abort_event.set()
         for thread in [self.scanner, *self.threads.values()]:
             thread.join(5.0)
+        self.assets.close()
         self._stop_metrics()
         self.api.close()
         self._mark_closed_cleanly()

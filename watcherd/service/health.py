@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from watcherd.ingest.gate import UploadGate
 from watcherd.ingest.indexpause import IndexPauses
 from watcherd.ingest.method import UploadPaths
-from watcherd.ingest.progress import Progress, TerminalProgress
+from watcherd.ingest.progress import Progress, TerminalProgress, chunk_count
 from watcherd.intake.watcher import Watcher
 from watcherd.service.notify import Notifier
 from watcherd.state.states import State
@@ -141,8 +141,9 @@ class Monitor:
             self.publish(problems)
             due = True
         if self.display is not None:
-            self.display.show({file_id: (os.path.basename(path), done, total)
-                               for file_id, path, done, total in self.progress.uploads()})
+            self.display.show({file_id: (os.path.basename(path) + chunk_count(
+                self.progress.chunks_of(file_id), " "), done, total)
+                for file_id, path, done, total in self.progress.uploads()})
         return due
 
     def verdict(self) -> str | None:

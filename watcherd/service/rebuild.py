@@ -112,6 +112,8 @@ def _add_finished(store: Store, folder: FolderConfig, media: Path, document: Sid
         mtime_ns=document["mtime_ns"],
         reason=document["reason"], error_code=document["error_code"], rule=document["rule"],
         task_id=document["task_id"], video_id=document["video_id"], size=document["size"],
+        upload_method=document["upload_method"], asset_id=document["asset_id"],
+        indexed_asset_id=document["indexed_asset_id"],
         sha256=document["sha256"], attempts=document["attempts"], facts=document["media"],
         task_json=document["task"], finished_at=_finished_at(media),
     )

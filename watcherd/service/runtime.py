@@ -39,7 +39,7 @@ def build_snapshot(*, watcher: Watcher, scanner: Scanner, progress: Progress,
     now = time.time()
     uploads: list[UploadProgress] = [
         {"file_id": file_id, "path": path, "sent": done, "total": total,
-         "rate": progress.rate(file_id)}
+         "rate": progress.rate(file_id), "chunks": _listed(progress.chunks_of(file_id))}
         for file_id, path, done, total in progress.uploads()]
     folders: list[FolderWatch] = [
         {"path": str(w.folder.path), "mode": w.mode, "healthy": w.healthy,
@@ -56,6 +56,10 @@ def build_snapshot(*, watcher: Watcher, scanner: Scanner, progress: Progress,
         "upload_paths": upload_paths,
         "problems": problems,
     }
+
+
+def _listed(chunks: tuple[int, int] | None) -> list[int] | None:
+    return list(chunks) if chunks else None
 
 
 def daemon_state(store: Store, now: float | None = None) -> LiveDaemon | None:

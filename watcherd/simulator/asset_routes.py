@@ -49,6 +49,8 @@ def route(handler: Handler, rec: RecordedRequest, body: Body,
     elif len(parts) == 3 and parts[::2] == ["assets", "indexed-assets"] and method == "GET":
         paging = Listing(rec.query)
         return 200, fake._by_asset(parts[1], paging.page_no, paging.limit)
+    elif len(parts) == 3 and parts[::2] == ["indexes", "indexed-assets"] and method == "GET":
+        return 200, fake._list_indexed(parts[1], Listing(rec.query))
     elif len(parts) == 3 and parts[::2] == ["indexes", "indexed-assets"] and method == "POST":
         return 202, fake._index_asset(parts[1], _json_body(handler, body))
     elif len(parts) == 4 and parts[::2] == ["indexes", "indexed-assets"] and method == "GET":

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from watcherd.simulator.catalog import Progression, rfc3339
+from watcherd.simulator.catalog import Listing, Progression, rfc3339
 from watcherd.simulator.multipart import ApiError
 from watcherd.simulator.uploads import (
     Asset,
@@ -142,6 +142,17 @@ class AssetStore(UploadSessions):
                 "system_metadata": {"filename": asset.filename, "duration": None, "fps": None,
                                     "width": None, "height": None, "size": asset.size},
                 "user_metadata": item.user_metadata, "hls": None}
+
+    def _list_indexed(self, index_id: str, listing: Listing) -> dict[str, Any]:
+        """``GET /indexes/{id}/indexed-assets``: filtered by ``status`` (repeatable); list
+        items carry no ``user_metadata`` (the schema's ``IndexedAsset``)."""
+        self._known_index(index_id)
+        statuses = {s for v in listing.query.get("status", []) for s in v.split(",") if s}
+        with self._assets_lock:
+            ids = [i._id for i in self.indexed_assets.values() if i.index_id == index_id]
+        items = [self._indexed_json(index_id, i) for i in ids]
+        return listing.page([{k: v for k, v in item.items() if k != "user_metadata"}
+                             for item in items if not statuses or item["status"] in statuses])
 
     def _by_asset(self, asset_id: str, page: int, limit: int) -> dict[str, Any]:
         self._asset(asset_id)

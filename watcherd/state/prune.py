@@ -47,5 +47,7 @@ def delete_files(conn: sqlite3.Connection, ids: list[int]) -> int:
     if not ids:
         return 0
     marks = ",".join("?" * len(ids))
+    for table in ("chunks", "upload_sessions"):  # a session a file left behind mid-upload
+        conn.execute(f"DELETE FROM {table} WHERE file_id IN ({marks})", ids)
     gone = conn.execute(f"DELETE FROM history WHERE file_id IN ({marks})", ids).rowcount
     return gone + conn.execute(f"DELETE FROM files WHERE id IN ({marks})", ids).rowcount

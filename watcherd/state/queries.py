@@ -7,10 +7,12 @@ a second at 100,000 rows (``bench/status_rows.py`` measures it).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
+from watcherd.state.chunks import ChunkLedger
 from watcherd.state.codec import record_from_row
 from watcherd.state.schema import FileRecord
-from watcherd.state.states import UNREADABLE, State
+from watcherd.state.states import PRE_UPLOAD_STATES, UNREADABLE, State
 from watcherd.state.store import ASSET_IN_FLIGHT_SQL, READY_ASSET_SQL, Store
 
 
@@ -97,6 +99,18 @@ def asset_in_flight(store: Store, record: FileRecord) -> FileRecord | None:
 
 def _content(record: FileRecord) -> dict[str, object]:
     return {"sha": record.sha256, "index": record.index_id, "id": record.id}
+
+
+def upload_session(store: Store, record: FileRecord,
+                   live: list[int] | None = None) -> dict[str, Any] | None:
+    """A multipart upload's session while it is under way: chunks sent (``live``, the
+    running daemon's count, else the ledger's) of how many, and when it expires."""
+    if record.upload_id is None or record.total_chunks is None or \
+            record.state not in (*PRE_UPLOAD_STATES, State.UPLOADING):
+        return None  # none, or complete: the asset is what counts from then on
+    done = live[0] if live else ChunkLedger(store).counts(record.upload_id)[0]
+    return {"upload_id": record.upload_id, "chunks_done": done,
+            "chunks_total": record.total_chunks, "expires_at": record.session_expires_at}
 
 
 def _records(store: Store, sql: str, params: tuple | dict) -> list[FileRecord]:

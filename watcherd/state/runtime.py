@@ -28,6 +28,7 @@ class UploadProgress(TypedDict):
     sent: int
     total: int
     rate: float | None      # bytes per second
+    chunks: list[int] | None  # [done, in all] on the multipart path; absent before it
 
 
 class GateSnapshot(TypedDict):

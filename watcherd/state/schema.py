@@ -79,6 +79,27 @@ CREATE TABLE IF NOT EXISTS index_models (
     models TEXT NOT NULL,
     checked_at REAL NOT NULL
 );
+-- The multipart path (``state.chunks``): what each session was made for (the file's
+-- sha256 and size, and the headers its chunk PUTs must carry), so a resume after a
+-- crash can tell it still fits the file; and each chunk's ETag, stored the moment its
+-- PUT answers, so a resume re-reports it instead of sending the chunk again.
+CREATE TABLE IF NOT EXISTS upload_sessions (
+    upload_id TEXT PRIMARY KEY,
+    file_id INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    upload_headers TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS upload_sessions_file ON upload_sessions(file_id);
+CREATE TABLE IF NOT EXISTS chunks (
+    upload_id TEXT NOT NULL,
+    chunk_index INTEGER NOT NULL,
+    file_id INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    reported INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (upload_id, chunk_index)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chunks_file ON chunks(file_id);
 """
 
 # How many rows each folder has in each state, kept by triggers in the same

@@ -55,3 +55,8 @@ TERMINAL_TASK_STATUSES = ("ready", "failed")
 KNOWN_TASK_STATUSES = (
     "uploading", "validating", "pending", "queued", "indexing", "ready", "failed",
 )
+
+# The multipart path: an asset's statuses, then its indexed asset's (research
+# round 2, sections 1.1 and 1.3); an indexed asset's are a subset of a task's.
+ASSET_STATUSES = ("processing", "ready", "failed")
+INDEXED_ASSET_STATUSES = ("pending", "queued", "indexing", "validating", "ready", "failed")

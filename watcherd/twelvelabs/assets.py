@@ -198,6 +198,14 @@ class AssetsApi:
         return self.client._json(self.client._send(
             "GET", f"/indexes/{index_id}/indexed-assets/{indexed_asset_id}"))
 
+    def list_indexed_assets(self, index_id: str, *, statuses: Sequence[str] = (),
+                            max_pages: int = 10) -> list[dict[str, Any]]:
+        """``GET /indexes/{id}/indexed-assets`` with these statuses (no user_metadata)."""
+        params: dict[str, Any] = {"status": list(statuses)} if statuses else {}
+        return [item for page in _pages(self.client, f"/indexes/{index_id}/indexed-assets",
+                                        params, max_pages)
+                for item in page.get("data") or []]
+
     def list_indexed_assets_by_asset(self, asset_id: str, *,
                                      max_pages: int = 10) -> list[dict[str, str]]:
         """``[{_id, index_id}]`` for every indexed asset made from this asset."""

@@ -28,6 +28,7 @@ from watcherd.exitcodes import EXIT_OK
 from watcherd.ingest.finalizer import Finalizer
 from watcherd.ingest.gate import UploadGate
 from watcherd.ingest.indexpause import IndexPauses
+from watcherd.ingest.method import UploadPaths
 from watcherd.ingest.pausecheck import PauseCheck
 from watcherd.ingest.poller import Poller
 from watcherd.ingest.progress import Progress, TerminalProgress
@@ -91,6 +92,7 @@ class Daemon:
         self.gate = UploadGate(window=getattr(self.api, "rate_window", None),
                                telemetry=telemetry)
         self.index_pauses = IndexPauses(lambda: self.config, telemetry)
+        self.paths = UploadPaths(lambda: self.config)  # what the account allows: multipart, /tasks
         self.internal_errors = InternalErrors()
         self.pause_wake = threading.Event()  # set on SIGHUP: check every pause now
         self.progress = Progress()
@@ -110,7 +112,7 @@ class Daemon:
         self.threads: dict[str, ServiceThread] = {}
         self.sweep = Sweep(self.store, self._held_files, self._put_back)
         self.monitor = Monitor(notifier=self.notifier, store=self.store, progress=self.progress,
-                               gate=self.gate, index_pauses=self.index_pauses,
+                               gate=self.gate, index_pauses=self.index_pauses, paths=self.paths,
                                watcher=self.watcher,
                                threads=lambda: [self.scanner, *self.threads.values()],
                                stall_seconds=config.stall_seconds,
@@ -153,6 +155,7 @@ class Daemon:
                                            internal_errors=self.internal_errors),
             "pause-check": lambda: PauseCheck(config=self.config, api=self.api, gate=self.gate,
                                               index_pauses=self.index_pauses,
+                                              paths=self.paths,
                                               release=self.work.put, wake=self.pause_wake),
             "webhooks": lambda: WebhookSender(config=self.config, store=self.store,
                                               totals=self.webhook_totals),
@@ -167,7 +170,7 @@ class Daemon:
             work=self.work, finalize=self.to_finalize.put,
             settle_again=self._settle_again, progress=self.progress,
             index_pauses=self.index_pauses, internal_errors=self.internal_errors,
-            assets=self.assets, connections=self.chunk_connections)
+            paths=self.paths, assets=self.assets, connections=self.chunk_connections)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -307,7 +310,7 @@ class Daemon:
 
     def _held_files(self) -> set[int]:
         """Every file id a queue or a live thread holds, or that waits for its index."""
-        held = self.index_pauses.parked()
+        held = self.index_pauses.parked() | self.paths.parked()
         for waiting in (self.work, self.to_finalize):
             with waiting.mutex:
                 held.update(waiting.queue)
@@ -319,7 +322,7 @@ class Daemon:
         self.store.publish_runtime(build_snapshot(
             watcher=self.watcher, scanner=self.scanner, progress=self.progress, gate=self.gate,
             problems=problems, started_at=self.started_at,
-            index_pauses=self.index_pauses.paused()))
+            index_pauses=self.index_pauses.paused(), upload_paths=self.paths.snapshot()))
 
     def _stop_metrics(self) -> None:
         if self.metrics_server is not None:

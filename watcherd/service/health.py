@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 
 from watcherd.ingest.gate import UploadGate
 from watcherd.ingest.indexpause import IndexPauses
+from watcherd.ingest.method import UploadPaths
 from watcherd.ingest.progress import Progress, TerminalProgress, chunk_count
 from watcherd.intake.watcher import Watcher
 from watcherd.service.notify import Notifier
@@ -87,6 +88,7 @@ class Monitor:
                  gate: UploadGate, watcher: Watcher,
                  threads: Callable[[], list[ServiceThread]], stall_seconds: float,
                  index_pauses: IndexPauses | None = None,
+                 paths: UploadPaths | None = None,
                  publish: Callable[[list[str]], None] | None = None,
                  display: TerminalProgress | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -95,6 +97,7 @@ class Monitor:
         self.progress = progress
         self.gate = gate
         self.index_pauses = index_pauses
+        self.paths = paths
         self.watcher = watcher
         self.threads = threads
         self.stall_seconds = stall_seconds
@@ -164,7 +167,8 @@ class Monitor:
                    for _, path, done, total in self.progress.uploads()]
         folders = (sum(w.healthy for w in self.watcher.watches), len(self.watcher.watches))
         held_back = [self.gate.describe(),
-                     self.index_pauses.describe() if self.index_pauses else None]
+                     self.index_pauses.describe() if self.index_pauses else None,
+                     self.paths.describe() if self.paths else None]
         return status_line(self.store.counts(), folders, uploads,
                            "; uploads ".join(why for why in held_back if why) or None)
 

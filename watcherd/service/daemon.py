@@ -96,7 +96,7 @@ class Daemon:
         self.internal_errors = InternalErrors()
         self.pause_wake = threading.Event()  # set on SIGHUP: check every pause now
         self.progress = Progress()
-        self.assets = AssetsApi(self.api)
+        self.assets = AssetsApi(self.api, connections=config.max_chunk_connections)
         # Chunk PUTs in flight across every upload worker (the uplink is shared); its size
         # is read at start only.
         self.chunk_connections = threading.BoundedSemaphore(config.max_chunk_connections)

@@ -19,6 +19,7 @@ import time
 BENCHES = {
     "upload_compare": ("bench.upload_compare", [], ["--quick"]),
     "upload_sink": ("bench.upload_sink", [], ["--sizes", "64", "--rounds", "1"]),
+    "multipart_compare": ("bench.multipart_compare", [], ["--quick"]),
     "pickup_latency": ("bench.pickup_latency", [], ["--files", "8", "--settle", "1"]),
     "burst": ("bench.burst", [], ["--files", "40"]),
     "idle": ("bench.idle", [], ["--seconds", "5"]),

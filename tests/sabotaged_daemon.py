@@ -26,7 +26,7 @@ from watcherd.twelvelabs.client import TwelveLabsClient
 
 # Where each step of a file's way can be made to fail.
 STEPS: dict[str, tuple[Any, str]] = {
-    "validate": (pipeline, "check_file"),
+    "validate": (pipeline, "check_for_folder"),
     "hash": (pipeline, "sha256_file"),
     "upload": (TwelveLabsClient, "create_task"),
     "poll": (TwelveLabsClient, "get_task"),

@@ -288,3 +288,39 @@ def test_a_transport_error_does_not_quote_the_presigned_url(api, assets, tmp_pat
     assert failed.value.status is None
     assert token not in str(failed.value) and "secret" not in str(failed.value)
     assert "<chunk url>" in str(failed.value)
+
+
+@pytest.mark.parametrize("connections, discarded", [(10, True), (14, False)])
+def test_the_storage_pool_keeps_as_many_connections_as_puts_in_flight(
+        api, key, tmp_path, caplog, connections, discarded):
+    import logging
+    import threading
+
+    puts = 14
+    size = puts * CHUNK
+    path = source(tmp_path, size)
+    api.initial_url_count = puts
+    api.throttle_bytes_per_second = CHUNK * 4  # each PUT takes about 0.25 s: all overlap
+    client = TwelveLabsClient(api.base_url, key, io_timeout=5.0)
+    calls = AssetsApi(client, connections=connections)
+    try:
+        session = calls.create_upload("clip.mp4", size)
+        start = threading.Barrier(puts)
+
+        def put(index: int) -> None:
+            start.wait()
+            offset, length = session.chunk_range(index, size)
+            calls.put_chunk(session.upload_urls[index - 1].url, path, offset, length,
+                            session.upload_headers)
+
+        caplog.set_level(logging.WARNING, logger="urllib3.connectionpool")
+        threads = [threading.Thread(target=put, args=(i,)) for i in range(1, puts + 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        calls.close()
+        client.close()
+    full = [r for r in caplog.records if "pool is full" in r.getMessage()]
+    assert bool(full) is discarded

@@ -133,6 +133,40 @@ def test_cli_exits_78_with_the_key_path_and_no_traceback(tmp_path, command):
     assert "Traceback" not in result.stderr
 
 
+def test_upload_method_is_global_and_per_folder_with_chunk_settings(tmp_path):
+    config = load_config(write(tmp_path, """
+upload_method: tasks
+chunk_concurrency: 6
+max_chunk_connections: 12
+folders:
+  - {path: /a, index_id: x}
+  - {path: /b, index_id: y, upload_method: multipart}
+"""), env={})
+    assert [f.upload_method for f in config.folders] == ["tasks", "multipart"]
+    assert (config.chunk_concurrency, config.max_chunk_connections) == (6, 12)
+    defaults = load_config(write(tmp_path, "folders:\n  - {path: /a, index_id: x}\n"), env={})
+    assert defaults.upload_method == defaults.folders[0].upload_method == "auto"
+    assert (defaults.chunk_concurrency, defaults.max_chunk_connections) == (4, 8)
+
+
+def test_bad_upload_settings_exit_78_naming_each_key(tmp_path):
+    path = write(tmp_path, """
+upload_method: fast
+chunk_concurrency: 0
+max_chunk_connections: many
+folders:
+  - {path: /a, index_id: x, upload_method: s3}
+""")
+    result = subprocess.run([sys.executable, "-m", "watcherd", "check-config", "-c", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 78, result.stderr
+    for line in ("upload_method: must be one of auto, multipart, tasks (got 'fast')",
+                 "folders[0].upload_method: must be one of auto, multipart, tasks (got 's3')",
+                 "chunk_concurrency: ", "max_chunk_connections: "):
+        assert line in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_check_config_prints_a_summary(tmp_path):
     path = write(tmp_path, f"folders:\n  - {{path: {tmp_path}, index_id: idx, polling: true}}\n")
     result = subprocess.run([sys.executable, "-m", "watcherd", "check-config", "-c", str(path)],

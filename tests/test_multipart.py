@@ -318,8 +318,10 @@ def test_the_upload_path_follows_the_folder_unless_an_attempt_is_in_doubt(
         rig, folder_method, row, path):
     from dataclasses import replace
 
+    from watcherd.ingest.method import UploadPaths
     from watcherd.ingest.upload import upload_path
 
     record = rig.queued("p.mp4", CHUNK, **row)
     folder = replace(rig.config.folders[0], upload_method=folder_method)
-    assert upload_path(record, folder) == path
+    route = UploadPaths(lambda: rig.config).route(folder.upload_method, CHUNK)
+    assert upload_path(record, route) == path

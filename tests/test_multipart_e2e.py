@@ -74,9 +74,11 @@ def row(daemon: DaemonRunner, name: str) -> dict[str, Any]:
 
 
 def indexing(daemon: DaemonRunner, name: str, timeout: float = 30) -> dict[str, Any]:
-    """Wait for the hand-off to indexing (the indexing step itself is not this stage's)."""
-    return wait_for(lambda: (r := row(daemon, name)).get("state") == "indexing" and r,
-                    timeout, lambda: f"{name} in indexing; log:\n{daemon.log()[-4000:]}")
+    """Wait for the hand-off to indexing: the row has its asset (the indexing step may
+    have taken it further already)."""
+    return wait_for(lambda: (r := row(daemon, name)).get("asset_id") and r.get("state") in
+                    ("indexing", "finalizing", "done") and r,
+                    timeout, lambda: f"{name} handed on; log:\n{daemon.log()[-4000:]}")
 
 
 def sha256(path: Path) -> str:
@@ -120,7 +122,7 @@ class StorageWatch:
         return etag
 
 
-def test_a_file_goes_up_in_parallel_chunks_once_each_and_becomes_an_asset(
+def test_a_file_goes_up_in_parallel_chunks_once_each_and_ends_in_done(
         multipart, fake_api, valid_clip):
     source = clip(valid_clip, multipart.root / "src.mp4", 40 * CHUNK + 123)
     watch = StorageWatch(fake_api, delay=0.05)
@@ -130,9 +132,8 @@ def test_a_file_goes_up_in_parallel_chunks_once_each_and_becomes_an_asset(
     (session,) = fake_api.uploads_by_id.values()
     assert (found["upload_method"], found["upload_id"], found["asset_id"]) == \
         ("multipart", session.upload_id, session.asset_id)
-    assert (found["task_id"], found["indexed_asset_id"], found["task_may_exist"]) == \
-        (None, None, 0)
-    assert found["uploaded_at"] and found["total_chunks"] == session.total_chunks == 41
+    assert found["task_may_exist"] == 0 and found["uploaded_at"]
+    assert found["total_chunks"] == session.total_chunks == 41
     assert found["chunk_size"] == CHUNK  # the server's choice
     # Every chunk sent exactly once, and what arrived is the file.
     assert Counter(index for _, index, status in chunk_puts(fake_api) if status == 200) == \
@@ -143,6 +144,13 @@ def test_a_file_goes_up_in_parallel_chunks_once_each_and_becomes_an_asset(
     assert fake_api.count("POST", f"/assets/multipart-uploads/{session.upload_id}") >= 2
     # The journal counts chunks too.
     assert re.search(r"uploading big\.mp4: \d+% \(.*, chunk \d+/41\)", multipart.log())
+    # The indexing step takes the asset on to done/: indexed once, from this asset.
+    side = multipart.sidecar(multipart.wait_done("big.mp4", timeout=30))
+    (made,) = fake_api.indexed_assets.values()
+    assert (side["status"], side["upload_method"], side["asset_id"]) == \
+        ("ready", "multipart", session.asset_id)
+    assert made.asset_id == session.asset_id and side["sha256"] == sha256(source)
+    assert fake_api.count("POST", "/tasks") == 0
 
 
 def test_a_url_that_expired_is_replaced_by_a_fresh_one(multipart, fake_api, valid_clip):

@@ -70,6 +70,23 @@ def test_the_multipart_path_names_its_asset_and_indexed_asset(tmp_path):
     assert from_json(to_json(document)) == document
 
 
+def test_a_row_indexed_from_a_reused_asset_records_the_metadata_its_indexing_call_sent(
+        tmp_path):
+    store = Store(tmp_path / "state.db", clock=lambda: 1_700_000_000.0).open()
+    try:
+        record = store.add(path="/in2/same.mp4", folder="/in2", index_id="idx2",
+                           state=State.FINALIZING, outcome="ready", upload_method="multipart",
+                           sha256="b" * 64, asset_id="as1", indexed_asset_id="ia2",
+                           task_id="ia2", video_id="ia2")
+        assert record.attempts == 0  # nothing was uploaded for this row
+        document = sidecar_document(record, None, finished=1_700_000_060.0)
+    finally:
+        store.close()
+    assert document["user_metadata"] is not None
+    assert document["user_metadata"]["sha256"] == "b" * 64
+    assert document["user_metadata"]["watcherd_file_id"] == record.id
+
+
 OLDER_KEYS = {"status", "reason", "error_code", "rule", "task_id", "video_id", "index_id",
               "model", "source_path", "original_name", "moved_to", "size", "sha256",
               "attempts", "duplicate_of", "media", "task", "timestamps", "watcherd_version",

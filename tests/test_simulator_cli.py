@@ -23,7 +23,9 @@ pytestmark = pytest.mark.timeout(60)
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = Path(watcherd.__file__).resolve().parent
 SWITCHES = ("--inject", "--random", "--rate-limit", "--fail-filename", "--ready-after",
-            "--redirect-to", "--clock-offset", "--user-metadata-shown")
+            "--redirect-to", "--clock-offset", "--user-metadata-shown", "--throttle",
+            "--chunk-size", "--url-ttl", "--session-ttl", "--multipart-forbidden",
+            "--tasks-removed")
 # The only modules outside the simulator that may import it (inside the command's function).
 ALLOWED_IMPORTERS = {"cli/simulator.py", "cli/demo.py"}
 

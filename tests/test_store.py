@@ -190,11 +190,13 @@ def test_the_runtime_snapshot_reads_back_as_written_with_left_out_lists_empty(tm
                              "rate": None}],
                 "gate": {"state": "running", "reason": None, "kind": None, "fix": None,
                          "until": None},
-                "paused_indexes": {"idx": "gone"}, "problems": ["observer down"]}
+                "paused_indexes": {"idx": "gone"}, "problems": ["observer down"],
+                "upload_paths": {"multipart_refused": "HTTP 403", "tasks_removed": None,
+                                 "fallback": True, "waiting": 1}}
     store.publish_runtime(snapshot)
     assert store.runtime() == (snapshot, 42.0)
     assert snapshot_from_json(snapshot_to_json(snapshot)) == snapshot
     assert snapshot_from_json('{"pid": 7, "version": "1", "started_at": 1.0}') == {
         "pid": 7, "version": "1", "started_at": 1.0, "folders": [], "uploads": [],
-        "gate": None, "paused_indexes": {}, "problems": []}
+        "gate": None, "paused_indexes": {}, "problems": [], "upload_paths": None}
     store.close()

@@ -10,6 +10,7 @@ import av
 import pytest
 
 from watcherd.errors import MediaRejected
+from watcherd.media.limits import MULTIPART_UPLOAD, TASKS_UPLOAD
 from watcherd.media.profiles import PROFILES
 from watcherd.media.validate import RULES, Report, check_file, raise_if_rejected
 from watcherd.simulator.clips import make_video, standard_clips
@@ -149,7 +150,7 @@ def test_empty_file_fails_size_without_pyav(clips, no_pyav):
 def test_oversize_fails_size_without_pyav(clips, no_pyav):
     report = check(clips["ok"], replace(MARENGO, max_size_bytes=1000))
     assert report.first_failure.rule == "size" and report.facts is None
-    assert "(limits.max_size_bytes)" in report.first_failure.reason
+    assert "limits.max_size_bytes)" in report.first_failure.reason
     assert all(v.status == "skip" for v in report.verdicts[1:])
 
 
@@ -249,18 +250,50 @@ def sparse(path: Path, size: int) -> Path:
 def test_a_file_marengo_3_0_takes_but_post_tasks_cannot_names_the_path_and_the_way_out(
         tmp_path, no_pyav):
     three_gib = sparse(tmp_path / "lecture.mp4", 3 * 1024**3)
-    failure = check(three_gib, MARENGO).first_failure
+    failure = check_file(three_gib, MARENGO, require_audio=False, upload=TASKS_UPLOAD,
+                         model="Marengo 3.0").first_failure
     assert failure.rule == "size" and failure.measured == "3.0 GiB"
-    assert "within the profile's 4.0 GiB (limits.max_size_bytes)" in failure.reason
-    assert "exceeds the 2.0 GiB that the upload path POST /tasks (legacy) takes" \
-        in failure.reason
-    assert "to lift it: the multipart asset upload" in failure.reason
-    assert failure.expected == ("1 byte – 2.0 GiB (upload path POST /tasks (legacy); the model "
-                                "takes 4.0 GiB)")
-    # Too big for the model itself: the model's limit is what it names.
-    five_gib = check(sparse(tmp_path / "huge.mp4", 5 * 1024**3), MARENGO).first_failure
-    assert "exceeds the maximum of 4.0 GiB" in five_gib.reason and "POST" not in five_gib.reason
-    assert "exceeds the maximum of 2.0 GiB" in check(three_gib, MARENGO_2_7).first_failure.reason
+    assert "is larger than the 2.0 GiB limit of POST /tasks" in failure.reason
+    assert "the Marengo 3.0 limit is 4.0 GiB" in failure.reason
+    assert "to lift it: set the folder's upload_method to auto or multipart" in failure.reason
+    assert failure.expected == "1 byte – 2.0 GiB (POST /tasks; the Marengo 3.0 limit is 4.0 GiB)"
+
+
+def test_the_model_cap_below_the_path_cap_is_named_as_the_models(tmp_path, no_pyav):
+    five_gib = sparse(tmp_path / "huge.mp4", 5 * 1024**3)
+    failure = check_file(five_gib, MARENGO, require_audio=False, upload=MULTIPART_UPLOAD,
+                         model="Marengo 3.0").first_failure
+    assert "is larger than the 4.0 GiB Marengo 3.0 limit" in failure.reason
+    assert "(4294967296 bytes, limits.max_size_bytes)" in failure.reason
+    assert "POST" not in failure.reason and "multipart" not in failure.reason
+    # Through /tasks, a file too big for both is refused by the smaller cap: the path's.
+    assert "limit of POST /tasks" in check_file(five_gib, MARENGO, require_audio=False,
+                                                upload=TASKS_UPLOAD).first_failure.reason
+
+
+def test_a_folder_limit_above_the_multipart_cap_is_refused_by_the_path(tmp_path, no_pyav):
+    eleven_gib = sparse(tmp_path / "long.mp4", 11 * 1024**3)
+    roomy = replace(MARENGO, max_size_bytes=20 * 1024**3)
+    failure = check_file(eleven_gib, roomy, require_audio=False).first_failure
+    assert "larger than the 10.0 GiB limit of the multipart upload" in failure.reason
+    assert "the profile limit is 20.0 GiB" in failure.reason
+
+
+def test_a_folder_validates_with_the_cap_of_its_upload_method(tmp_path):
+    from watcherd.config import FolderConfig
+    from watcherd.media import profiles
+    from watcherd.media.validate import check_for_folder
+
+    three_gib = sparse(tmp_path / "lecture.mp4", 3 * 1024**3)
+    folder = FolderConfig(path=tmp_path, index_id="idx", profile=profiles.pinned("marengo3.0"))
+    on_tasks = replace(folder, upload_method="tasks")
+    assert verdict(check_for_folder(three_gib, folder), "size").status == "pass"
+    assert "limit of POST /tasks" in check_for_folder(three_gib, on_tasks).first_failure.reason
+    own = replace(folder, limits=(("max_size_bytes", 1024**3),),
+                              profile=profiles.pinned("marengo3.0",
+                                                      (("max_size_bytes", 1024**3),)))
+    assert "larger than the 1.0 GiB folder's own limit" in \
+        check_for_folder(three_gib, own).first_failure.reason
 
 
 def test_the_upload_path_cap_is_the_callers_to_lift(tmp_path):

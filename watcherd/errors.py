@@ -101,6 +101,11 @@ class TransientError(ApiError):
         super().__init__(status, code, message)
 
 
+class EndpointGone(ApiError):
+    """404/410 from an endpoint itself (``POST /tasks`` removed upstream), not from what
+    it was asked about: no file is at fault, and the files that need it wait."""
+
+
 class UploadsPaused(ApiError):
     """The account cannot upload right now; pause every upload, fail nothing."""
 

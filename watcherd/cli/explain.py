@@ -183,14 +183,14 @@ def _untracked(config: Config, store: Store | None, path: str, now: float
     if problem is not None:
         return _say("unreadable", f"{problem}: it will wait in the inbox until it is "
                     f"readable. Fix: {READ_FIX}", reason=problem)
-    from watcherd.media.validate import check_file  # PyAV: only when a file must be looked at
+    from watcherd.media.validate import check_for_folder  # PyAV: only when a file must be read
 
     try:
         gathered = gather(path, folder)
     except MediaRejected as exc:
         return _say("would_reject", f"would be rejected by rule '{exc.rule}': {exc.reason}",
                     rule=exc.rule)
-    report = check_file(path, folder.profile.limits, require_audio=folder.require_audio)
+    report = check_for_folder(path, folder)
     failure = report.first_failure
     if failure is not None:
         return _say("would_reject", f"would be rejected by rule '{failure.rule}': "

@@ -156,6 +156,22 @@ def _simulator_arguments(sub: argparse.ArgumentParser) -> None:
     faults.add_argument("--user-metadata-shown", default="list_and_video",
                         choices=("list_and_video", "video", "nowhere"),
                         help="where a video's user_metadata can be read back")
+    paths = sub.add_argument_group("upload paths")
+    paths.add_argument("--throttle", metavar="RATE",
+                       help="read each connection's upload body (POST /tasks, chunk PUTs) at "
+                            "most this fast: 20MB (decimal), 5MiB, or bytes per second")
+    paths.add_argument("--chunk-size", metavar="SIZE",
+                       help="the multipart chunk size the server chooses (default 5MiB; "
+                            "larger when a file would need over 10,000 chunks)")
+    paths.add_argument("--url-ttl", type=float, metavar="SECONDS",
+                       help="presigned chunk URLs expire after this long (default 3600)")
+    paths.add_argument("--session-ttl", type=float, metavar="SECONDS",
+                       help="upload sessions expire after this long (default 86400)")
+    paths.add_argument("--multipart-forbidden", action="store_true",
+                       help="answer 403 on every multipart route (an account without "
+                            "multipart uploads)")
+    paths.add_argument("--tasks-removed", type=int, choices=(404, 410), metavar="404|410",
+                       help="POST /tasks answers this: the legacy endpoint removed")
 
 
 def _webhooks_arguments(sub: argparse.ArgumentParser) -> None:

@@ -18,7 +18,8 @@ VERDICT_STYLES = {"pass": "green", "fail": "red"}
 def cmd_probe(args: argparse.Namespace) -> int:
     profile = choose_profile(args)
     try:
-        report = check_file(args.file, profile.limits, require_audio=args.require_audio)
+        report = check_file(args.file, profile.limits, require_audio=args.require_audio,
+                            model=profile.title())
     except FileNotFoundError:
         print(f"watcherd: {args.file}: no such file", file=sys.stderr)
         return EXIT_FAIL

@@ -85,13 +85,13 @@ def _classify(config: Config, store: Store | None, folder: FolderConfig, path: s
     problem = unreadable_reason(path)
     if problem is not None:
         return "unreadable", problem
-    from watcherd.media.validate import check_file  # PyAV: only when a file must be looked at
+    from watcherd.media.validate import check_for_folder  # PyAV: only when a file must be read
 
     try:
         gathered = gather(path, folder)
     except MediaRejected as exc:
         return "invalid", f"{exc.rule}: {exc.reason}"
-    report = check_file(path, folder.profile.limits, require_audio=folder.require_audio)
+    report = check_for_folder(path, folder)
     failure = report.first_failure
     if failure is not None:
         return "invalid", f"{failure.rule}: {failure.reason}"

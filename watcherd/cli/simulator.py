@@ -32,7 +32,9 @@ def cmd_simulator(args: argparse.Namespace) -> int:
             inject=args.inject, random=args.random, rate_limit=args.rate_limit,
             fail_filename=args.fail_filename, ready_after=args.ready_after,
             redirect_to=args.redirect_to, clock_offset=args.clock_offset,
-            user_metadata_shown=args.user_metadata_shown))
+            user_metadata_shown=args.user_metadata_shown, throttle=args.throttle,
+            chunk_size=args.chunk_size, url_ttl=args.url_ttl, session_ttl=args.session_ttl,
+            multipart_forbidden=args.multipart_forbidden, tasks_removed=args.tasks_removed))
     except (SwitchError, ValueError) as exc:
         print(f"watcherd simulator: {exc}", file=sys.stderr)
         return 2

@@ -79,8 +79,9 @@ def build_status(config: Config, store: Store, folder: Path | None = None,
     return {
         "daemon": _daemon(daemon),
         "uploads": daemon["gate"] if daemon else None,
+        "upload_paths": daemon.get("upload_paths") if daemon else None,
         "folders": [{
-            "path": str(f.path), "index_id": f.index_id,
+            "path": str(f.path), "index_id": f.index_id, "upload_method": f.upload_method,
             "counts": {s: counts.get(str(f.path), {}).get(s, 0) for s in COUNTED_STATES},
             "watch": _watch(watched.get(str(f.path))),
             "unreadable": [{"path": display(r.path), "reason": r.reason}
@@ -218,9 +219,39 @@ def _headline(status: dict[str, Any]) -> Text:
                 "\n", ("uploads paused", "red"), f" for {folder['path']}: index "
                 f"{folder['index_id']} is gone ({folder['paused']})\n  fix: recreate it or "
                 "point the folder's index_id at an existing index, then reload"))
+    line.append_text(_upload_paths(status))
     for problem in daemon.get("problems", []):
         line.append_text(Text.assemble("\n", ("unhealthy", "red"), f": {problem}"))
     return line
+
+
+def _upload_paths(status: dict[str, Any]) -> Text:
+    """What the account said about the upload paths, and which folders wait for it."""
+    from rich.text import Text
+
+    paths = status.get("upload_paths") or {}
+    text = Text()
+    methods = {f["path"]: f.get("upload_method") for f in status["folders"]}
+    if paths.get("multipart_refused"):
+        fallback = ("folders on auto upload through POST /tasks (files up to 2.0 GiB; larger "
+                    "ones wait)" if paths.get("fallback") else "no fallback left")
+        text.append_text(Text.assemble("\n", ("multipart refused", "yellow"),
+                                       f" for this account ({paths['multipart_refused']}): "
+                                       f"{fallback}"))
+    if paths.get("tasks_removed"):
+        text.append_text(Text.assemble("\n", ("POST /tasks gone", "yellow"),
+                                       f" ({paths['tasks_removed']})"))
+    for path, method in methods.items():
+        if (method == "tasks" and paths.get("tasks_removed")) or \
+                (method == "multipart" and paths.get("multipart_refused")):
+            fix = ("set its upload_method to auto and reload" if method == "tasks" else
+                   "ask Twelve Labs to enable multipart uploads, or set its upload_method to "
+                   "auto and reload")
+            text.append_text(Text.assemble("\n", ("uploads paused", "red"), f" for {path}: "
+                                           f"upload_method {method}\n  fix: {fix}"))
+    if paths.get("waiting"):
+        text.append(f"\n{paths['waiting']} file(s) wait in the inbox for an upload path")
+    return text
 
 
 def _webhooks_line(webhooks: dict[str, int]) -> Text | None:

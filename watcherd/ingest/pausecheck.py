@@ -5,7 +5,9 @@ that is refused or cannot be read is checked cheaply (``GET /indexes/{id}``
 for every configured index) every ``pause_check_seconds``; no endpoint
 reports remaining credit, so for a quota pause the check is simply the next
 upload, tried ten times less often. One index (``IndexPauses``): its folders
-wait until ``GET /indexes/{id}`` answers again.
+wait until ``GET /indexes/{id}`` answers again. One upload path (``UploadPaths``):
+multipart refused or ``POST /tasks`` gone; the files that no allowed path takes
+wait until a side-effect-free question says the path is open again.
 
 This thread is the one voice of a pause: CRITICAL (key) or ERROR (other)
 when it begins and again after each failed check, with the fix, so the
@@ -31,6 +33,7 @@ from watcherd.errors import (
 )
 from watcherd.ingest.gate import UploadGate
 from watcherd.ingest.indexpause import IndexPauses, says_not_found
+from watcherd.ingest.method import UploadPaths, multipart_allowed
 from watcherd.threads import ServiceThread
 from watcherd.twelvelabs.apikey import key_source
 from watcherd.twelvelabs.client import TwelveLabsClient
@@ -43,6 +46,7 @@ QUOTA_CHECK_FACTOR = 10
 class PauseCheck(ServiceThread):
     def __init__(self, *, config: Config, api: TwelveLabsClient, gate: UploadGate,
                  index_pauses: IndexPauses | None = None,
+                 paths: UploadPaths | None = None,
                  release: Callable[[int], None] | None = None,
                  wake: threading.Event | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -51,11 +55,13 @@ class PauseCheck(ServiceThread):
         self.api = api
         self.gate = gate
         self.index_pauses = index_pauses or IndexPauses(lambda: self.config)
+        self.paths = paths or UploadPaths(lambda: self.config)
         self.release = release or (lambda _file_id: None)
         self.wake = wake or threading.Event()
         self.clock = clock
         self._next: float | None = None
         self._next_index: float | None = None
+        self._next_paths: float | None = None
 
     def step(self) -> None:
         now = self.wake.wait(0.5)
@@ -68,6 +74,7 @@ class PauseCheck(ServiceThread):
         """Check whatever is due (everything, if ``now``)."""
         self._check_account(now)
         self._check_indexes(now)
+        self._check_paths(now)
 
     # -- the account ---------------------------------------------------------
 
@@ -165,3 +172,34 @@ class PauseCheck(ServiceThread):
                            exc.describe(), self.config.pause_check_seconds)
             return True
         return False
+
+    # -- upload paths --------------------------------------------------------
+
+    def _check_paths(self, now: bool) -> None:
+        refused, removed = self.paths.multipart_refused(), self.paths.tasks_removed()
+        if not (refused or removed):
+            self._next_paths = None
+            return
+        if self._next_paths is None:  # just learnt: asking again at once would tell nothing
+            self._next_paths = self.clock() + self.config.pause_check_seconds
+            return
+        if (not now and self.clock() < self._next_paths) or self.gate.paused is not None:
+            return
+        self._next_paths = self.clock() + self.config.pause_check_seconds
+        try:
+            if refused and multipart_allowed(self.api):
+                self._release(self.paths.reopen_multipart())
+            if removed and self.config.folders and \
+                    self.api.tasks_endpoint_answers(self.config.folders[0].index_id):
+                self._release(self.paths.reopen_tasks())
+            elif removed:
+                self.paths.say_tasks_removed()
+        except UploadsPaused as exc:
+            self.gate.pause(exc)
+        except ApiError as exc:
+            logger.warning("cannot check whether an upload path is open again (%s); next "
+                           "check in %.0fs", exc.describe(), self.config.pause_check_seconds)
+
+    def _release(self, file_ids: list[int]) -> None:
+        for file_id in file_ids:
+            self.release(file_id)

@@ -88,10 +88,13 @@ def sidecar_document(record: FileRecord, folder: FolderConfig | None, finished: 
     shown with undecodable bytes escaped (``names.display``); ``original_name``
     is the name the file had in the inbox, which differs from the moved name
     when that was taken or too long. ``user_metadata`` is the object sent
-    with the upload (None when none was attempted: rejected before it, or a
-    duplicate sharing another file's task).
+    with the upload or the indexing call (None when neither was attempted:
+    rejected before it, or a duplicate sharing another file's task).
     """
-    sent = record.attempts > 0
+    # A row indexed from an asset uploaded for another index (``reuse``) made its
+    # own indexing call, which carried the metadata, without an upload attempt.
+    sent = record.attempts > 0 or (record.indexed_asset_id is not None
+                                   and record.duplicate_of is None)
     return {
         "status": "ready" if record.outcome == "ready" else "failed",
         "reason": record.reason,

@@ -33,6 +33,7 @@ from watcherd.errors import (
     ApiRejected,
     ClaimLost,
     CoordinationUnavailable,
+    EndpointGone,
     FileChanged,
     MediaRejected,
     TransientError,
@@ -49,16 +50,18 @@ from watcherd.ingest.dedupe import (
 )
 from watcherd.ingest.gate import UploadGate
 from watcherd.ingest.indexpause import IndexPauses, index_gone
-from watcherd.ingest.multipart import MULTIPART, FileChecks, MultipartStage
+from watcherd.ingest.method import TASKS, UploadPaths, removed_endpoint
+from watcherd.ingest.multipart import FileChecks, MultipartStage
 from watcherd.ingest.progress import Progress, ProgressLog, upload_summary
 from watcherd.ingest.putback import InternalErrors, give_up, put_back
+from watcherd.ingest.routing import Routing
 from watcherd.ingest.usermetadata import user_metadata_for
 from watcherd.intake.metadata import gather
 from watcherd.intake.presence import folder_reachable
-from watcherd.media.validate import check_file, raise_if_rejected
+from watcherd.media.validate import check_for_folder, raise_if_rejected
 from watcherd.state.schema import Changes
 from watcherd.state.states import State
-from watcherd.state.store import ContentTaken, FileRecord, Store
+from watcherd.state.store import AssetInFlight, ContentTaken, FileRecord, Store
 from watcherd.threads import ServiceThread, beat
 from watcherd.twelvelabs.assets import AssetsApi, MultipartNotEnabled
 from watcherd.twelvelabs.client import TwelveLabsClient, UploadAborted
@@ -71,18 +74,17 @@ DUPLICATE_RECHECK_SECONDS = 1.0
 # Longest pause between taking a deferred file from the queue and putting it
 # back, shared among all queued files so other files are never held up long.
 DEFER_TURN_SECONDS = 0.5
-TASKS = "tasks"
 
 
-def upload_path(record: FileRecord, folder: FolderConfig) -> str:
-    """``multipart`` or ``tasks`` for this attempt: the folder's ``upload_method``
-    (``auto`` is multipart), unless an earlier attempt may have left a task or a session
-    on its path: that path settles it first. An attempt on an unknown path (a row from
-    before the method was recorded, a rebuilt database) is looked for as a task, as it
-    always was."""
+def upload_path(record: FileRecord, route: str) -> str:
+    """``multipart`` or ``tasks`` for this attempt: ``route``, the path the folder's
+    ``upload_method`` and the account allow now (``method.UploadPaths``), unless an
+    earlier attempt may have left a task or a session on its path: that path settles it
+    first. An attempt on an unknown path (a row from before the method was recorded, a
+    rebuilt database) is looked for as a task, as it always was."""
     if record.task_may_exist or record.upload_id:
         return record.upload_method or TASKS
-    return TASKS if folder.upload_method == TASKS else MULTIPART
+    return route
 
 
 class UploadWorker(ServiceThread):
@@ -103,6 +105,7 @@ class UploadWorker(ServiceThread):
         internal_errors: InternalErrors | None = None,
         coordinator: Coordinator | None = None,
         hold_elsewhere: Callable[[str], None] | None = None,
+        paths: UploadPaths | None = None,
         assets: AssetsApi | None = None,
         connections: threading.Semaphore | None = None,
     ) -> None:
@@ -121,11 +124,12 @@ class UploadWorker(ServiceThread):
         self.progress = progress or Progress()
         self.index_pauses = index_pauses or IndexPauses(lambda: self.config)
         self.internal_errors = internal_errors or InternalErrors()
+        self.paths = paths or UploadPaths(lambda: self.config)
+        self.routing = Routing(store, self.paths, work, self.stop_event)
         # Set by the daemon after the shutdown grace period: abort mid-upload.
         self.abort_event = threading.Event()
         self.waits = CandidateWaits(clock)
         self._assets = assets
-        self.multipart_refused: MultipartNotEnabled | None = None
         # ``connections``: the daemon's cap on chunk PUTs in flight, shared by every worker.
         self.multipart = MultipartStage(
             store=store, assets=self.assets, gate=gate,
@@ -173,7 +177,12 @@ class UploadWorker(ServiceThread):
             record = self._retarget(record, folder)
             if folder.dedupe and self._handled_as_duplicate(record):
                 return
-            self._upload(record, folder)
+            if folder.dedupe and self.routing.from_asset(record, folder):
+                return
+            route = self.routing.path(record, folder)
+            if route is None:
+                return  # parked until a path its folder allows opens
+            self._upload(record, folder, route)
         except FileChanged as exc:
             if self.cluster is not None:
                 self.cluster.drop_claim(record, changed=self._changed(record))
@@ -193,14 +202,14 @@ class UploadWorker(ServiceThread):
         except MediaRejected as exc:
             self._hash_for_sidecar(record)
             self._fail(file_id, exc.reason, rule=exc.rule)
+        except AssetInFlight as exc:  # the claim at upload intent: another index's upload
+            self.routing.wait_for_asset(record, exc.holder)
         except MultipartNotEnabled as exc:
-            # Until the folders' method policy (issue 16 item 1): this worker sends by
-            # /tasks from now on, and the file goes round again.
-            self.multipart_refused = exc
-            logger.warning("%s: multipart uploads are refused (%s); %s sends by /tasks",
-                           record.path, exc.describe(), self.name)
-            self.store.transition(file_id, State.QUEUED, f"not uploaded: {exc.describe()}")
-            self.work.put(file_id)
+            self.paths.refuse_multipart(exc)
+            self.routing.closed(record, folder, f"not uploaded: {exc.describe()}")
+        except EndpointGone as exc:
+            self.paths.remove_tasks(exc)
+            self.routing.closed(record, folder, f"not uploaded: {exc.describe()}")
         except ApiRejected as exc:
             if not self._parked_if_index_gone(record, folder, exc):
                 self._fail(file_id, f"Twelve Labs rejected the upload: {exc.describe()}",
@@ -216,8 +225,7 @@ class UploadWorker(ServiceThread):
         # Metadata first: a metadata file that cannot be sent fails the file as surely
         # as a bad frame, and costs no decoding.
         self.store.update(record.id, metadata_json=gather(record.path, folder).stored())
-        report = check_file(record.path, folder.profile.limits,
-                            require_audio=folder.require_audio)
+        report = check_for_folder(record.path, folder)
         if report.facts:
             self.store.update(record.id, facts=report.facts.as_dict())
         if not report.accepted:
@@ -244,9 +252,9 @@ class UploadWorker(ServiceThread):
         except (OSError, FileChanged) as exc:
             logger.debug("%s: no sha256 for the sidecar: %s", record.path, exc)
 
-    def _upload(self, record: FileRecord, folder: FolderConfig) -> None:
+    def _upload(self, record: FileRecord, folder: FolderConfig, route: str) -> None:
         """Send the file on the path ``upload_path`` chooses."""
-        if upload_path(record, folder) == TASKS or self.multipart_refused is not None:
+        if upload_path(record, route) == TASKS:
             self._upload_task(record, folder)
             return
         if self.cluster is not None:
@@ -342,15 +350,22 @@ class UploadWorker(ServiceThread):
             return (self.abort_event.is_set() or self._changed(record)
                     or (self.cluster is not None and self.cluster.lease_lapsed()))
 
-        return self.api.create_task(
-            record.path,
-            index_id=record.index_id,  # recorded with the intent: where the task will be
-            filename=record.name,
-            language=folder.language,
-            user_metadata=user_metadata_for(record),
-            on_progress=on_progress,
-            should_abort=should_abort,
-        )
+        try:
+            return self.api.create_task(
+                record.path,
+                index_id=record.index_id,  # recorded with the intent: where the task will be
+                filename=record.name,
+                language=folder.language,
+                user_metadata=user_metadata_for(record),
+                on_progress=on_progress,
+                should_abort=should_abort,
+            )
+        except ApiRejected as exc:
+            # 404/410 while the index answers: the endpoint itself is gone (a refusal,
+            # so no task was made). A gone index is the index pause's (re-raised).
+            if removed_endpoint(exc) and not index_gone(self.api, record.index_id, exc):
+                raise EndpointGone(exc.status, exc.code, exc.message) from exc
+            raise
 
     def _adopted_or_waiting(self, record: FileRecord, lookup: Lookup) -> bool:
         """Adopt the confirmed task, or come back when a candidate can be checked."""

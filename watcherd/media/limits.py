@@ -40,11 +40,24 @@ class UploadPath:
     lift: str  # how an operator gets a bigger file past this path
 
 
-# The only path watcherd uploads through today. Twelve Labs documents it as
-# "up to 2 GB" whatever the index's model takes (research round 2, section 0.7).
+# Twelve Labs documents each path's cap whatever the index's model takes (research
+# round 2, sections 0.7 and 2): the legacy single request "up to 2 GB", a multipart
+# session's ``total_size`` "video/audio <= 10 GB". Read as GiB, like the model limits:
+# when in doubt a file goes to the API rather than being refused here.
 TASKS_UPLOAD = UploadPath(
-    name="POST /tasks (legacy)",
+    name="POST /tasks",
     max_size_bytes=2 * GIB,
-    lift="the multipart asset upload lifts this to the model's limit, and watcherd does not "
-         "use it yet; until then re-encode or split the file below 2.0 GiB",
+    lift="set the folder's upload_method to auto or multipart (resumable multipart uploads "
+         "take files up to the model's limit), or re-encode or split the file below 2.0 GiB",
 )
+MULTIPART_UPLOAD = UploadPath(
+    name="the multipart upload",
+    max_size_bytes=10 * GIB,
+    lift="re-encode or split the file below 10.0 GiB",
+)
+
+
+def upload_path(method: str) -> UploadPath:
+    """The path a folder's ``upload_method`` validates against: ``auto`` uses multipart
+    (a file too big for its /tasks fallback waits rather than fails)."""
+    return TASKS_UPLOAD if method == "tasks" else MULTIPART_UPLOAD

@@ -40,6 +40,7 @@ class ModelProfile:
     takes_videos: bool  # False: an index with only this model can no longer index videos
     as_of: str  # when these figures were last confirmed
     source: str  # where they come from
+    title: str = ""  # how people write it, for messages ("Marengo 3.0")
 
 
 PROFILES: dict[str, ModelProfile] = {
@@ -50,7 +51,8 @@ PROFILES: dict[str, ModelProfile] = {
                min_short_side=360, max_long_side=5184, max_short_side=2160,
                max_aspect_ratio=2.4),
         takes_videos=True, as_of="2026-10",
-        source="Twelve Labs OpenAPI spec (2026-07-30) and SDK 1.3.6: the only index model"),
+        source="Twelve Labs OpenAPI spec (2026-07-30) and SDK 1.3.6: the only index model",
+        title="Marengo 3.0"),
     MARENGO_2_7: ModelProfile(
         MARENGO_2_7,
         # Its docs listed ratios from 1:1 to 16:9 (17:9 later); the loosest is kept.
@@ -59,7 +61,8 @@ PROFILES: dict[str, ModelProfile] = {
                min_short_side=360, max_long_side=3840, max_short_side=2160,
                max_aspect_ratio=1.89),
         takes_videos=True, as_of="2025 (retired 2026-03-30)",
-        source="Twelve Labs v1.3 docs, POST /tasks; indexes reindexed to Marengo 3.0"),
+        source="Twelve Labs v1.3 docs, POST /tasks; indexes reindexed to Marengo 3.0",
+        title="Marengo 2.7"),
     PEGASUS_1_2: ModelProfile(
         PEGASUS_1_2,
         Limits(max_size_bytes=2 * GIB, min_duration_seconds=4.0,
@@ -67,7 +70,8 @@ PROFILES: dict[str, ModelProfile] = {
                min_short_side=360, max_long_side=3840, max_short_side=2160,
                max_aspect_ratio=1.89),
         takes_videos=False, as_of="2025 (indexing sunset 2026)",
-        source="Twelve Labs v1.3 docs, POST /tasks; SDK 1.3.6: no new videos"),
+        source="Twelve Labs v1.3 docs, POST /tasks; SDK 1.3.6: no new videos",
+        title="Pegasus 1.2"),
 }
 NEWEST = MARENGO_3_0  # for a model name this version does not know yet
 # The spellings before profiles had versions: still accepted, with a warning.
@@ -90,6 +94,10 @@ class FolderProfile:
     def describe(self) -> str:
         said = f": {', '.join(self.models)}" if self.models else ""
         return f"{self.name} (from {self.source}{said})"
+
+    def title(self) -> str:
+        """The model(s) as people write them, for a refusal's reason: "Marengo 3.0"."""
+        return " + ".join(PROFILES[name].title or name for name in self.name.split("+"))
 
     def as_of(self) -> str:
         return "; ".join(PROFILES[name].as_of for name in self.name.split("+"))

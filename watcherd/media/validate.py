@@ -3,7 +3,8 @@
 Rules run in a fixed order and each yields a Verdict. ``size`` needs only
 ``os.stat``, so a huge file is rejected without FFmpeg ever touching it; when
 ``decodable`` fails, the rules that need media facts are skipped. ``size``
-also applies the upload path's own cap, which may be lower than the model's.
+applies the smaller of the model's cap and the upload path's own (multipart
+10 GiB, ``POST /tasks`` 2 GiB), and its reason names which one refused.
 """
 
 from __future__ import annotations
@@ -11,11 +12,15 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from watcherd.errors import MediaRejected
-from watcherd.media.limits import TASKS_UPLOAD, Limits, UploadPath
+from watcherd.media.limits import MULTIPART_UPLOAD, Limits, UploadPath, upload_path
 from watcherd.media.probe import MediaFacts, ProbeFailed, probe
 from watcherd.units import human_bytes
+
+if TYPE_CHECKING:
+    from watcherd.config import FolderConfig
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +64,14 @@ class Report:
 
 
 def check_file(path: str | os.PathLike, limits: Limits, *, require_audio: bool,
-               upload: UploadPath = TASKS_UPLOAD) -> Report:
-    """Every rule's verdict for ``path``; FileNotFoundError propagates."""
+               upload: UploadPath = MULTIPART_UPLOAD, model: str | None = None) -> Report:
+    """Every rule's verdict for ``path``; FileNotFoundError propagates.
+
+    ``upload``: the path the file would take (``limits.upload_path``); ``model``: whose
+    ``max_size_bytes`` ``limits`` holds, as a refusal names it ("Marengo 3.0").
+    """
     size = os.stat(path).st_size
-    verdicts = [_size(size, limits, upload)]
+    verdicts = [_size(size, limits, upload, model or "profile")]
     facts = None
     if verdicts[0].status == PASS:
         try:
@@ -82,6 +91,15 @@ def check_file(path: str | os.PathLike, limits: Limits, *, require_audio: bool,
     report = Report(os.fspath(path), facts, tuple(verdicts))
     _log(report)
     return report
+
+
+def check_for_folder(path: str | os.PathLike, folder: FolderConfig) -> Report:
+    """``check_file`` with what a folder validates with: its profile, its audio rule, the
+    path its ``upload_method`` takes, and whose size limit applies."""
+    own = any(key == "max_size_bytes" for key, _ in folder.limits)
+    return check_file(path, folder.profile.limits, require_audio=folder.require_audio,
+                      upload=upload_path(folder.upload_method),
+                      model="folder's own" if own else folder.profile.title())
 
 
 def raise_if_rejected(report: Report) -> None:
@@ -113,28 +131,30 @@ def _expect_aspect_ratio(limits: Limits) -> str:
     return f"long side / short side ≤ {ratio} (1:{ratio} to {ratio}:1)"
 
 
-def _size(size: int, limits: Limits, upload: UploadPath) -> Verdict:
-    expected = f"1 byte – {human_bytes(limits.max_size_bytes)}"
+def _size(size: int, limits: Limits, upload: UploadPath, model: str) -> Verdict:
+    model_cap, path_cap = human_bytes(limits.max_size_bytes), human_bytes(upload.max_size_bytes)
     if upload.max_size_bytes < limits.max_size_bytes:
-        expected = (f"1 byte – {human_bytes(upload.max_size_bytes)} (upload path {upload.name}; "
-                    f"the model takes {human_bytes(limits.max_size_bytes)})")
+        expected = f"1 byte – {path_cap} ({upload.name}; the {model} limit is {model_cap})"
+    else:
+        expected = f"1 byte – {model_cap} (the {model} limit)"
     measured = human_bytes(size)
     if size == 0:
         return Verdict("size", FAIL, measured, expected, "the file is empty (0 bytes)")
-    if size > limits.max_size_bytes:
+    if size > min(limits.max_size_bytes, upload.max_size_bytes):
         return Verdict("size", FAIL, measured, expected,
-                       f"size {measured} ({size} bytes) exceeds the maximum of "
-                       f"{human_bytes(limits.max_size_bytes)} ({limits.max_size_bytes} bytes) "
-                       f"(limits.max_size_bytes)")
-    if size > upload.max_size_bytes:
-        # The model would take it: say what stands in the way, not "too big for Twelve Labs".
-        return Verdict("size", FAIL, measured, expected,
-                       f"size {measured} ({size} bytes) is within the profile's "
-                       f"{human_bytes(limits.max_size_bytes)} (limits.max_size_bytes) but "
-                       f"exceeds the "
-                       f"{human_bytes(upload.max_size_bytes)} that the upload path "
-                       f"{upload.name} takes; to lift it: {upload.lift}")
+                       f"size {measured} ({size} bytes) is {_larger_than(limits, upload, model)}")
     return Verdict("size", PASS, measured, expected)
+
+
+def _larger_than(limits: Limits, upload: UploadPath, model: str) -> str:
+    """Which cap refused: the model's (named with its key), or the path's, with the way out."""
+    if limits.max_size_bytes <= upload.max_size_bytes:
+        return (f"larger than the {human_bytes(limits.max_size_bytes)} {model} limit "
+                f"({limits.max_size_bytes} bytes, limits.max_size_bytes)")
+    # The model would take it: say what stands in the way, not "too big for Twelve Labs".
+    return (f"larger than the {human_bytes(upload.max_size_bytes)} limit of {upload.name} "
+            f"({upload.max_size_bytes} bytes; the {model} limit is "
+            f"{human_bytes(limits.max_size_bytes)}); to lift it: {upload.lift}")
 
 
 def _complete(facts: MediaFacts) -> Verdict:

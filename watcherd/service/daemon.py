@@ -32,6 +32,7 @@ from watcherd.ingest.clustersteps import IndexingFence
 from watcherd.ingest.finalizer import Finalizer
 from watcherd.ingest.gate import UploadGate
 from watcherd.ingest.indexpause import IndexPauses
+from watcherd.ingest.method import UploadPaths
 from watcherd.ingest.pausecheck import PauseCheck
 from watcherd.ingest.poller import Poller
 from watcherd.ingest.progress import Progress, TerminalProgress
@@ -99,10 +100,11 @@ class Daemon:
         self.gate = UploadGate(window=getattr(self.api, "rate_window", None),
                                telemetry=telemetry)
         self.index_pauses = IndexPauses(lambda: self.config, telemetry)
+        self.paths = UploadPaths(lambda: self.config)  # what the account allows: multipart, /tasks
         self.internal_errors = InternalErrors()
         self.pause_wake = threading.Event()  # set on SIGHUP: check every pause now
         self.progress = Progress()
-        self.assets = AssetsApi(self.api)
+        self.assets = AssetsApi(self.api, connections=config.max_chunk_connections)
         # Chunk PUTs in flight across every upload worker (the uplink is shared); its size
         # is read at start only.
         self.chunk_connections = threading.BoundedSemaphore(config.max_chunk_connections)
@@ -118,7 +120,7 @@ class Daemon:
         self.threads: dict[str, ServiceThread] = {}
         self.sweep = Sweep(self.store, self._held_files, self._put_back)
         self.monitor = Monitor(notifier=self.notifier, store=self.store, progress=self.progress,
-                               gate=self.gate, index_pauses=self.index_pauses,
+                               gate=self.gate, index_pauses=self.index_pauses, paths=self.paths,
                                watcher=self.watcher,
                                threads=lambda: [self.scanner, *self.threads.values()],
                                stall_seconds=config.stall_seconds,
@@ -169,6 +171,7 @@ class Daemon:
                                            coordinator=self.coordinator),
             "pause-check": lambda: PauseCheck(config=self.config, api=self.api, gate=self.gate,
                                               index_pauses=self.index_pauses,
+                                              paths=self.paths,
                                               release=self.work.put, wake=self.pause_wake),
             "webhooks": lambda: WebhookSender(config=self.config, store=self.store,
                                               totals=self.webhook_totals),
@@ -202,7 +205,7 @@ class Daemon:
             index_pauses=self.index_pauses, internal_errors=self.internal_errors,
             coordinator=self.coordinator,
             hold_elsewhere=lambda path: self.intake.put(Hint(path, "elsewhere")),
-            assets=self.assets, connections=self.chunk_connections)
+            paths=self.paths, assets=self.assets, connections=self.chunk_connections)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -356,7 +359,7 @@ class Daemon:
 
     def _held_files(self) -> set[int]:
         """Every file id a queue or a live thread holds, or that waits for its index."""
-        held = self.index_pauses.parked()
+        held = self.index_pauses.parked() | self.paths.parked()
         for waiting in (self.work, self.to_finalize):
             with waiting.mutex:
                 held.update(waiting.queue)
@@ -368,7 +371,7 @@ class Daemon:
         self.store.publish_runtime(build_snapshot(
             watcher=self.watcher, scanner=self.scanner, progress=self.progress, gate=self.gate,
             problems=problems, started_at=self.started_at,
-            index_pauses=self.index_pauses.paused()))
+            index_pauses=self.index_pauses.paused(), upload_paths=self.paths.snapshot()))
 
     def _stop_metrics(self) -> None:
         if self.metrics_server is not None:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 
 from watcherd.ingest.gate import UploadGate
 from watcherd.ingest.indexpause import IndexPauses
+from watcherd.ingest.method import UploadPaths
 from watcherd.ingest.progress import Progress, TerminalProgress, chunk_count
 from watcherd.intake.watcher import Watcher
 from watcherd.service.notify import Notifier
@@ -91,6 +92,7 @@ class Monitor:
                  gate: UploadGate, watcher: Watcher,
                  threads: Callable[[], list[ServiceThread]], stall_seconds: float,
                  index_pauses: IndexPauses | None = None,
+                 paths: UploadPaths | None = None,
                  publish: Callable[[list[str]], None] | None = None,
                  display: TerminalProgress | None = None,
                  clock: Callable[[], float] = time.monotonic,
@@ -101,6 +103,7 @@ class Monitor:
         self.progress = progress
         self.gate = gate
         self.index_pauses = index_pauses
+        self.paths = paths
         self.watcher = watcher
         self.threads = threads
         self.stall_seconds = stall_seconds
@@ -173,6 +176,7 @@ class Monitor:
         folders = (sum(w.healthy for w in self.watcher.watches), len(self.watcher.watches))
         held_back = [self.gate.describe(),
                      self.index_pauses.describe() if self.index_pauses else None,
+                     self.paths.describe() if self.paths else None,
                      self.coordination()]
         return status_line(self.store.counts(), folders, uploads,
                            "; uploads ".join(why for why in held_back if why) or None,

@@ -15,7 +15,13 @@ import time
 from typing import TYPE_CHECKING
 
 from watcherd import __version__
-from watcherd.state.runtime import FolderWatch, LiveDaemon, RuntimeSnapshot, UploadProgress
+from watcherd.state.runtime import (
+    FolderWatch,
+    LiveDaemon,
+    RuntimeSnapshot,
+    UploadPathsSnapshot,
+    UploadProgress,
+)
 
 if TYPE_CHECKING:  # ``watcherd status`` reads the snapshot: no watchdog, no upload code
     from watcherd.ingest.gate import UploadGate
@@ -28,7 +34,8 @@ STALE_SECONDS = 15.0  # several missed publications (every 2 s)
 
 def build_snapshot(*, watcher: Watcher, scanner: Scanner, progress: Progress,
                    gate: UploadGate, problems: list[str], started_at: float,
-                   index_pauses: dict[str, str] | None = None) -> RuntimeSnapshot:
+                   index_pauses: dict[str, str] | None = None,
+                   upload_paths: UploadPathsSnapshot | None = None) -> RuntimeSnapshot:
     now = time.time()
     uploads: list[UploadProgress] = [
         {"file_id": file_id, "path": path, "sent": done, "total": total,
@@ -46,6 +53,7 @@ def build_snapshot(*, watcher: Watcher, scanner: Scanner, progress: Progress,
         "uploads": uploads,
         "gate": gate.snapshot(now),
         "paused_indexes": index_pauses or {},
+        "upload_paths": upload_paths,
         "problems": problems,
     }
 

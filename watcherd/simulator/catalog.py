@@ -44,6 +44,8 @@ class Catalog:
     ``index_models``: index id -> the model names ``GET /indexes/{id}`` lists (each with the
     options ``visual`` and ``audio``); an index not in it has ``DEFAULT_INDEX_MODELS``.
     Change it while running to make an index "switch models" before a reload.
+    ``tasks_removed_status``: 404 or 410 makes ``POST /tasks`` answer that (the legacy
+    endpoint removed upstream); reading tasks still works.
     """
 
     def __init__(self, indexes: Iterable[str], api_version: str,
@@ -61,6 +63,8 @@ class Catalog:
         self.set_progression(progression)
         self.clock_offset_seconds = 0.0
         self.user_metadata_shown = "list_and_video"
+        # 404 or 410: POST /tasks answers it, as the legacy endpoint will once removed.
+        self.tasks_removed_status: int | None = None
         self._created_ms = self._now_ms()
 
     def fail_filenames(self, names: Iterable[str],

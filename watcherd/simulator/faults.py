@@ -6,7 +6,9 @@ a front that redirects everything (``redirect_to``), one-shot rules
 faults (``inject_randomly``). They apply before the key check, like a proxy or
 a rate limiter in front of the real API would. The handler carries out the
 ``Rule`` it is given; ``Trickle`` and ``SlowReader`` shape the bytes of the
-slow actions.
+slow actions. Apart from the rules, ``throttle_bytes_per_second`` caps how fast
+each TCP connection's upload body is read (``Throttle``): a thin link per
+connection, which parallel chunk PUTs beat and one ``POST /tasks`` cannot.
 """
 
 from __future__ import annotations
@@ -88,6 +90,8 @@ class FaultSwitches:
         self._redirect: tuple[str, int] | None = None
         self._limiters: list[Limiter] = []
         self._chances: list[Chance] = []
+        # Upload bodies (POST /tasks, chunk PUTs) are read at most this fast per connection.
+        self.throttle_bytes_per_second: float | None = None
 
     def inject(self, method: str, path_prefix: str, *, status: int = 500,
                body: Payload = None, headers: dict[str, str] | None = None,
@@ -196,6 +200,38 @@ class Trickle:
     def flush(self) -> None:
         if hasattr(self.raw, "flush"):
             self.raw.flush()
+
+
+class Throttle:
+    """Reads a request body no faster than ``rate`` bytes per second, measured from the
+    first byte: one connection of a link that gives each connection that much."""
+
+    PIECE = 64 << 10
+
+    def __init__(self, raw: Any, rate: float, stopping: threading.Event,
+                 clock: Any = time.monotonic) -> None:
+        self.raw, self.rate, self.stopping, self.clock = raw, rate, stopping, clock
+        self.started: float | None = None
+        self.taken = 0
+
+    def read(self, n: int) -> bytes:
+        pieces = []
+        while n > 0:
+            if self.started is None:
+                self.started = self.clock()
+            piece = self.raw.read(min(n, self.PIECE))
+            if not piece:
+                break
+            pieces.append(piece)
+            n -= len(piece)
+            self.taken += len(piece)
+            ahead = self.started + self.taken / self.rate - self.clock()
+            if ahead > 0 and self.stopping.wait(ahead):
+                raise ConnectionError("simulator stopping")
+        return b"".join(pieces)
+
+    def readline(self, limit: int = -1) -> bytes:
+        return self.raw.readline(limit)
 
 
 class SlowReader:

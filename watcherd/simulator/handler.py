@@ -8,6 +8,7 @@ are tracked so ``stop()`` can end them, and a dropped connection is a real RST.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import socket
@@ -17,6 +18,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from watcherd.simulator import asset_routes, usermetadata
-from watcherd.simulator.faults import MIDBODY_MIN, Rule, SlowReader, Trickle
+from watcherd.simulator.faults import MIDBODY_MIN, Rule, SlowReader, Throttle, Trickle
 from watcherd.simulator.multipart import (
     ApiError,
     Body,
@@ -63,6 +65,23 @@ def _strict_json_text(text: str | None) -> bool:
     except ValueError:
         pass  # not JSON at all: not what this check is about
     return True
+
+
+class Counted:
+    """Counts an upload body's bytes as they are read: a bench can watch them arrive."""
+
+    def __init__(self, raw: Any, count: Callable[[int], None]) -> None:
+        self.raw, self.count = raw, count
+
+    def read(self, n: int) -> bytes:
+        data = self.raw.read(n)
+        self.count(len(data))
+        return data
+
+    def readline(self, limit: int = -1) -> bytes:
+        line = self.raw.readline(limit)
+        self.count(len(line))
+        return line
 
 
 class SimulatorServer(ThreadingHTTPServer):
@@ -151,6 +170,13 @@ class Handler(BaseHTTPRequestHandler):
         rel = fake._relative(url.path)
         if rel is None and asset_routes.is_storage(url.path):
             rel = url.path  # so the fault switches reach the storage side too
+        upload = "storage" if asset_routes.is_storage(url.path) else \
+            "tasks" if rel == "/tasks" and self.command == "POST" else None
+        if upload:
+            body.rfile = Counted(body.rfile, functools.partial(fake._count_body, upload))
+        rate = fake.throttle_bytes_per_second
+        if rate and upload:
+            body.rfile = Throttle(body.rfile, rate, fake._stopping)
         try:
             rule = fake._take_rule(self.command, rel)
             if rule is None:
@@ -209,6 +235,11 @@ class Handler(BaseHTTPRequestHandler):
                 pass
             elif (routed := asset_routes.route(self, rec, body, parts)) is not None:
                 return routed
+            elif self.command == "POST" and parts == ["tasks"] and fake.tasks_removed_status:
+                return fake.tasks_removed_status, {
+                    "code": "endpoint_removed" if fake.tasks_removed_status == 410 else
+                    "not_found", "message": f"{self.command} {rec.path} not found: this "
+                    "endpoint was removed; use multipart uploads and indexed assets."}
             elif self.command == "POST" and parts == ["tasks"]:
                 return 200, self._create(rec, body)
             elif self.command == "GET" and parts == ["tasks"]:

@@ -52,6 +52,9 @@ class FakeTwelveLabs(Catalog, FaultSwitches, AssetStore):
         self.host, self.port = host, port
         self.requests: list[RecordedRequest] = []
         self.errors: list[str] = []  # tracebacks of bugs in the simulator itself
+        # Upload body bytes read, dropped requests included: what a client really sent
+        # ("tasks": POST /tasks, "storage": chunk PUTs).
+        self.body_bytes = {"tasks": 0, "storage": 0}
         self._stopping = threading.Event()
         self._server: SimulatorServer | None = None
         self._thread: threading.Thread | None = None
@@ -124,6 +127,10 @@ class FakeTwelveLabs(Catalog, FaultSwitches, AssetStore):
         if path == prefix or path.startswith(prefix + "/"):
             return path[len(prefix):] or "/"
         return None
+
+    def _count_body(self, kind: str, n: int) -> None:
+        with self._lock:
+            self.body_bytes[kind] += n
 
     def _record(self, rec: RecordedRequest) -> None:
         with self._lock:

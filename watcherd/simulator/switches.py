@@ -8,6 +8,9 @@ someone's CI can make the simulator misbehave the way a test does:
 - ``--rate-limit 'METHOD PATH LIMIT/WINDOW'``, ``--fail-filename NAME``,
   ``--ready-after S``, ``--redirect-to URL``, ``--clock-offset S``,
   ``--user-metadata-shown WHERE``
+- the upload paths: ``--throttle RATE`` (per connection, e.g. ``20MB``), ``--chunk-size
+  SIZE``, ``--url-ttl S``, ``--session-ttl S``, ``--multipart-forbidden``,
+  ``--tasks-removed 404|410``
 
 ANSWER is an HTTP status (``429``) or an action (``reset``, ``early``, ...); METHOD may
 be ``*``; PATH is a prefix under ``/<api_version>``. A body that is a JSON object is sent
@@ -44,6 +47,16 @@ class Switches:
     redirect_to: str | None = None
     clock_offset: float = 0.0
     user_metadata_shown: str = "list_and_video"
+    throttle: str | None = None         # bytes per second per connection: "20MB", "500KiB"
+    chunk_size: str | None = None       # the multipart chunk size the server chooses
+    url_ttl: float | None = None        # presigned URLs expire after this many seconds
+    session_ttl: float | None = None    # upload sessions expire after this many seconds
+    multipart_forbidden: bool = False   # 403 on every multipart route
+    tasks_removed: int | None = None    # POST /tasks answers 404 or 410
+
+
+SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9,
+              "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}
 
 
 def apply(fake: FakeTwelveLabs, switches: Switches) -> list[str]:
@@ -55,6 +68,7 @@ def apply(fake: FakeTwelveLabs, switches: Switches) -> list[str]:
     progression = scaled_progression(switches.ready_after)
     if switches.user_metadata_shown not in METADATA_PLACES:
         raise SwitchError(f"--user-metadata-shown: one of {', '.join(METADATA_PLACES)}")
+    upload = _upload_controls(switches)
     for kwargs in injects:
         fake.inject(**kwargs)
     for kwargs in randoms:
@@ -66,7 +80,45 @@ def apply(fake: FakeTwelveLabs, switches: Switches) -> list[str]:
     fake.redirect_to(switches.redirect_to)
     fake.clock_offset_seconds = switches.clock_offset
     fake.user_metadata_shown = switches.user_metadata_shown
+    for name, value in upload.items():
+        setattr(fake, name, value)
     return _describe(switches)
+
+
+def _upload_controls(switches: Switches) -> dict[str, object]:
+    """The upload-path switches as the simulator's attributes (only those given)."""
+    controls: dict[str, object] = {}
+    if switches.throttle is not None:
+        controls["throttle_bytes_per_second"] = size_value("--throttle", switches.throttle)
+    if switches.chunk_size is not None:
+        controls["multipart_chunk_size"] = size_value("--chunk-size", switches.chunk_size)
+    for name, attribute, seconds in (("--url-ttl", "url_ttl_seconds", switches.url_ttl),
+                                     ("--session-ttl", "session_ttl_seconds",
+                                      switches.session_ttl)):
+        if seconds is not None:
+            if seconds <= 0:
+                raise SwitchError(f"{name}: seconds, more than 0")
+            controls[attribute] = seconds
+    if switches.multipart_forbidden:
+        controls["multipart_forbidden"] = True
+    if switches.tasks_removed is not None:
+        if switches.tasks_removed not in (404, 410):
+            raise SwitchError("--tasks-removed: 404 or 410")
+        controls["tasks_removed_status"] = switches.tasks_removed
+    return controls
+
+
+def size_value(switch: str, text: str) -> int:
+    """``20MB`` (decimal), ``5MiB`` (binary) or plain bytes, more than 0."""
+    number = text.strip().rstrip("bBiIkKmMgG/sS ")
+    unit = text.strip()[len(number):].lower().removesuffix("/s").strip()
+    try:
+        value = int(float(number) * SIZE_UNITS[unit])
+    except (ValueError, KeyError):
+        raise SwitchError(f"{switch} {text!r}: a size like 20MB, 5MiB or 1048576") from None
+    if value <= 0:
+        raise SwitchError(f"{switch} {text!r}: must be more than 0")
+    return value
 
 
 def scaled_progression(ready_after: float | None) -> Progression:
@@ -92,6 +144,13 @@ def _describe(switches: Switches) -> list[str]:
         lines.append(f"--clock-offset {switches.clock_offset:g}")
     if switches.user_metadata_shown != "list_and_video":
         lines.append(f"--user-metadata-shown {switches.user_metadata_shown}")
+    for name, value in (("--throttle", switches.throttle), ("--chunk-size", switches.chunk_size),
+                        ("--url-ttl", switches.url_ttl), ("--session-ttl", switches.session_ttl),
+                        ("--tasks-removed", switches.tasks_removed)):
+        if value is not None:
+            lines.append(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}")
+    if switches.multipart_forbidden:
+        lines.append("--multipart-forbidden")
     return lines
 
 

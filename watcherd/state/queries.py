@@ -13,7 +13,7 @@ from watcherd.state.chunks import ChunkLedger
 from watcherd.state.codec import record_from_row
 from watcherd.state.schema import FileRecord
 from watcherd.state.states import PRE_UPLOAD_STATES, UNREADABLE, State
-from watcherd.state.store import Store
+from watcherd.state.store import ASSET_IN_FLIGHT_SQL, READY_ASSET_SQL, Store
 
 
 def records_for_path(store: Store, path: str) -> list[FileRecord]:
@@ -82,6 +82,23 @@ def unreadable(store: Store, folder: str, limit: int = 50) -> list[FileRecord]:
     return _records(store, "SELECT * FROM files WHERE state = ? AND error_code = ? AND "
                     "folder = ? ORDER BY id LIMIT ?",
                     (State.SETTLING, UNREADABLE, folder, limit))
+
+
+def ready_asset(store: Store, record: FileRecord) -> FileRecord | None:
+    """A row of another index whose asset of this content was ready and indexed: this
+    file can be indexed from that asset, without uploading it again."""
+    found = _records(store, READY_ASSET_SQL, _content(record))
+    return found[0] if found else None
+
+
+def asset_in_flight(store: Store, record: FileRecord) -> FileRecord | None:
+    """A row of another index uploading this content as an asset right now."""
+    found = _records(store, ASSET_IN_FLIGHT_SQL, _content(record))
+    return found[0] if found else None
+
+
+def _content(record: FileRecord) -> dict[str, object]:
+    return {"sha": record.sha256, "index": record.index_id, "id": record.id}
 
 
 def upload_session(store: Store, record: FileRecord,

@@ -40,6 +40,14 @@ class GateSnapshot(TypedDict):
     until: float | None     # wall clock when a backoff ends
 
 
+class UploadPathsSnapshot(TypedDict):
+    """What the account said about the upload paths (``ingest.method``)."""
+    multipart_refused: str | None  # why, since a 403 on session create
+    tasks_removed: str | None       # why, since POST /tasks answered 404/410
+    fallback: bool                  # auto uploads through POST /tasks meanwhile
+    waiting: int                    # files parked until a path opens
+
+
 class RuntimeSnapshot(TypedDict):
     pid: int
     version: str
@@ -48,6 +56,7 @@ class RuntimeSnapshot(TypedDict):
     uploads: list[UploadProgress]
     gate: GateSnapshot | None
     paused_indexes: dict[str, str]  # index id → why it is paused (the index is gone)
+    upload_paths: UploadPathsSnapshot | None
     problems: list[str]
 
 
@@ -64,5 +73,5 @@ def snapshot_from_json(text: str) -> RuntimeSnapshot:
     """The snapshot in ``text``; a list or mapping a writer left out reads as empty."""
     found = json.loads(text)
     empty: dict[str, object] = {"folders": [], "uploads": [], "gate": None,
-                                "paused_indexes": {}, "problems": []}
+                                "paused_indexes": {}, "problems": [], "upload_paths": None}
     return cast(RuntimeSnapshot, {**empty, **found})

@@ -288,7 +288,10 @@ class Store:
         the row is currently in one of those states (else StaleState).
         ``claim_content`` makes the change conditional on no other row holding
         the same sha256 in the same index (else ContentTaken), checked in the
-        same transaction so two workers can never both upload one content.
+        same transaction so two workers can never both upload one content; when
+        the change starts a multipart upload, also on no other index's row
+        uploading it as an asset right now (else AssetInFlight: one upload
+        serves every index).
         ``events`` (webhooks) go to the outbox in the same transaction as the change.
         """
         now = self.clock()
@@ -302,6 +305,8 @@ class Store:
                 raise StaleState(f"file {file_id} is {old}, expected one of {expect}")
             if claim_content:
                 _claim_content(conn, file_id, updates.get("index_id"))
+                if updates.get("upload_method") == "multipart":
+                    _claim_asset(conn, file_id, updates.get("index_id"))
             assignments = ", ".join(f"{k} = ?" for k in updates)
             conn.execute(f"UPDATE files SET {assignments} WHERE id = ?",
                          (*updates.values(), file_id))
@@ -410,6 +415,15 @@ class ContentTaken(Exception):
         self.holder = holder
 
 
+class AssetInFlight(Exception):
+    """Another index's row is uploading this content as an asset: wait, then index it."""
+
+    def __init__(self, holder: FileRecord) -> None:
+        super().__init__(f"same content as {holder.path} (file {holder.id}), being uploaded "
+                         f"for index {holder.index_id}")
+        self.holder = holder
+
+
 class CorruptDatabase(Exception):
     """SQLite reports the state database as damaged."""
 
@@ -431,6 +445,36 @@ SELECT * FROM files WHERE sha256 = :sha AND index_id = :index AND id != :id AND 
     OR (state IN ('settling', 'queued', 'validating') AND attempts > 0 AND id < :id)
 ) ORDER BY state = 'done' DESC, id LIMIT 1
 """
+
+
+# One upload, many indexes. A content's asset, once ready, can be indexed into any index:
+# a row of another index whose multipart upload was indexed (so its asset was ready).
+READY_ASSET_SQL = """
+SELECT * FROM files WHERE sha256 = :sha AND index_id != :index AND id != :id
+    AND asset_id IS NOT NULL AND indexed_asset_id IS NOT NULL
+ORDER BY id DESC LIMIT 1
+"""
+# ... and one on its way there: uploading as an asset, its asset not indexed yet (it may
+# still be processing), or waiting to resume its session. The older waiter holds.
+ASSET_IN_FLIGHT_SQL = """
+SELECT * FROM files WHERE sha256 = :sha AND index_id != :index AND id != :id
+    AND upload_method = 'multipart' AND indexed_asset_id IS NULL AND (
+        state = 'uploading'
+        OR (state = 'indexing' AND asset_id IS NOT NULL)
+        OR (state IN ('settling', 'queued', 'validating') AND upload_id IS NOT NULL
+            AND id < :id)
+) ORDER BY id LIMIT 1
+"""
+
+
+def _claim_asset(conn: sqlite3.Connection, file_id: int, index_id: str | None) -> None:
+    row = conn.execute("SELECT sha256, index_id FROM files WHERE id = ?", (file_id,)).fetchone()
+    if row["sha256"] is None:
+        return
+    found = conn.execute(ASSET_IN_FLIGHT_SQL, {"sha": row["sha256"], "id": file_id,
+                                               "index": index_id or row["index_id"]}).fetchone()
+    if found is not None:
+        raise AssetInFlight(record_from_row(found))
 
 
 def _content_holder(conn: sqlite3.Connection, file_id: int, sha256: str | None,

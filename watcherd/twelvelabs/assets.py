@@ -86,12 +86,14 @@ class CompletedChunk:
 class AssetsApi:
     """The assets-flow calls, on top of one ``TwelveLabsClient``."""
 
-    def __init__(self, client: TwelveLabsClient) -> None:
+    def __init__(self, client: TwelveLabsClient, *, connections: int = 10) -> None:
         self.client = client
         # The storage session: no key provider, no default headers beyond the agent.
+        # Its pool keeps ``connections`` sockets per storage host (the chunk PUTs in
+        # flight at most): a smaller pool would open and discard one per extra PUT.
         self.storage = requests.Session()
         for scheme in ("https://", "http://"):
-            self.storage.mount(scheme, BigBlockAdapter())
+            self.storage.mount(scheme, BigBlockAdapter(pool_maxsize=connections))
         self.storage.headers["User-Agent"] = client.session.headers["User-Agent"]
 
     def close(self) -> None:

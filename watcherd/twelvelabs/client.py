@@ -218,6 +218,15 @@ class TwelveLabsClient:
     def get_index(self, index_id: str) -> dict[str, Any]:
         return self._json(self._send("GET", f"/indexes/{index_id}"))
 
+    def tasks_endpoint_answers(self, index_id: str) -> bool:
+        """Whether ``POST /tasks`` still exists, asked without creating anything: a live
+        endpoint refuses a form without a video (400); a removed one answers 404/410."""
+        try:
+            self._send("POST", "/tasks", files={"index_id": (None, index_id)})
+        except ApiRejected as exc:
+            return exc.status not in (404, 410)
+        return True
+
     # -- plumbing ------------------------------------------------------------
 
     def _send(self, method: str, path: str, *, deadline: Deadline | None = None,

@@ -78,6 +78,7 @@ def _ingest(daemons: list[Daemon], hosts: int, files: int, upload_seconds: float
         daemon = Daemon(root / f"host{n}", base_url, key,
                         settle_seconds=0.5, rescan_interval_seconds=0.5,
                         poll_interval_seconds=0.2, upload_workers=1, log_level="info",
+                        upload_method="tasks",  # the throttled path: one POST per file
                         coordination={"dsn_file": str(root / "dsn"), "host_name": f"h{n}",
                                       "schema": schema, "lease_seconds": 10})
         daemon.settings["folders"] = [{"path": str(share), "index_id": "idx_test",

@@ -154,12 +154,12 @@ def render_status(status: dict[str, Any], console: Console) -> None:
             f"{watch['mode']} {'ok' if watch['healthy'] else 'DOWN: ' + str(watch['problem'])}"
         last = "?" if watch is None else _ago_iso(watch["last_scan"])
         # Files another host claimed sit in this host's settler: not waiting for us.
-        waiting = c["settling"] + c["queued"] + c["validating"] - f["elsewhere"]
+        waiting = c["settling"] + c["queued"] + c["validating"] - f.get("elsewhere", 0)
         rows.append((f["path"], health, last, waiting, c["uploading"], c["indexing"],
-                     c["done"], c["failed"], c["vanished"], f["elsewhere"]))
+                     c["done"], c["failed"], c["vanished"], f.get("elsewhere", 0)))
     headers: tuple[str, ...] = ("folder", "watch", "last scan", "waiting", "uploading",
                                 "indexing", "done", "failed", "vanished", "other hosts")
-    if not any(f["elsewhere"] for f in status["folders"]):  # one host: no such column
+    if not any(f.get("elsewhere") for f in status["folders"]):  # one host: no such column
         headers, rows = headers[:-1], [row[:-1] for row in rows]
     console.print(table(headers, rows))
     unreadable = [u for f in status["folders"] for u in f["unreadable"]]

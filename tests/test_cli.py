@@ -254,3 +254,34 @@ def test_operator_commands_import_only_what_they_use(tmp_path, args, unwanted):
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             timeout=60, env={**os.environ, "TWELVELABS_API_KEY": TEST_KEY})
     assert "LOADED []" in result.stdout, result.stdout + result.stderr
+
+
+def test_status_does_not_count_files_another_host_claimed_as_waiting(tmp_path):
+    from rich.console import Console
+
+    from watcherd.cli.status import build_status, render_status
+    from watcherd.config import parse_config
+    from watcherd.state.states import CLAIMED_ELSEWHERE, State
+    from watcherd.state.store import Store
+
+    inbox = tmp_path / "inbox"
+    config = parse_config({"state_db": str(tmp_path / "state.db"),
+                           "folders": [{"path": str(inbox), "index_id": "idx"}]},
+                          base_dir=tmp_path, env={})
+    store = Store(config.state_db).open()
+    try:
+        for name, code in (("ours.mp4", None), ("theirs.mp4", CLAIMED_ELSEWHERE)):
+            store.add(path=str(inbox / name), folder=str(inbox), index_id="idx",
+                      state=State.SETTLING, error_code=code)
+        status = build_status(config, store)
+    finally:
+        store.close()
+    (folder,) = status["folders"]
+    assert folder["elsewhere"] == 1 and folder["counts"]["settling"] == 2
+    console = Console(record=True, width=250)
+    render_status(status, console)
+    header, row = [line for line in console.export_text().splitlines()
+                   if "waiting" in line or str(inbox) in line][:2]
+    columns = dict(zip(header.replace("last scan", "last_scan").replace(
+        "other hosts", "other_hosts").split(), row.split(), strict=True))
+    assert (columns["waiting"], columns["other_hosts"]) == ("1", "1")

@@ -87,6 +87,7 @@ def build_status(config: Config, store: Store, folder: Path | None = None,
             "unreadable": [{"path": display(r.path), "reason": r.reason}
                            for r in queries.unreadable(store, str(f.path))],
             "paused": gone.get(f.index_id),
+            "elsewhere": queries.claimed_elsewhere(store, str(f.path)),
         } for f in wanted],
         "active": [_active(store, r, uploads.get(r.id), now) for r in active],
         "recent": {state: [_finished(r) for r in queries.recent(store, state, RECENT, only)]
@@ -145,17 +146,22 @@ def render_status(status: dict[str, Any], console: Console) -> None:
     webhooks = _webhooks_line(status.get("webhooks") or {})
     if webhooks is not None:
         console.print(webhooks)
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     for f in status["folders"]:
         c = f["counts"]
         watch = f["watch"]
         health = "?" if watch is None else \
             f"{watch['mode']} {'ok' if watch['healthy'] else 'DOWN: ' + str(watch['problem'])}"
         last = "?" if watch is None else _ago_iso(watch["last_scan"])
-        rows.append((f["path"], health, last, c["settling"] + c["queued"] + c["validating"],
-                     c["uploading"], c["indexing"], c["done"], c["failed"], c["vanished"]))
-    console.print(table(("folder", "watch", "last scan", "waiting", "uploading", "indexing",
-                         "done", "failed", "vanished"), rows))
+        # Files another host claimed sit in this host's settler: not waiting for us.
+        waiting = c["settling"] + c["queued"] + c["validating"] - f["elsewhere"]
+        rows.append((f["path"], health, last, waiting, c["uploading"], c["indexing"],
+                     c["done"], c["failed"], c["vanished"], f["elsewhere"]))
+    headers: tuple[str, ...] = ("folder", "watch", "last scan", "waiting", "uploading",
+                                "indexing", "done", "failed", "vanished", "other hosts")
+    if not any(f["elsewhere"] for f in status["folders"]):  # one host: no such column
+        headers, rows = headers[:-1], [row[:-1] for row in rows]
+    console.print(table(headers, rows))
     unreadable = [u for f in status["folders"] for u in f["unreadable"]]
     if unreadable:
         console.print()

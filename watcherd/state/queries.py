@@ -12,7 +12,7 @@ from typing import Any
 from watcherd.state.chunks import ChunkLedger
 from watcherd.state.codec import record_from_row
 from watcherd.state.schema import FileRecord
-from watcherd.state.states import PRE_UPLOAD_STATES, UNREADABLE, State
+from watcherd.state.states import CLAIMED_ELSEWHERE, PRE_UPLOAD_STATES, UNREADABLE, State
 from watcherd.state.store import ASSET_IN_FLIGHT_SQL, READY_ASSET_SQL, Store
 
 
@@ -82,6 +82,13 @@ def unreadable(store: Store, folder: str, limit: int = 50) -> list[FileRecord]:
     return _records(store, "SELECT * FROM files WHERE state = ? AND error_code = ? AND "
                     "folder = ? ORDER BY id LIMIT ?",
                     (State.SETTLING, UNREADABLE, folder, limit))
+
+
+def claimed_elsewhere(store: Store, folder: str) -> int:
+    """Files in ``folder`` another host has claimed (several hosts): seen here, not ours."""
+    rows = store._select("SELECT COUNT(*) FROM files WHERE state = ? AND error_code = ? AND "
+                         "folder = ?", (State.SETTLING, CLAIMED_ELSEWHERE, folder))
+    return int(rows[0][0])
 
 
 def ready_asset(store: Store, record: FileRecord) -> FileRecord | None:

@@ -19,15 +19,15 @@ import threading
 from typing import Any
 
 import watcherd.cli.main as cli
-import watcherd.ingest.upload as pipeline
+import watcherd.ingest.prepare as prepare
 from watcherd.ingest.finalizer import Finalizer
 from watcherd.ingest.poller import Poller
 from watcherd.twelvelabs.client import TwelveLabsClient
 
 # Where each step of a file's way can be made to fail.
 STEPS: dict[str, tuple[Any, str]] = {
-    "validate": (pipeline, "check_for_folder"),
-    "hash": (pipeline, "sha256_file"),
+    "validate": (prepare, "check_for_folder"),
+    "hash": (prepare, "sha256_file"),
     "upload": (TwelveLabsClient, "create_task"),
     "poll": (TwelveLabsClient, "get_task"),
     "finalize": (Finalizer, "finalize"),

@@ -85,9 +85,9 @@ def rig(tmp_path, valid_clip):
                          state=State.QUEUED, size=st.st_size, mtime_ns=st.st_mtime_ns,
                          **fields)
 
-    def worker(api, work=None, clock=None):
+    def worker(api, work=None, clock=None, gate=None):
         return UploadWorker("upload-1", config=config, store=store, api=api,
-                            gate=UploadGate(rng=lambda: 0.0), work=work or queue.Queue(),
+                            gate=gate or UploadGate(rng=lambda: 0.0), work=work or queue.Queue(),
                             finalize=finalized.append, settle_again=resettled.append,
                             **({"clock": clock} if clock else {}))
 
@@ -129,8 +129,7 @@ def test_after_a_transient_failure_an_existing_task_is_adopted_not_reuploaded(ri
     api = ScriptedApi(creates=[lost], listed=[[{"_id": "t9", "video_id": "v9",
                                                 "system_metadata": {"filename": "ok.mp4"}}]],
                       videos=[[{"_id": "v9", "user_metadata": {"sha256": sha}}]])
-    w = worker(api)
-    w.gate = UploadGate(rng=lambda: 0.0, cap=0.01)
+    w = worker(api, gate=UploadGate(rng=lambda: 0.0, cap=0.01))
     w.process(record.id)
     record = store.get(record.id)
     assert api.names() == ["create_task", "list_tasks", "list_videos"]

@@ -10,6 +10,9 @@ whole service, which is the better-tested path back to health. Every
 health check also sweeps for files no thread holds (``putback.Sweep``).
 A refused key at start pauses uploads instead of stopping: READY=1 goes out
 with a STATUS= that says so, and the pause check resumes by itself.
+The parts live beside it: ``threadfactories`` (making each thread), ``startup``
+(cluster, database, pauses, recovery), ``supervision`` (the health round),
+``readouts`` (what metrics, the CLI and STATUS read), ``shutdown`` (stopping in order).
 """
 
 from __future__ import annotations
@@ -21,48 +24,46 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from watcherd.cluster.claims import Claim
 from watcherd.config import Config
 from watcherd.errors import ConfigError
 from watcherd.exitcodes import EXIT_OK
-from watcherd.ingest.clustersteps import IndexingFence
-from watcherd.ingest.finalizer import Finalizer
 from watcherd.ingest.gate import UploadGate
 from watcherd.ingest.indexpause import IndexPauses
 from watcherd.ingest.method import UploadPaths
-from watcherd.ingest.pausecheck import PauseCheck
-from watcherd.ingest.poller import Poller
 from watcherd.ingest.progress import Progress, TerminalProgress
 from watcherd.ingest.putback import InternalErrors, Sweep, put_back
-from watcherd.ingest.takeover import adopt
-from watcherd.ingest.upload import UploadWorker
-from watcherd.intake.settle import Hint, Settler
+from watcherd.intake.settle import Hint
 from watcherd.intake.watcher import Scanner, Watcher
 from watcherd.service.folderprofiles import log_profiles, resolve_profiles
 from watcherd.service.health import Monitor
-from watcherd.service.metrics import DaemonGauges, Metrics
+from watcherd.service.metrics import Metrics
 from watcherd.service.metricsserver import MetricsServer
 from watcherd.service.notify import Notifier
 from watcherd.service.preflight import CHECK_TIMEOUTS, preflight
-from watcherd.service.rebuild import move_aside, rebuild
+from watcherd.service.readouts import daemon_gauges, held_for_other_hosts, publish_runtime
 from watcherd.service.reload import prepare_reload
 from watcherd.service.retention import Retention
-from watcherd.service.runtime import build_snapshot
+from watcherd.service.shutdown import stop_threads
+from watcherd.service.startup import (
+    log_started,
+    make_coordinator,
+    open_store,
+    recover,
+    tell_pauses,
+)
+from watcherd.service.supervision import held_files, supervise
+from watcherd.service.threadfactories import thread_factories
 from watcherd.state.instance import AlreadyRunning, InstanceLock
-from watcherd.state.outbox import Outbox
 from watcherd.state.schema import FileRecord
-from watcherd.state.states import State
-from watcherd.state.store import CorruptDatabase, Store
+from watcherd.state.store import Store
 from watcherd.telemetry import NO_TELEMETRY
 from watcherd.threads import ServiceThread
 from watcherd.twelvelabs.apikey import key_for_request, resolve_api_key
 from watcherd.twelvelabs.assets import AssetsApi
 from watcherd.twelvelabs.client import TwelveLabsClient
-from watcherd.webhooks.delivery import WebhookSender, new_totals
-from watcherd.webhooks.pauses import PauseEvents
+from watcherd.webhooks.delivery import new_totals
 
 if TYPE_CHECKING:
     from watcherd.cluster.coordinator import Coordinator
@@ -116,96 +117,27 @@ class Daemon:
         self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.scanner = Scanner(config, self.intake)
         self.watcher = Watcher(config, self.intake, self.scanner)
-        self.factories: dict[str, Callable[[], ServiceThread]] = self._thread_factories()
+        self.factories: dict[str, Callable[[], ServiceThread]] = thread_factories(self)
         self.threads: dict[str, ServiceThread] = {}
-        self.sweep = Sweep(self.store, self._held_files, self._put_back)
+        self.sweep = Sweep(self.store, lambda: held_files(self), self._put_back)
         self.monitor = Monitor(notifier=self.notifier, store=self.store, progress=self.progress,
                                gate=self.gate, index_pauses=self.index_pauses, paths=self.paths,
                                watcher=self.watcher,
                                threads=lambda: [self.scanner, *self.threads.values()],
                                stall_seconds=config.stall_seconds,
-                               publish=self._publish_runtime, display=display,
+                               publish=lambda problems: publish_runtime(self, problems),
+                               display=display,
                                coordination=lambda: self.coordinator.describe()
                                if self.coordinator else None,
-                               elsewhere=self._held_for_other_hosts)
+                               elsewhere=lambda: held_for_other_hosts(self))
         self.retention = Retention(self.store, lambda: self.config.history_retention_days,
                                    clock=self.store.clock)
         self.metrics_server: MetricsServer | None = None
         if self.metrics is not None:
-            self.metrics.watch(self._gauges())
+            self.metrics.watch(daemon_gauges(self))
         self.started_at = time.time()
         # Several hosts (``coordination:``): made in start(), once the folders are locked.
         self.coordinator: Coordinator | None = None
-
-    def _gauges(self) -> DaemonGauges:
-        """What a scrape reads from the daemon's parts (metrics counts the rest)."""
-        return DaemonGauges(
-            store=self.store, gate=self.gate, index_pauses=self.index_pauses,
-            watcher=self.watcher, verdict=self.monitor.verdict,
-            queues={"intake": self.intake.qsize, "upload": self.work.qsize,
-                    "finalize": self.to_finalize.qsize,
-                    "parked": lambda: len(self.index_pauses.parked())},
-            folders=lambda: [f.path for f in (*self.config.folders, *self.config.retired)],
-            webhook_totals=lambda: self.webhook_totals,
-            outbox_counts=Outbox(self.store).counts)
-
-    def _thread_factories(self) -> dict[str, Callable[[], ServiceThread]]:
-        # Each factory reads self.config when called, so a thread restarted
-        # after a reload gets the reloaded settings.
-        factories: dict[str, Callable[[], ServiceThread]] = {
-            "settler": lambda: Settler(config=self.config, store=self.store, intake=self.intake,
-                                       release=self.work.put),
-            "poller": lambda: Poller(store=self.store, api=self.api, gate=self.gate,
-                                     finalize=self.to_finalize.put,
-                                     interval=self.config.poll_interval_seconds,
-                                     task_timeout=self.config.task_timeout_seconds,
-                                     batch=self.config.poll_batch,
-                                     index_pauses=self.index_pauses,
-                                     internal_errors=self.internal_errors,
-                                     assets=self.assets,
-                                     cluster=IndexingFence(self.coordinator, self.store)
-                                     if self.coordinator else None),
-            "finalizer": lambda: Finalizer(config=self.config, store=self.store,
-                                           work=self.to_finalize,
-                                           internal_errors=self.internal_errors,
-                                           coordinator=self.coordinator),
-            "pause-check": lambda: PauseCheck(config=self.config, api=self.api, gate=self.gate,
-                                              index_pauses=self.index_pauses,
-                                              paths=self.paths,
-                                              release=self.work.put, wake=self.pause_wake),
-            "webhooks": lambda: WebhookSender(config=self.config, store=self.store,
-                                              totals=self.webhook_totals),
-        }
-        for n in range(1, self.config.upload_workers + 1):
-            factories[f"upload-{n}"] = self._upload_factory(f"upload-{n}")
-        if self.config.coordination is not None:
-            factories["cluster"] = lambda: self._lease_keeper()
-        return factories
-
-    def _lease_keeper(self) -> ServiceThread:
-        from watcherd.cluster.lease import LeaseKeeper
-
-        assert self.coordinator is not None
-        return LeaseKeeper(self.coordinator, self._adopt,
-                           take_per_beat=2 * self.config.upload_workers + 8)
-
-    def _held_for_other_hosts(self) -> int:
-        settler = self.threads.get("settler")
-        return settler.held_count() if isinstance(settler, Settler) else 0
-
-    def _adopt(self, claim: Claim, path: Path) -> None:
-        adopt(self.store, self.config, claim, path, self.work.put)
-        self.intake.put(Hint(str(path), "recovery"))  # the settler holds it no longer
-
-    def _upload_factory(self, name: str) -> Callable[[], UploadWorker]:
-        return lambda: UploadWorker(
-            name, config=self.config, store=self.store, api=self.api, gate=self.gate,
-            work=self.work, finalize=self.to_finalize.put,
-            settle_again=self._settle_again, progress=self.progress,
-            index_pauses=self.index_pauses, internal_errors=self.internal_errors,
-            coordinator=self.coordinator,
-            hold_elsewhere=lambda path: self.intake.put(Hint(path, "elsewhere")),
-            paths=self.paths, assets=self.assets, connections=self.chunk_connections)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -236,8 +168,8 @@ class Daemon:
                                   resolve_api_key(self.config.api.key_file).source)
             if found.refused is not None:  # the pause check says so with the fix, and resumes
                 self.gate.pause(found.refused)
-            self._open_store()
-            self._tell_pauses()
+            open_store(self.store, self.config)
+            tell_pauses(self.store, lambda: self.config, self.index_pauses, self.gate)
             self._use_profiles(found.models)
             self.recover()
         except BaseException:
@@ -254,20 +186,9 @@ class Daemon:
     def _coordinate(self) -> None:
         """Several hosts: mark the folders, migrate the schema, enter this host. PostgreSQL
         away at start is a pause (the lease thread retries), not a failure."""
-        if self.config.coordination is None:
-            return
-        from watcherd.cluster.coordinator import Coordinator
-        from watcherd.cluster.settings import read_dsn
-
-        self.coordinator = Coordinator(self.config, read_dsn(self.config.coordination))
-        self.coordinator.start()
-
-    def _tell_pauses(self) -> None:
-        """Pauses become webhook events, once the outbox can take them (a pause found at
-        start is told now)."""
-        events = PauseEvents(self.store, lambda: self.config)
-        self.index_pauses.listener = events.index
-        self.gate.listen(events.account)
+        self.coordinator = make_coordinator(self.config)
+        if self.coordinator is not None:
+            self.coordinator.start()
 
     def _use_profiles(self, models: dict[str, tuple[str, ...]]) -> None:
         """Validate with each index's profile: as just asked, else as cached (ConfigError
@@ -278,20 +199,6 @@ class Daemon:
         self.scanner.reconfigure(config)
         self.watcher.reconfigure(config)  # nothing runs yet: only hands over the folders
 
-    def _open_store(self) -> None:
-        try:
-            self.store.open()
-        except CorruptDatabase as exc:
-            aside = move_aside(exc)
-            logger.critical("state database %s is damaged (%s); moved it to %s and "
-                            "rebuilding it from the folders and Twelve Labs", exc.path,
-                            exc.detail, aside)
-            self.store.open()
-            finished, pending = rebuild(self.config, self.store)
-            logger.warning("rebuilt state: %d finished file(s) from their sidecars; %d inbox "
-                           "file(s) are checked with Twelve Labs before any upload",
-                           finished, pending)
-
     def _start_threads(self) -> None:
         if self.metrics_server is not None:
             self.metrics_server.start()
@@ -301,24 +208,11 @@ class Daemon:
             self.threads[name].start()
         self.watcher.start()
         self.scanner.request()
-        for watch in self.watcher.watches:
-            f = watch.folder
-            logger.info("folder %s (%s%s) -> index %s, validating with %s; done: %s, "
-                        "failed: %s", f.path, watch.mode, ", recursive" if f.recursive else "",
-                        f.index_id, f.profile.describe(), f.done_dir, f.failed_dir)
-        logger.info("watcherd started: watching %d folder(s), state in %s",
-                    len(self.config.folders), self.config.state_db)
+        log_started(self.watcher, self.config)
 
     def recover(self) -> None:
         """Pick up where the last run stopped (before any new upload)."""
-        for record in self.store.in_states(State.QUEUED, State.VALIDATING, State.UPLOADING):
-            # Hints for these are sent with the other settling rows below.
-            put_back(self.store, record, "restart", settle_again=lambda _path: None,
-                     finalize=self.to_finalize.put)
-        for record in self.store.in_states(State.SETTLING):
-            self.intake.put(Hint(record.path, "recovery"))
-        for record in self.store.in_states(State.FINALIZING):
-            self.to_finalize.put(record.id)
+        recover(self.store, self.intake, self.to_finalize)
 
     def _main_loop(self) -> None:
         next_health = time.monotonic() + HEALTH_CHECK_SECONDS
@@ -350,28 +244,12 @@ class Daemon:
                     logger.exception("supervision failed; trying again in %.0fs",
                                      HEALTH_CHECK_SECONDS)
 
-    def _settle_again(self, path: str) -> None:
+    def settle_again(self, path: str) -> None:
         self.intake.put(Hint(path, "recovery"))
 
     def _put_back(self, record: FileRecord, detail: str) -> None:
-        put_back(self.store, record, detail, settle_again=self._settle_again,
+        put_back(self.store, record, detail, settle_again=self.settle_again,
                  finalize=self.to_finalize.put)
-
-    def _held_files(self) -> set[int]:
-        """Every file id a queue or a live thread holds, or that waits for its index."""
-        held = self.index_pauses.parked() | self.paths.parked()
-        for waiting in (self.work, self.to_finalize):
-            with waiting.mutex:
-                held.update(waiting.queue)
-        for thread in self.threads.values():
-            held |= thread.held_files()
-        return held
-
-    def _publish_runtime(self, problems: list[str]) -> None:
-        self.store.publish_runtime(build_snapshot(
-            watcher=self.watcher, scanner=self.scanner, progress=self.progress, gate=self.gate,
-            problems=problems, started_at=self.started_at,
-            index_pauses=self.index_pauses.paused(), upload_paths=self.paths.snapshot()))
 
     def _stop_metrics(self) -> None:
         if self.metrics_server is not None:
@@ -421,41 +299,12 @@ class Daemon:
         self.watcher.reconfigure(config)
 
     def supervise(self) -> None:
-        """Replace dead threads (unless systemd's watchdog will), restart dead observers,
-        put back files that no thread holds."""
-        for name, thread in list(self.threads.items()):
-            if not thread.is_alive() and not self.notifier.watchdog_enabled:
-                logger.error("thread %s died; starting a new one", name)
-                self.threads[name] = self.factories[name]()
-                self.threads[name].start()
-                if name == "settler":
-                    self.recover()
-                    self.scanner.request()
-        if not self.scanner.is_alive() and not self.notifier.watchdog_enabled:
-            logger.error("thread scanner died; starting a new one")
-            self.scanner = Scanner(self.config, self.intake)
-            self.watcher.scanner = self.scanner
-            self.scanner.start()
-        self.watcher.ensure_running()
-        self.sweep.run()
+        supervise(self)
 
     def shutdown(self) -> None:
         """Stop intake first, give uploads a grace period, then close the database."""
-        self.watcher.stop()
-        self.scanner.stop()
-        workers = [t for t in self.threads.values() if isinstance(t, UploadWorker)]
-        for thread in self.threads.values():
-            thread.stop()
-        deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
-        for worker in workers:
-            worker.join(max(0.0, deadline - time.monotonic()))
-        for worker in workers:
-            if worker.is_alive():
-                logger.warning("%s: upload still running after %.0fs; aborting it (it is "
-                               "redone next start)", worker.name, SHUTDOWN_GRACE_SECONDS)
-                worker.abort_event.set()
-        for thread in [self.scanner, *self.threads.values()]:
-            thread.join(5.0)
+        stop_threads(self.watcher, self.scanner, list(self.threads.values()),
+                     SHUTDOWN_GRACE_SECONDS)
         self.assets.close()
         self._stop_metrics()
         self.api.close()

@@ -135,6 +135,45 @@ def test_a_resumed_session_reports_known_etags_and_sends_only_the_missing_chunks
     assert len(rig.fake.uploads_by_id) == 1 and assembled(rig, record) == record.sha256
 
 
+def test_a_session_named_by_an_earlier_owners_claim_is_continued_not_made_again(rig):
+    """Several hosts: a takeover knows the session only from the claim (no ledger here)."""
+    record = rig.queued("t.mp4", 8 * CHUNK, upload_method="multipart")
+    session = rig.session(8 * CHUNK)
+    reported = []
+    for url in session.upload_urls[:3]:  # the earlier owner sent and reported three
+        offset, length = session.chunk_range(url.chunk_index, 8 * CHUNK)
+        etag = rig.assets.put_chunk(url.url, record.path, offset, length, {})
+        reported.append(CompletedChunk(url.chunk_index, etag, length))
+    rig.assets.report_chunks(session.upload_id, reported)
+    # What ``takeover.continue_from`` gives the row: the ids, nothing of the shape.
+    rig.store.update(record.id, upload_id=session.upload_id, asset_id=session.asset_id)
+    fenced: list[str | None] = []
+    stage = rig.stage()
+    stage.fence = lambda: fenced.append(rig.store.get(record.id).upload_id)
+    before = len(rig.fake.requests)
+    stage.run(rig.store.get(record.id), rig.config.folders[0])
+    record = rig.store.get(record.id)
+    assert (record.state, record.upload_id) == (State.INDEXING, session.upload_id)
+    assert sorted(i for _, i, _ in chunk_puts(rig.fake, since=before)) == [4, 5, 6, 7, 8]
+    assert len(rig.fake.uploads_by_id) == 1 and assembled(rig, record) == record.sha256
+    assert fenced and set(fenced) == {session.upload_id}
+
+
+def test_a_new_session_is_fenced_before_its_first_chunk(rig):
+    """Several hosts: the claim learns the session's ids before any chunk is sent."""
+    record = rig.queued("n.mp4", 2 * CHUNK)
+    puts_at_fence: list[int] = []
+    stage = rig.stage()
+
+    def fence() -> None:
+        if rig.store.get(record.id).upload_id is not None:
+            puts_at_fence.append(len(chunk_puts(rig.fake)))
+
+    stage.fence = fence
+    stage.run(record, rig.config.folders[0])
+    assert puts_at_fence and puts_at_fence[0] == 0
+
+
 @pytest.mark.parametrize("fate", ["expired", "unknown"])
 def test_an_expired_or_unknown_session_is_not_resumed_and_its_etags_are_forgotten(rig, fate):
     record = rig.queued("e.mp4", 4 * CHUNK)

@@ -129,6 +129,7 @@ class MultipartStage:
 
     def _attempt(self, record: FileRecord) -> None:
         for _ in range(SESSIONS_PER_ATTEMPT):
+            record = self._inherited(record)
             session = self._resumed(record) or self._adopted(record) or self._created(record)
             try:
                 self._complete(self.store.get(record.id), session)
@@ -166,6 +167,27 @@ class MultipartStage:
         return LiveSession(upload_id, record.asset_id, record.chunk_size, record.total_chunks,
                            fingerprint.upload_headers, done_remotely=done,
                            completed=state == "completed")
+
+    def _inherited(self, record: FileRecord) -> FileRecord:
+        """A session named by an earlier owner's claim (several hosts, ``takeover``) is in
+        no ledger here: the incomplete list gives its shape, and the claim's sha256 and
+        size (what this file was confirmed as) are what it was made for."""
+        upload_id = record.upload_id
+        if upload_id is None or record.chunk_size is not None \
+                or self.ledger.fingerprint(upload_id) is not None:
+            return record
+        listed = self._api(lambda: self.assets().list_incomplete_uploads())
+        found = next((s for s in listed if s.get("upload_id") == upload_id), None)
+        if found is None:
+            return self._give_up(record, f"session {upload_id} of the earlier owner is no "
+                                         "longer open")
+        detail = f"continuing session {upload_id} of the earlier owner"
+        logger.info("%s: %s", record.path, detail)
+        self._open(record, SessionPrint(upload_id, record.sha256 or "", record.size or 0, {}),
+                   detail, upload_id=upload_id, asset_id=record.asset_id,
+                   chunk_size=int(found["chunk_size"]), total_chunks=int(found["total_chunks"]),
+                   session_expires_at=_epoch(found.get("expires_at")))
+        return self.store.get(record.id)
 
     def _adopted(self, record: FileRecord) -> LiveSession | None:
         """The session a lost create answer left, when exactly one fits and is untouched."""
@@ -232,6 +254,8 @@ class MultipartStage:
               **session: Any) -> None:
         self.ledger.open_session(record.id, State.UPLOADING, detail, fingerprint,
                                  task_may_exist=0, **session)
+        if self.fence is not None:  # several hosts: the claim learns the ids before any PUT
+            self.fence()
 
     def _give_up(self, record: FileRecord, why: str) -> FileRecord:
         """Forget the row's session (it expires by itself); the next one starts afresh."""

@@ -478,8 +478,8 @@ def test_multipart_three_hosts_one_killed_each_file_one_indexed_asset(
         cluster_factory, valid_clip, fake_api):
     """The multipart path under claims, a host killed -9 mid-burst: every request fenced,
     the session, asset and indexed asset ids written into the claim; each file has one
-    indexed asset and is done once. (A session the dead host created but never reported
-    on is left behind, unindexed: printed, not failed.)"""
+    indexed asset and is done once. (A session the dead host created in the instant before
+    its claim recorded it is left behind, unindexed: printed, not failed.)"""
     cluster = cluster_factory(3, method="multipart").start()
     names = [f"part-{n:02d}.mp4" for n in range(60)]
     cluster.drop(valid_clip, names)

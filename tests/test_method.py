@@ -13,10 +13,10 @@ import pytest
 
 from tests.conftest import FakeClock
 from tests.test_indexpause import IndexedApi
-from watcherd.config import parse_config
+from watcherd.config import MULTIPART, TASKS, parse_config
 from watcherd.errors import ApiError, ApiRejected
 from watcherd.ingest.gate import UploadGate
-from watcherd.ingest.method import MULTIPART, TASKS, UploadPaths, Waiting
+from watcherd.ingest.method import UploadPaths, Waiting
 from watcherd.ingest.pausecheck import PauseCheck
 from watcherd.ingest.upload import UploadWorker
 from watcherd.media.limits import GIB

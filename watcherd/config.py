@@ -35,7 +35,8 @@ DEFAULT_BASE_URL = "https://api.twelvelabs.io/v1.3"
 # How a file reaches Twelve Labs: "multipart" (resumable assets, then indexed
 # assets), "tasks" (the legacy single POST /tasks) or "auto" (multipart, with
 # /tasks as the fallback for an account refused multipart).
-UPLOAD_METHODS = ("auto", "multipart", "tasks")
+AUTO_METHOD, MULTIPART, TASKS = "auto", "multipart", "tasks"
+UPLOAD_METHODS = (AUTO_METHOD, MULTIPART, TASKS)
 VIDEO_EXTENSIONS = tuple(
     ".mp4 .mov .m4v .mkv .webm .avi .mxf .mts .m2ts .ts .wmv .flv .mpg .mpeg .3gp".split()
 )

@@ -36,6 +36,7 @@ from watcherd.twelvelabs.assets import (
     ChunkUrl,
     ChunkUrlRefused,
     CompletedChunk,
+    chunk_range,
 )
 from watcherd.twelvelabs.client import UploadAborted
 
@@ -69,8 +70,7 @@ class SessionPlan:
 
     def chunk_range(self, index: int) -> tuple[int, int]:
         """(offset, length) of 1-based chunk ``index``."""
-        offset = (index - 1) * self.chunk_size
-        return offset, min(self.chunk_size, self.size - offset)
+        return chunk_range(index, self.chunk_size, self.size)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from watcherd.ingest.multipart import MULTIPART
+from watcherd.config import MULTIPART
 from watcherd.state.schema import FileRecord
 from watcherd.state.states import (
     INDEXED_ASSET_STATUSES,

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from watcherd.config import Config
+from watcherd.config import AUTO_METHOD, MULTIPART, TASKS, Config
 from watcherd.errors import ApiError, AuthError, KeyUnavailable
 from watcherd.media.limits import TASKS_UPLOAD
 from watcherd.state.runtime import UploadPathsSnapshot
@@ -35,7 +35,6 @@ from watcherd.units import human_bytes
 
 logger = logging.getLogger(__name__)
 
-MULTIPART, TASKS, AUTO = "multipart", "tasks", "auto"
 REMOVED_STATUSES = (404, 410)
 SWITCH_TO_AUTO = ("set upload_method (or the folder's folders[i].upload_method) to auto and "
                   "reload (systemctl reload watcherd): the multipart asset upload replaces it")
@@ -138,14 +137,14 @@ class UploadPaths:
             self._multipart_refused = error.describe()
         if not started:
             return
-        auto, multipart = self._folder_keys(AUTO), self._folder_keys(MULTIPART)
+        auto, multipart = self._folder_keys(AUTO_METHOD), self._folder_keys(MULTIPART)
         if auto:
             logger.warning(
                 "Twelve Labs refuses multipart uploads for this account (%s): %s upload "
                 "through POST /tasks instead, files up to %s (larger ones wait in the inbox). "
                 "Checked again every %.0fs; multipart is used again as soon as it is allowed",
-                error.describe(), _which(auto, AUTO), human_bytes(TASKS_UPLOAD.max_size_bytes),
-                self._config().pause_check_seconds)
+                error.describe(), _which(auto, AUTO_METHOD),
+                human_bytes(TASKS_UPLOAD.max_size_bytes), self._config().pause_check_seconds)
         if multipart:
             logger.error(
                 "Twelve Labs refuses multipart uploads for this account (%s): %s never fall "

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from watcherd.config import Config, FolderConfig
+from watcherd.config import MULTIPART, Config, FolderConfig
 from watcherd.errors import ApiError, ApiRejected, FileChanged, TransientError, UploadsPaused
 from watcherd.ingest.chunks import ChunkRun, ChunksStopped, Hooks, SessionGone, SessionPlan
 from watcherd.ingest.gate import UploadGate
@@ -46,7 +46,6 @@ from watcherd.units import human_bytes
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-MULTIPART = "multipart"
 # A session in the incomplete list is this file's lost one only if it was created this
 # close to the intent (clock skew between us and the API, plus the request's own time).
 ADOPT_WINDOW_SECONDS = 300.0

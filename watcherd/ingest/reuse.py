@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass
 
 import watcherd.state.queries as queries
-from watcherd.ingest.method import MULTIPART, TASKS
+from watcherd.config import MULTIPART, TASKS
 from watcherd.state.states import State
 from watcherd.state.store import FileRecord, Store
 

@@ -15,14 +15,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from watcherd.config import Config, FolderConfig
+from watcherd.config import TASKS, Config, FolderConfig
 from watcherd.errors import ApiRejected, EndpointGone, FileChanged, TransientError, UploadsPaused
 from watcherd.ingest.adoption import Adoption
 from watcherd.ingest.clustersteps import ClusterSteps
 from watcherd.ingest.dedupe import find_earlier_task, note_possible_duplicates
 from watcherd.ingest.gate import UploadGate
 from watcherd.ingest.indexpause import index_gone
-from watcherd.ingest.method import TASKS, removed_endpoint
+from watcherd.ingest.method import removed_endpoint
 from watcherd.ingest.prepare import changed, ensure_unchanged
 from watcherd.ingest.progress import Progress, ProgressLog, upload_summary
 from watcherd.ingest.usermetadata import user_metadata_for

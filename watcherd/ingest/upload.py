@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Unpack
 
 from watcherd.cluster.coordinator import Coordinator
-from watcherd.config import Config, FolderConfig
+from watcherd.config import TASKS, Config, FolderConfig
 from watcherd.errors import (
     ApiRejected,
     ClaimLost,
@@ -39,7 +39,7 @@ from watcherd.ingest.adoption import Adoption
 from watcherd.ingest.clustersteps import ClusterSteps
 from watcherd.ingest.gate import UploadGate
 from watcherd.ingest.indexpause import IndexPauses, index_gone
-from watcherd.ingest.method import TASKS, UploadPaths
+from watcherd.ingest.method import UploadPaths
 from watcherd.ingest.multipart import FileChecks, MultipartStage
 from watcherd.ingest.prepare import (
     changed,

@@ -68,8 +68,14 @@ class UploadSession:
 
     def chunk_range(self, index: int, total_size: int) -> tuple[int, int]:
         """(offset, length) of 1-based chunk ``index`` in a file of ``total_size`` bytes."""
-        offset = (index - 1) * self.chunk_size
-        return offset, min(self.chunk_size, total_size - offset)
+        return chunk_range(index, self.chunk_size, total_size)
+
+
+def chunk_range(index: int, chunk_size: int, total_size: int) -> tuple[int, int]:
+    """(offset, length) of 1-based chunk ``index``: every chunk ``chunk_size`` bytes but
+    the last, which holds the rest."""
+    offset = (index - 1) * chunk_size
+    return offset, min(chunk_size, total_size - offset)
 
 
 @dataclass(frozen=True)
